@@ -1,0 +1,37 @@
+// swift-tools-version: 6.1
+import PackageDescription
+
+let package = Package(
+    name: "SpanAlloc",
+    products: [
+        .library(name: "SpanAlloc", targets: ["SpanAlloc"]),
+        .executable(name: "bench", targets: ["bench"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+        .package(url: "https://github.com/apple/swift-async-algorithms", from: "1.0.0"),
+    ],
+    targets: [
+        // The allocator, in C11. Release builds are -O2 without assertions.
+        .target(
+            name: "CSpanAlloc",
+            cSettings: [
+                .define("NDEBUG", .when(configuration: .release)),
+                .define("_GNU_SOURCE"),
+            ]
+        ),
+        // The Swift face: SpanHeap, MemStats, SpanInfo, GoSlice, GoChan.
+        .target(name: "SpanAlloc", dependencies: ["CSpanAlloc"]),
+        // Allocator workloads in C so every allocator runs identical code.
+        .target(name: "CBenchKit", path: "Sources/CBenchKit"),
+        .executableTarget(
+            name: "bench",
+            dependencies: [
+                "SpanAlloc", "CSpanAlloc", "CBenchKit",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "AsyncAlgorithms", package: "swift-async-algorithms"),
+            ]
+        ),
+        .testTarget(name: "SpanAllocTests", dependencies: ["SpanAlloc", "CSpanAlloc"]),
+    ]
+)

@@ -1,0 +1,2 @@
+#include "benchkit.h"
+int benchkit_version(void) { return 1; }

@@ -1,0 +1,296 @@
+/*
+ * SpanAlloc — a native allocator built on the design of the Go runtime's
+ * allocator (src/runtime/malloc.go), with explicit free from any thread.
+ *
+ * OVERVIEW
+ *
+ * The heap is made of four layers; each .c file owns one of them and includes
+ * only the layers below it:
+ *
+ *   sa_os.c       the only file that calls the OS: mmap, madvise, page size.
+ *   sa_mheap.c    the page heap (Go's mheap): 8 KiB span pages carved from
+ *                 64 MiB arenas, a two-level arena index whose heapArena.spans
+ *                 maps every page to its mspan in O(1), free page runs kept in
+ *                 size-binned lists and coalesced on free, and the scavenger
+ *                 that returns idle pages to the OS with madvise.
+ *   sa_mspan.c    a span (Go's mspan): a run of pages holding objects of one
+ *                 spanClass, with allocBits, freeindex and the 64-bit
+ *                 allocCache (the complement of allocBits, read with
+ *                 count-trailing-zeros), plus two bitmaps Go does not need:
+ *                 freeBits (frees by the owning thread) and remoteBits (frees
+ *                 by any other thread, set with an atomic OR).
+ *   sa_mcentral.c one central list per spanClass (Go's mcentral): partial and
+ *                 full spans that no thread caches, one lock each.
+ *   sa_mcache.c   the per-thread cache (Go's mcache): one span per spanClass,
+ *                 handed back to mcentral when the thread exits.
+ *   sa_malloc.c   the public entry points below, the free path, statistics,
+ *                 introspection and the hook.
+ *
+ * THE ALLOCATION CLIMB (each step amortizes the one above it)
+ *
+ *   1. mcache: take the next free slot of the thread's span for the spanClass
+ *      (ctz of allocCache; no lock, no atomic read-modify-write). ~1 ns.
+ *   2. the cached span is exhausted: sweep it (fold the frees recorded in
+ *      freeBits/remoteBits into allocBits) and keep using it if that freed
+ *      anything; otherwise hand it to mcentral and take a partial span from
+ *      mcentral (one lock per span, i.e. per 1..1024 objects).
+ *   3. mcentral has no partial span: mheap allocates a run of pages for a
+ *      new span (heap lock), preferring pages freed by earlier spans
+ *      ("span reuse") to pages never touched.
+ *   4. mheap has no free run large enough: map a new arena from the OS.
+ *
+ * Sizes above 32 KiB skip steps 1 and 2: a large object is a span of its
+ * own (class 0) allocated from mheap under the heap lock.
+ *
+ * THE FREE PATH
+ *
+ *   Go frees by garbage collection; SpanAlloc frees explicitly. free(p) finds
+ *   p's span through the page map, checks that p is the start of an allocated
+ *   object (a wrong pointer or a second free stops the process with a message
+ *   naming the pointer), and then:
+ *     - the thread that caches the span sets p's bit in freeBits (plain store);
+ *     - any other thread sets p's bit in remoteBits with one atomic OR and
+ *       counts it in the span's remote-free counter. When the span is cached
+ *       nowhere, the free that makes it non-full moves it to mcentral's
+ *       partial list and the free that makes it empty returns its pages to
+ *       mheap, where they can serve any size class.
+ *   The owner sweeps both bitmaps into allocBits when its cache runs dry, as
+ *   Go's sweeper turns gcmarkBits into the next allocBits.
+ *
+ * All functions are thread-safe. Sizes are in bytes.
+ */
+#ifndef SPANALLOC_H
+#define SPANALLOC_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#ifndef __has_feature
+#define __has_feature(x) 0
+#endif
+#if !__has_feature(nullability)
+#define _Nullable
+#define _Nonnull
+#endif
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ---- constants --------------------------------------------------------- */
+
+/** Go's span page: 8 KiB, independent of the OS page size. */
+#define SA_PAGE_SIZE 8192u
+/** Number of small size classes (1...67); class 0 means "large object". */
+#define SA_NUM_CLASSES 68
+/** Largest small object. Requests above this are large objects. */
+#define SA_MAX_SMALL_SIZE 32768u
+/** Number of span classes: class << 1 | noscan. */
+#define SA_NUM_SPAN_CLASSES (SA_NUM_CLASSES * 2)
+
+/** Allocation flags. */
+enum {
+    /** The object holds no pointers (Go's noscan): it goes to a noscan span. */
+    SA_NOSCAN = 1u << 0,
+    /** Return zeroed memory. */
+    SA_ZERO = 1u << 1,
+};
+
+/* ---- allocation -------------------------------------------------------- */
+
+/**
+ * Allocates `size` bytes with `flags` (SA_NOSCAN, SA_ZERO). Size 0 returns a
+ * unique pointer. Small objects are aligned to the largest power of two that
+ * divides their class size (at least 8); large objects to 8 KiB.
+ * Returns NULL with errno = ENOMEM when the size cannot be served.
+ */
+void *_Nullable sa_alloc(size_t size, unsigned flags);
+
+/** Allocates `count * size` zeroed bytes; NULL with ENOMEM on overflow. */
+void *_Nullable sa_calloc(size_t count, size_t size, unsigned flags);
+
+/**
+ * Allocates `size` bytes aligned to `alignment`, a power of two (up to 1 GiB).
+ * Returns NULL with errno = EINVAL for a bad alignment, ENOMEM when out of memory.
+ */
+void *_Nullable sa_alloc_aligned(size_t size, size_t alignment, unsigned flags);
+
+/**
+ * Resizes a block, in place when the new size fits the block's class (or a
+ * large span can shrink or grow in place); otherwise allocates, copies and
+ * frees. The noscan bit of the block is kept. realloc(NULL, n) = alloc(n);
+ * realloc(p, 0) frees p and returns NULL. On failure returns NULL and p is
+ * untouched.
+ */
+void *_Nullable sa_realloc(void *_Nullable ptr, size_t size);
+
+/**
+ * Frees a block from any thread. NULL is ignored. A pointer the heap does not
+ * own, an interior pointer or a second free stops the process with a message
+ * that names the pointer and the fault.
+ */
+void sa_free(void *_Nullable ptr);
+
+/** Usable size of a live block (its class size for small objects), O(1). */
+size_t sa_usable_size(const void *_Nullable ptr);
+
+/** True when `ptr` points into a span that holds live objects of this heap. */
+bool sa_owns(const void *_Nullable ptr);
+
+/* ---- size classes ------------------------------------------------------ */
+
+/** Size class for a request of `size` bytes: 1...67, or 0 for a large object. */
+int sa_size_to_class(size_t size);
+/** Object size of class `cls` (0 for class 0 or out of range). */
+size_t sa_class_size(int cls);
+/** Pages per span of class `cls`. */
+size_t sa_class_pages(int cls);
+/** Objects per span of class `cls`. */
+size_t sa_class_objects(int cls);
+/** Go's spanClass: class << 1 | noscan. */
+static inline int sa_span_class(int cls, bool noscan) { return (cls << 1) | (noscan ? 1 : 0); }
+
+/* ---- introspection ----------------------------------------------------- */
+
+/** What a span looks like (Go's mspan, read at one moment). */
+typedef struct sa_span_info {
+    uint64_t id;          /**< unique span id; never reused */
+    int span_class;       /**< class << 1 | noscan */
+    int size_class;       /**< 1...67, 0 for a large object */
+    bool noscan;          /**< objects hold no pointers */
+    uintptr_t base;       /**< address of the first byte of the span */
+    size_t npages;        /**< span length in 8 KiB pages */
+    size_t elemsize;      /**< object size in bytes (span size for large) */
+    size_t nelems;        /**< objects in the span */
+    size_t alloc_count;   /**< objects allocated and not freed */
+    bool fresh_pages;     /**< pages came from the OS untouched (large spans) */
+} sa_span_info;
+
+/**
+ * Fills `out` with the span that contains `ptr` (any interior pointer) and
+ * returns true; returns false when `ptr` is not inside an in-use span.
+ */
+bool sa_span_of(const void *_Nullable ptr, sa_span_info *_Nonnull out);
+
+/* ---- statistics -------------------------------------------------------- */
+
+/** Per size class counts, as runtime.MemStats.BySize. */
+typedef struct sa_class_stats {
+    uint32_t size;        /**< object size of the class */
+    uint64_t mallocs;     /**< objects allocated, cumulative */
+    uint64_t frees;       /**< objects freed, cumulative */
+} sa_class_stats;
+
+/**
+ * runtime.MemStats' quantities, plus the allocation-climb counters.
+ * Counters are kept per thread and merged on read.
+ */
+typedef struct sa_mem_stats {
+    uint64_t alloc;            /**< bytes of live objects (= heap_alloc) */
+    uint64_t total_alloc;      /**< bytes allocated, cumulative */
+    uint64_t sys;              /**< bytes obtained from the OS (heap + metadata) */
+    uint64_t mallocs;          /**< objects allocated, cumulative */
+    uint64_t frees;            /**< objects freed, cumulative */
+    uint64_t heap_alloc;       /**< bytes of live objects */
+    uint64_t heap_sys;         /**< bytes of heap memory mapped from the OS */
+    uint64_t heap_idle;        /**< bytes in free page runs (incl. released) */
+    uint64_t heap_inuse;       /**< bytes in in-use spans */
+    uint64_t heap_released;    /**< bytes of idle pages returned to the OS */
+    uint64_t heap_objects;     /**< live objects */
+    uint64_t metadata_sys;     /**< bytes mapped for spans, bitmaps, arena index */
+    /* the allocation climb */
+    uint64_t cache_allocs;     /**< small objects served by a thread cache */
+    uint64_t large_allocs;     /**< large objects allocated (straight from mheap) */
+    uint64_t large_frees;      /**< large objects freed */
+    uint64_t cache_refills;    /**< a thread cache took a span from mcentral or mheap */
+    uint64_t cache_sweeps;     /**< a thread cache swept its own span and kept it */
+    uint64_t central_grows;    /**< mcentral had no partial span: new span from mheap */
+    uint64_t spans_fresh;      /**< spans made from pages never used before */
+    uint64_t spans_reused;     /**< spans made from pages a freed span had used */
+    uint64_t spans_returned;   /**< spans whose pages went back to mheap */
+    uint64_t spans_inuse;      /**< spans currently in use (small and large) */
+    uint64_t arenas_mapped;    /**< 64 MiB arenas mapped from the OS */
+    uint64_t remote_frees;     /**< frees made by a thread that did not cache the span */
+    uint64_t pages_scavenged;  /**< pages returned to the OS, cumulative */
+    uint64_t scavenge_runs;    /**< times the scavenger released memory */
+    uint64_t threads_exited;   /**< thread caches handed back */
+    sa_class_stats by_size[SA_NUM_CLASSES]; /**< index = size class (0 unused) */
+} sa_mem_stats;
+
+/** Reads the statistics. */
+void sa_read_mem_stats(sa_mem_stats *_Nonnull out);
+
+/**
+ * Writes the statistics as one JSON object into `buf` (NUL-terminated when
+ * `cap` > 0) and returns the length the full text needs, like snprintf.
+ */
+size_t sa_mem_stats_json(char *_Nullable buf, size_t cap);
+
+/* ---- hook -------------------------------------------------------------- */
+
+enum { SA_EVENT_ALLOC = 1, SA_EVENT_FREE = 2 };
+
+/** Called after every allocation and before every free while installed. */
+typedef void (*sa_hook_fn)(int event, void *_Nonnull ptr, size_t size,
+                           const sa_span_info *_Nonnull span, void *_Nullable ctx);
+
+/** Installs (or with NULL removes) the one alloc/free hook. */
+void sa_set_hook(sa_hook_fn _Nullable hook, void *_Nullable ctx);
+
+/* ---- the scavenger, thread caches, checking ---------------------------- */
+
+/**
+ * Returns idle pages to the OS, at least `bytes` of them when that many are
+ * idle (SIZE_MAX: all). Returns the bytes released. Also hands spans that
+ * became empty in mcentral back to mheap first.
+ */
+size_t sa_scavenge(size_t bytes);
+
+/** Scavenger tuning. */
+typedef struct sa_scavenge_config {
+    /** Idle memory kept mapped before the background policy releases any. */
+    size_t retain_bytes;
+    /** Idle memory above this share of in-use memory (percent) may be released. */
+    unsigned retain_percent;
+    /** A free page run must be idle this long before the pacer releases it. */
+    unsigned delay_ms;
+    /** 0 disables releasing outside explicit sa_scavenge calls. */
+    bool enabled;
+} sa_scavenge_config;
+
+void sa_get_scavenge_config(sa_scavenge_config *_Nonnull out);
+void sa_set_scavenge_config(const sa_scavenge_config *_Nonnull config);
+
+/** Hands the calling thread's cached spans back to mcentral (as at thread exit). */
+void sa_thread_flush(void);
+
+/**
+ * Checks every heap invariant (page map, free runs, span bitmaps, central
+ * lists, counters). Returns 0 when the heap is consistent; otherwise writes
+ * the first violation into `err` and returns -1. Other threads must not
+ * allocate or free during the check.
+ */
+int sa_check_heap(char *_Nullable err, size_t errlen);
+
+/* ---- fork support (used by the malloc override) ------------------------ */
+
+/** Take every allocator lock in a fixed order (pthread_atfork prepare). */
+void sa_fork_prepare(void);
+/** Release them in the parent. */
+void sa_fork_parent(void);
+/** Reinitialize them in the child. */
+void sa_fork_child(void);
+
+/* ---- fault injection (tests) ------------------------------------------- */
+
+/**
+ * Makes the OS layer fail every mmap after `n` more successful calls
+ * (n < 0 turns injection off). For testing out-of-memory handling.
+ */
+void sa_debug_fail_mmap_after(long n);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* SPANALLOC_H */

@@ -1,0 +1,112 @@
+import CSpanAlloc
+
+/// The heap's statistics: the quantities of Go's `runtime.MemStats` plus
+/// counters for each step of the allocation climb.
+///
+/// Counters are kept per thread and merged when read, so reading is cheap
+/// and allocation pays nothing for them.
+public struct MemStats: Sendable, Hashable {
+    /// Allocations and frees of one size class (Go's `MemStats.BySize`).
+    public struct ClassStats: Sendable, Hashable {
+        /// Object size of the class.
+        public var size: Int
+        /// Objects allocated, cumulative.
+        public var mallocs: UInt64
+        /// Objects freed, cumulative.
+        public var frees: UInt64
+    }
+
+    /// Bytes of live objects (same as ``heapAlloc``).
+    public var alloc: UInt64
+    /// Bytes allocated over the heap's life.
+    public var totalAlloc: UInt64
+    /// Bytes obtained from the OS: heap arenas plus metadata.
+    public var sys: UInt64
+    /// Objects allocated over the heap's life.
+    public var mallocs: UInt64
+    /// Objects freed over the heap's life.
+    public var frees: UInt64
+    /// Bytes of live objects.
+    public var heapAlloc: UInt64
+    /// Bytes of heap memory mapped from the OS.
+    public var heapSys: UInt64
+    /// Bytes in free page runs, released or not.
+    public var heapIdle: UInt64
+    /// Bytes in spans that hold objects.
+    public var heapInuse: UInt64
+    /// Bytes of idle pages returned to the OS.
+    public var heapReleased: UInt64
+    /// Live objects.
+    public var heapObjects: UInt64
+    /// Bytes mapped for span structures, bitmaps and the arena index.
+    public var metadataSys: UInt64
+
+    /// Small objects served by a thread cache.
+    public var cacheAllocs: UInt64
+    /// Large objects (over 32 KiB) allocated straight from the page heap.
+    public var largeAllocs: UInt64
+    /// Large objects freed.
+    public var largeFrees: UInt64
+    /// Times a thread cache took a span from mcentral or mheap.
+    public var cacheRefills: UInt64
+    /// Times a thread cache swept its own exhausted span and kept using it.
+    public var cacheSweeps: UInt64
+    /// Times mcentral had no partial span and got a new one from mheap.
+    public var centralGrows: UInt64
+    /// Spans made from pages never used before.
+    public var spansFresh: UInt64
+    /// Spans made from pages that an earlier span had used (span reuse).
+    public var spansReused: UInt64
+    /// Spans whose pages went back to the page heap.
+    public var spansReturned: UInt64
+    /// Spans currently in use.
+    public var spansInUse: UInt64
+    /// 64 MiB arenas mapped from the OS.
+    public var arenasMapped: UInt64
+    /// Frees made by a thread that did not cache the object's span.
+    public var remoteFrees: UInt64
+    /// Pages (8 KiB) returned to the OS, cumulative.
+    public var pagesScavenged: UInt64
+    /// Times the scavenger released memory.
+    public var scavengeRuns: UInt64
+    /// Thread caches handed back at thread exit.
+    public var threadsExited: UInt64
+    /// Per size class counts; index = size class (index 0 is unused).
+    public var bySize: [ClassStats]
+
+    init(_ s: sa_mem_stats) {
+        alloc = s.alloc
+        totalAlloc = s.total_alloc
+        sys = s.sys
+        mallocs = s.mallocs
+        frees = s.frees
+        heapAlloc = s.heap_alloc
+        heapSys = s.heap_sys
+        heapIdle = s.heap_idle
+        heapInuse = s.heap_inuse
+        heapReleased = s.heap_released
+        heapObjects = s.heap_objects
+        metadataSys = s.metadata_sys
+        cacheAllocs = s.cache_allocs
+        largeAllocs = s.large_allocs
+        largeFrees = s.large_frees
+        cacheRefills = s.cache_refills
+        cacheSweeps = s.cache_sweeps
+        centralGrows = s.central_grows
+        spansFresh = s.spans_fresh
+        spansReused = s.spans_reused
+        spansReturned = s.spans_returned
+        spansInUse = s.spans_inuse
+        arenasMapped = s.arenas_mapped
+        remoteFrees = s.remote_frees
+        pagesScavenged = s.pages_scavenged
+        scavengeRuns = s.scavenge_runs
+        threadsExited = s.threads_exited
+        var by = s.by_size
+        bySize = withUnsafeBytes(of: &by) { raw in
+            raw.bindMemory(to: sa_class_stats.self).map {
+                ClassStats(size: Int($0.size), mallocs: $0.mallocs, frees: $0.frees)
+            }
+        }
+    }
+}

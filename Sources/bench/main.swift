@@ -1,0 +1,2 @@
+import SpanAlloc
+print("bench: not yet implemented")

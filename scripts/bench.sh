@@ -1,0 +1,9 @@
+#!/usr/bin/env bash
+# The main job: builds SpanAlloc in release mode and compares it with
+# jemalloc (and glibc, mimalloc, tcmalloc where installed). Arguments go to
+# `bench` (try --help).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+./scripts/setup.sh
+swift build -c release --product bench >&2
+exec .build/release/bench "$@"
