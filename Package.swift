@@ -33,5 +33,8 @@ let package = Package(
             ]
         ),
         .testTarget(name: "SpanAllocTests", dependencies: ["SpanAlloc", "CSpanAlloc"]),
+        .testTarget(name: "GoSliceTests", dependencies: ["SpanAlloc", "CSpanAlloc"]),
+        .testTarget(name: "GoChanTests", dependencies: ["SpanAlloc", "CSpanAlloc"]),
+        .testTarget(name: "BenchTests", dependencies: ["SpanAlloc", "CSpanAlloc"]),
     ]
 )
