@@ -1,0 +1,207 @@
+import Synchronization
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// One blocked channel operation (Go's sudog): which sleeper it belongs to,
+/// which select case it is, and where its element lives.
+///
+/// A blocking send points `elem` at the value to send; a blocking receive
+/// points it at uninitialized storage the value is moved into. The memory
+/// stays valid until the sleeper is woken, because its owner is blocked.
+@usableFromInline
+final class GoChanWaiter {
+    /// The thread or task to wake; shared by every case of one select.
+    /// Unowned: a queued waiter's sleeper is alive, because its owner is
+    /// blocked until it has withdrawn every waiter it queued (or a claimer
+    /// did). A claimer takes a strong reference before unlocking.
+    unowned(unsafe) let sleeper: GoChanSleeper
+    /// The select case (0 for a plain send or receive).
+    let caseIndex: Int
+    /// Value to send, or destination of the received value.
+    let elem: UnsafeMutableRawPointer
+    /// The channel whose queue this waiter joins.
+    let control: UnsafeMutablePointer<GoChanControl>
+    /// Whether it waits in `sendq` (else `recvq`).
+    let isSend: Bool
+    /// Queue links; under the channel lock.
+    var next: Unmanaged<GoChanWaiter>?
+    var prev: Unmanaged<GoChanWaiter>?
+    /// Whether the waiter is in its channel's queue; under the channel lock.
+    var queued = false
+
+    init(sleeper: GoChanSleeper, caseIndex: Int, elem: UnsafeMutableRawPointer,
+         control: UnsafeMutablePointer<GoChanControl>, isSend: Bool) {
+        self.sleeper = sleeper
+        self.caseIndex = caseIndex
+        self.elem = elem
+        self.control = control
+        self.isSend = isSend
+    }
+
+    /// Unlinks the waiter from its channel's queue; the channel must be locked.
+    func unlinkLocked() {
+        if isSend { control.pointee.sendq.remove(self) } else { control.pointee.recvq.remove(self) }
+    }
+}
+
+/// What ended a wait. Stored in the sleeper's claim word, so whoever wins the
+/// claim also publishes why.
+@usableFromInline
+enum GoChanOutcome: UInt8 {
+    case waiting = 0
+    /// A channel operation completed one of the cases.
+    case fired = 1
+    /// The waiting task was cancelled first.
+    case cancelled = 2
+    /// The select's timeout expired first.
+    case timedOut = 3
+}
+
+/// The thread or task behind one blocking operation or one select (Go's g
+/// with its `selectDone` flag): its waiters, how to wake it and how it ended.
+///
+/// Exactly one party claims a sleeper (a compare-and-swap on `claimWord`):
+/// a channel operation that dequeues one of its waiters, a cancellation, or
+/// a timeout. Only the winner writes the result fields and wakes the owner,
+/// so a value is never delivered to an operation that was also cancelled.
+@usableFromInline
+final class GoChanSleeper: @unchecked Sendable {
+    /// `GoChanOutcome.rawValue`; leaves `waiting` exactly once.
+    let claimWord = Atomic<UInt8>(GoChanOutcome.waiting.rawValue)
+    /// Which case fired; written by the claimer before waking.
+    var firedIndex = -1
+    /// Fired receive: a value was delivered (false: the channel was closed).
+    /// Fired send: the value was taken (false: the channel was closed).
+    var success = false
+
+    // Thread parking: 0 = running, 1 = parked on `sem`, 2 = woken.
+    private let parkState = Atomic<UInt32>(0)
+    private var sem: UnsafeMutablePointer<sem_t>?
+
+    // Task suspension; written under the locks of every channel in
+    // `controls`, read by the claimer.
+    let isAsync: Bool
+    /// Resumed with -1 by a claimer (the result is in the sleeper).
+    var continuation: UnsafeContinuation<Int, Never>?
+    /// The owner's waiters are queued and `continuation` is set.
+    var suspended = false
+    /// The waiters, for a cancellation or timeout to unlink. Set by
+    /// `publish` before the sleeper is shared.
+    private(set) var waiters: [GoChanWaiter] = []
+    /// Their channels, sorted by address without duplicates (lock order).
+    private(set) var controls: [UnsafeMutablePointer<GoChanControl>] = []
+    /// The select arms, which keep the channels in `controls` alive for a
+    /// cancellation handler that runs after the select returned.
+    private var owners: [AnyObject] = []
+
+    init(isAsync: Bool) { self.isAsync = isAsync }
+
+    /// Records the waiters and channels, then publishes them with a release
+    /// store that every later claim reads from.
+    func publish(waiters: [GoChanWaiter], controls: [UnsafeMutablePointer<GoChanControl>],
+                 owners: [AnyObject]) {
+        self.waiters = waiters
+        self.controls = controls
+        self.owners = owners
+        claimWord.store(GoChanOutcome.waiting.rawValue, ordering: .releasing)
+    }
+
+    deinit {
+        if let sem {
+            sem_destroy(sem)
+            sem.deallocate()
+        }
+    }
+
+    /// How the wait ended (`waiting` while nobody claimed it).
+    var outcome: GoChanOutcome {
+        GoChanOutcome(rawValue: claimWord.load(ordering: .acquiring))!
+    }
+
+    /// Tries to end the wait with `outcome`; true for the one winner.
+    func claim(_ outcome: GoChanOutcome) -> Bool {
+        claimWord.compareExchange(expected: GoChanOutcome.waiting.rawValue, desired: outcome.rawValue,
+                                  ordering: .acquiringAndReleasing).exchanged
+    }
+
+    /// Wakes the owner; called by the claimer after unlocking, while it still
+    /// holds a reference to the sleeper (so the semaphore outlives `sem_post`).
+    func wake() {
+        if isAsync {
+            continuation!.resume(returning: -1)
+        } else if parkState.exchange(2, ordering: .acquiringAndReleasing) == 1 {
+            sem_post(sem!)
+        }
+    }
+
+    /// Ends the wait with `reason` (cancellation or timeout) unless a channel
+    /// claimed it first: unlinks every waiter and, for a suspended task,
+    /// resumes it. Returns whether this call won.
+    @discardableResult
+    func interrupt(_ reason: GoChanOutcome) -> Bool {
+        guard claim(reason) else { return false }
+        goChanLockAll(controls)
+        for w in waiters { w.unlinkLocked() }
+        let resume = isAsync && suspended
+        goChanUnlockAll(controls)
+        if resume { continuation!.resume(returning: -1) }
+        return true
+    }
+
+    // MARK: Thread parking
+
+    /// Spin iterations before yielding, then yields before parking. A
+    /// hand-off between two running threads completes in well under a
+    /// microsecond, which the spin covers; a partner that is not running
+    /// makes spinning useless, which the yields detect cheaply.
+    static let spinLimit = 4_000
+    static let yieldLimit = 8
+
+    /// Blocks the calling thread until `wake()`, or until `deadline`
+    /// (CLOCK_REALTIME) passes. Returns whether it was woken.
+    func park(deadline: timespec? = nil) -> Bool {
+        for _ in 0..<Self.spinLimit where parkState.load(ordering: .acquiring) == 2 { return true }
+        for _ in 0..<Self.yieldLimit {
+            if parkState.load(ordering: .acquiring) == 2 { return true }
+            sched_yield()
+        }
+        while true {
+            let state = parkState.load(ordering: .acquiring)
+            if state == 2 { return true }
+            if state == 0 {
+                if sem == nil {
+                    let s = UnsafeMutablePointer<sem_t>.allocate(capacity: 1)
+                    sem_init(s, 0, 0)
+                    sem = s
+                }
+                if !parkState.compareExchange(expected: 0, desired: 1, ordering: .acquiringAndReleasing).exchanged {
+                    continue
+                }
+            }
+            let rc: Int32
+            if var d = deadline {
+                rc = sem_timedwait(sem!, &d)
+            } else {
+                rc = sem_wait(sem!)
+            }
+            if rc != 0 && errno == ETIMEDOUT {
+                return parkState.load(ordering: .acquiring) == 2
+            }
+        }
+    }
+}
+
+/// The CLOCK_REALTIME instant `timeout` from now (for `sem_timedwait`).
+func goChanDeadline(after timeout: Duration) -> timespec {
+    var now = timespec()
+    clock_gettime(CLOCK_REALTIME, &now)
+    let (secs, attos) = timeout.components
+    var sec = Int(now.tv_sec) + Int(max(secs, 0))
+    var nsec = Int(now.tv_nsec) + Int(max(attos, 0) / 1_000_000_000)
+    if secs < 0 { sec = Int(now.tv_sec); nsec = Int(now.tv_nsec) }
+    sec += nsec / 1_000_000_000
+    nsec %= 1_000_000_000
+    return timespec(tv_sec: sec, tv_nsec: nsec)
+}
