@@ -327,11 +327,8 @@ public final class GoChan<Element> {
         let cap = c.pointee.dataqsiz
         if cap == 0 { return }
         let blockedCount = send ? cap : 0
-        var n = 0
-        while n < GoChanSleeper.spinLimit
-                && c.pointee.qcount.load(ordering: .relaxed) == blockedCount
-                && !c.pointee.closed.load(ordering: .relaxed) {
-            n += 1
+        GoChanSpin.spin {
+            c.pointee.qcount.load(ordering: .relaxed) == blockedCount && !c.pointee.closed.load(ordering: .relaxed)
         }
     }
 

@@ -152,21 +152,10 @@ final class GoChanSleeper: @unchecked Sendable {
 
     // MARK: Thread parking
 
-    /// Spin iterations before yielding, then yields before parking. A
-    /// hand-off between two running threads completes in well under a
-    /// microsecond, which the spin covers; a partner that is not running
-    /// makes spinning useless, which the yields detect cheaply.
-    static let spinLimit = 4_000
-    static let yieldLimit = 8
-
     /// Blocks the calling thread until `wake()`, or until `deadline`
     /// (CLOCK_REALTIME) passes. Returns whether it was woken.
     func park(deadline: timespec? = nil) -> Bool {
-        for _ in 0..<Self.spinLimit where parkState.load(ordering: .acquiring) == 2 { return true }
-        for _ in 0..<Self.yieldLimit {
-            if parkState.load(ordering: .acquiring) == 2 { return true }
-            sched_yield()
-        }
+        GoChanSpin.spin { parkState.load(ordering: .relaxed) != 2 }
         while true {
             let state = parkState.load(ordering: .acquiring)
             if state == 2 { return true }
@@ -204,4 +193,46 @@ func goChanDeadline(after timeout: Duration) -> timespec {
     sec += nsec / 1_000_000_000
     nsec %= 1_000_000_000
     return timespec(tv_sec: sec, tv_nsec: nsec)
+}
+
+/// Bounded spinning before a thread parks (Go's "spinning M" policy).
+///
+/// A hand-off between two threads running on different cores completes in
+/// a few hundred nanoseconds, far less than a semaphore sleep and wake-up
+/// (several microseconds, more on a loaded machine), so a waiter first
+/// spins. Spinning only helps while the partner runs on another core: as
+/// in Go, at most half the CPUs spin at once, and each spin is capped in
+/// time, so an oversubscribed machine parks instead of burning the CPU the
+/// partner needs.
+enum GoChanSpin {
+    /// Spin budget: covers a partner's turn-around (a few hundred ns) with
+    /// margin, and costs little next to a park/unpark pair (~5-10 µs).
+    static let budgetNanoseconds = 4_000
+    /// At most half the online CPUs spin at once (at least one).
+    static let maxSpinners: Int = Swift.max(1, Int(sysconf(Int32(_SC_NPROCESSORS_ONLN))) / 2)
+    private static let spinners = Atomic<Int>(0)
+
+    /// Spins while `blocked()` holds, within the budget, if a spinning slot
+    /// is free; returns at once otherwise.
+    @inline(__always)
+    static func spin(while blocked: () -> Bool) {
+        if !blocked() { return }
+        if spinners.wrappingAdd(1, ordering: .relaxed).newValue > maxSpinners {
+            spinners.wrappingSubtract(1, ordering: .relaxed)
+            return
+        }
+        defer { spinners.wrappingSubtract(1, ordering: .relaxed) }
+        let start = now()
+        var i = 0
+        while blocked() {
+            i &+= 1
+            if i & 31 == 0 && now() &- start > budgetNanoseconds { return }
+        }
+    }
+
+    private static func now() -> Int {
+        var ts = timespec()
+        clock_gettime(CLOCK_MONOTONIC, &ts)
+        return ts.tv_sec &* 1_000_000_000 &+ ts.tv_nsec
+    }
 }

@@ -144,3 +144,14 @@ extension GoChan {
         return n
     }
 }
+
+/// A value shared between threads, behind a mutex.
+final class Box<T: Sendable>: Sendable {
+    private let m: Mutex<T>
+    init(_ v: T) { m = Mutex(v) }
+    var value: T {
+        get { m.withLock { $0 } }
+        set { m.withLock { $0 = newValue } }
+    }
+    func update(_ f: (inout T) -> Void) { m.withLock { f(&$0) } }
+}
