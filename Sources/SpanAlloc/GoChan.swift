@@ -1,3 +1,5 @@
+import Synchronization
+
 /// A Go channel: a FIFO queue that threads and tasks use to hand values to
 /// each other, with Go's exact semantics (`make(chan T, n)`, `ch <- v`,
 /// `<-ch`, `close`, `len`, `cap`, `select`).
@@ -97,9 +99,11 @@ public final class GoChan<Element> {
 
     /// The number of values in the buffer (Go's `len(ch)`), read without
     /// locking; 0 for an unbuffered channel. Zero-size elements count too.
+    @inlinable
     public var count: Int { control.pointee.qcount.load(ordering: .relaxed) }
 
     /// The buffer size given at creation (Go's `cap(ch)`).
+    @inlinable
     public var capacity: Int { control.pointee.dataqsiz }
 
     // MARK: Blocking API (threads)
@@ -111,6 +115,7 @@ public final class GoChan<Element> {
     /// Traps with "send on closed channel" if the channel is closed, or
     /// becomes closed while this call is blocked. Do not call it from a
     /// Swift concurrency task; use the async form there.
+    @inlinable
     public func send(_ value: Element) {
         withUnsafeTemporaryAllocation(of: Element.self, capacity: 1) { tmp in
             let p = tmp.baseAddress!
@@ -122,6 +127,7 @@ public final class GoChan<Element> {
     /// Receives the next value (Go's `v := <-ch`), blocking the calling
     /// thread while the channel is empty and open. Returns `nil` once the
     /// channel is closed and drained.
+    @inlinable
     public func receive() -> Element? {
         withUnsafeTemporaryAllocation(of: Element.self, capacity: 1) { tmp in
             let p = tmp.baseAddress!
@@ -132,6 +138,7 @@ public final class GoChan<Element> {
     /// Go's `v, ok := <-ch`: blocks like ``receive()``; after close and
     /// drain returns `(zero, false)`, where `zero` stands in for Go's zero
     /// value.
+    @inlinable
     public func receive(zero: @autoclosure () -> Element) -> (value: Element, ok: Bool) {
         if let v = receive() { return (v, true) }
         return (zero(), false)
@@ -147,7 +154,7 @@ public final class GoChan<Element> {
         c.pointee.lock.lock()
         if c.pointee.closed.load(ordering: .relaxed) {
             c.pointee.lock.unlock()
-            fatalError("close of closed channel")
+            goChanPanic("close of closed channel")
         }
         c.pointee.closed.store(true, ordering: .relaxed)
         var woken: [GoChanSleeper] = []
@@ -164,6 +171,7 @@ public final class GoChan<Element> {
     /// `select { case ch <- v: default: }`. Returns whether it was sent.
     ///
     /// Traps with "send on closed channel" if the channel is closed.
+    @inlinable
     public func trySend(_ value: Element) -> Bool {
         // Go's fast path: an open, full channel cannot take the value.
         if !control.pointee.closed.load(ordering: .relaxed) && isFullWithoutLock { return false }
@@ -172,6 +180,7 @@ public final class GoChan<Element> {
 
     /// One locked send attempt: true when `value` was sent, false when the
     /// send would block. Traps on a closed channel.
+    @inlinable
     func sendNow(_ value: Element) -> Bool {
         let c = control
         return withUnsafeTemporaryAllocation(of: Element.self, capacity: 1) { tmp in
@@ -185,7 +194,7 @@ public final class GoChan<Element> {
                 return true
             case .sendOnClosed:
                 c.pointee.lock.unlock()
-                fatalError("send on closed channel")
+                goChanPanic("send on closed channel")
             case .notReady:
                 c.pointee.lock.unlock()
                 p.deinitialize(count: 1)
@@ -195,6 +204,7 @@ public final class GoChan<Element> {
     }
 
     /// The result of ``tryReceive()``.
+    @frozen
     public enum TryReceiveResult {
         /// A value was received.
         case value(Element)
@@ -206,6 +216,7 @@ public final class GoChan<Element> {
 
     /// Receives a value if that can be done without blocking, like Go's
     /// `select { case v, ok := <-ch: default: }`.
+    @inlinable
     public func tryReceive() -> TryReceiveResult {
         let c = control
         // Go's fast path: an open, empty channel has nothing to give.
@@ -217,6 +228,7 @@ public final class GoChan<Element> {
     }
 
     /// One locked receive attempt.
+    @inlinable
     func receiveNow() -> TryReceiveResult {
         let c = control
         return withUnsafeTemporaryAllocation(of: Element.self, capacity: 1) { tmp in
@@ -237,7 +249,7 @@ public final class GoChan<Element> {
     // MARK: Internals
 
     /// Buffer slot `i`.
-    @inline(__always)
+    @inlinable @inline(__always)
     func slot(_ i: Int) -> UnsafeMutablePointer<Element> {
         (control.pointee.buf + i &* control.pointee.elemStride).assumingMemoryBound(to: Element.self)
     }
@@ -245,6 +257,7 @@ public final class GoChan<Element> {
     /// Go's `full()` for buffered channels: a send would block (read
     /// without the lock, so only a hint). Unbuffered channels answer false:
     /// whether a receiver waits is only known under the lock.
+    @inlinable
     var isFullWithoutLock: Bool {
         let cap = control.pointee.dataqsiz
         return cap != 0 && control.pointee.qcount.load(ordering: .relaxed) == cap
@@ -252,6 +265,7 @@ public final class GoChan<Element> {
 
     /// Go's `empty()` for buffered channels: a receive would block (a hint,
     /// as above; false for unbuffered channels).
+    @inlinable
     var isEmptyWithoutLock: Bool {
         control.pointee.dataqsiz != 0 && control.pointee.qcount.load(ordering: .relaxed) == 0
     }
@@ -259,7 +273,7 @@ public final class GoChan<Element> {
     /// One send step under the lock (Go's `chansend` after `lock(&c.lock)`):
     /// hand the value to a waiting receiver, else put it in the buffer.
     /// On `.done` the value at `src` has been moved out.
-    @usableFromInline
+    @inlinable
     func sendLocked(_ src: UnsafeMutablePointer<Element>) -> GoChanStep {
         let c = control
         if c.pointee.closed.load(ordering: .relaxed) { return .sendOnClosed }
@@ -284,7 +298,7 @@ public final class GoChan<Element> {
     /// the end of a closed, drained channel; else a blocked sender's value
     /// (through the buffer's head when buffered); else the buffer's head.
     /// On `.done(received: true, …)` `dst` holds the value.
-    @usableFromInline
+    @inlinable
     func recvLocked(_ dst: UnsafeMutablePointer<Element>) -> GoChanStep {
         let c = control
         let q = c.pointee.qcount.load(ordering: .relaxed)
@@ -322,17 +336,19 @@ public final class GoChan<Element> {
     /// before this thread queues itself. Unbuffered channels skip it: both
     /// sides would spin waiting for the other to queue.
     @inline(__always)
+    @inlinable
     func spinWhileBlocked(send: Bool) {
         let c = control
         let cap = c.pointee.dataqsiz
         if cap == 0 { return }
         let blockedCount = send ? cap : 0
-        GoChanSpin.spin {
+        GoChanSpin.spin(adapting: c) {
             c.pointee.qcount.load(ordering: .relaxed) == blockedCount && !c.pointee.closed.load(ordering: .relaxed)
         }
     }
 
     /// Blocking send of the value at `src` (moved out on return).
+    @inlinable
     func sendBlocking(_ src: UnsafeMutablePointer<Element>) {
         let c = control
         c.pointee.lock.lock()
@@ -350,19 +366,16 @@ public final class GoChan<Element> {
             return
         case .sendOnClosed:
             c.pointee.lock.unlock()
-            fatalError("send on closed channel")
+            goChanPanic("send on closed channel")
         case .notReady:
-            break
+            if !goChanParkThreadLocked(c, elem: UnsafeMutableRawPointer(src), isSend: true) {
+                goChanPanic("send on closed channel")
+            }
         }
-        let sleeper = GoChanSleeper(isAsync: false)
-        c.pointee.sendq.enqueue(GoChanWaiter(sleeper: sleeper, caseIndex: 0, elem: UnsafeMutableRawPointer(src),
-                                             control: c, isSend: true))
-        c.pointee.lock.unlock()
-        _ = sleeper.park()
-        if !sleeper.success { fatalError("send on closed channel") }
     }
 
     /// Blocking receive into `dst`; returns whether a value was received.
+    @inlinable
     func receiveBlocking(_ dst: UnsafeMutablePointer<Element>) -> Bool {
         let c = control
         c.pointee.lock.lock()
@@ -379,14 +392,8 @@ public final class GoChan<Element> {
             wake?.wake()
             return received
         case .notReady, .sendOnClosed:
-            break
+            return goChanParkThreadLocked(c, elem: UnsafeMutableRawPointer(dst), isSend: false)
         }
-        let sleeper = GoChanSleeper(isAsync: false)
-        c.pointee.recvq.enqueue(GoChanWaiter(sleeper: sleeper, caseIndex: 0, elem: UnsafeMutableRawPointer(dst),
-                                             control: c, isSend: false))
-        c.pointee.lock.unlock()
-        _ = sleeper.park()
-        return sleeper.success
     }
 }
 

@@ -14,9 +14,16 @@ extension GoChan {
     ///   (then the channel is not touched). When it throws, the value was not
     ///   sent; when it returns, it was. A cancellation racing a receiver that
     ///   already took the value loses: the call returns normally.
+    @inlinable
     public func send(_ value: Element) async throws(CancellationError) {
         if Task.isCancelled { throw CancellationError() }
         if sendNow(value) { return }
+        try await sendSuspending(value)
+    }
+
+    /// The suspending part of the async send: a one-case select.
+    @usableFromInline
+    func sendSuspending(_ value: Element) async throws(CancellationError) {
         let arm = GoChanSendArm(channel: self, value: value)
         _ = try await goChanSelectAsync([arm], timeout: nil)
     }
@@ -27,13 +34,19 @@ extension GoChan {
     ///
     /// - Throws: `CancellationError` if the task is cancelled before a value
     ///   arrived (or on entry); no value was taken from the channel then.
+    @inlinable
     public func receive() async throws(CancellationError) -> Element? {
         if Task.isCancelled { throw CancellationError() }
         switch receiveNow() {
         case .value(let v): return v
         case .closed: return nil
-        case .empty: break
+        case .empty: return try await receiveSuspending()
         }
+    }
+
+    /// The suspending part of the async receive: a one-case select.
+    @usableFromInline
+    func receiveSuspending() async throws(CancellationError) -> Element? {
         let arm = GoChanReceiveArm(channel: self)
         _ = try await goChanSelectAsync([arm], timeout: nil)
         return arm.take()
@@ -43,6 +56,7 @@ extension GoChan {
     /// `(zero, false)` once the channel is closed and drained.
     ///
     /// - Throws: `CancellationError` as ``receive()-4cw9h`` does.
+    @inlinable
     public func receive(zero: @autoclosure () -> Element) async throws(CancellationError)
         -> (value: Element, ok: Bool) {
         if let v = try await receive() { return (v, true) }
@@ -56,10 +70,14 @@ extension GoChan: AsyncSequence {
     ///
     /// Iteration also ends (returns `nil`) when the iterating task is
     /// cancelled; a cancelled `next()` takes no value from the channel.
+    @frozen
     public struct AsyncIterator: AsyncIteratorProtocol {
-        let channel: GoChan
+        @usableFromInline let channel: GoChan
+
+        @inlinable init(channel: GoChan) { self.channel = channel }
 
         /// The next value, or `nil` at close (after draining) or cancellation.
+        @inlinable
         public mutating func next() async -> Element? {
             do {
                 return try await channel.receive()
@@ -70,6 +88,7 @@ extension GoChan: AsyncSequence {
     }
 
     /// An iterator over the channel's values, ending at close.
+    @inlinable
     public func makeAsyncIterator() -> AsyncIterator {
         AsyncIterator(channel: self)
     }

@@ -36,29 +36,34 @@ import Glibc
 @usableFromInline
 struct GoChanControl: ~Copyable {
     /// Protects every field below (Go's `lock`).
-    let lock = GoChanLock()
+    @usableFromInline let lock = GoChanLock()
     /// Set once by `close()`; written under `lock`, read anywhere.
-    let closed = Atomic<Bool>(false)
+    @usableFromInline let closed = Atomic<Bool>(false)
     /// Elements in the buffer (Go's `qcount`); written under `lock`, read anywhere.
-    let qcount = Atomic<Int>(0)
+    @usableFromInline let qcount = Atomic<Int>(0)
     /// Buffer capacity in elements (Go's `dataqsiz`); immutable.
-    let dataqsiz: Int
+    @usableFromInline let dataqsiz: Int
     /// First buffer slot; the control block itself when nothing was allocated
     /// for the buffer (Go's `raceaddr`). Immutable.
-    let buf: UnsafeMutableRawPointer
+    @usableFromInline let buf: UnsafeMutableRawPointer
     /// Bytes between slots: the element's stride, 0 for zero-size elements. Immutable.
-    let elemStride: Int
+    @usableFromInline let elemStride: Int
     /// Whether `buf` is a block of its own (pointer-holding elements). Immutable.
-    let bufIsSeparate: Bool
+    @usableFromInline let bufIsSeparate: Bool
     /// Next slot to fill (Go's `sendx`); under `lock`.
-    var sendx = 0
+    @usableFromInline var sendx = 0
     /// Next slot to drain (Go's `recvx`); under `lock`.
-    var recvx = 0
+    @usableFromInline var recvx = 0
     /// Blocked receivers, FIFO (Go's `recvq`); under `lock`.
-    var recvq = GoChanWaitQueue()
+    @usableFromInline var recvq = GoChanWaitQueue()
     /// Blocked senders, FIFO (Go's `sendq`); under `lock`.
-    var sendq = GoChanWaitQueue()
+    @usableFromInline var sendq = GoChanWaitQueue()
+    /// How long a blocked thread spins before parking, in ns: doubled when a
+    /// spin ends with the partner's answer, halved when it ends in a park
+    /// (see ``GoChanSpin``). A hint, read and written without the lock.
+    @usableFromInline let spinBudget = Atomic<Int>(GoChanSpin.initialBudget)
 
+    @usableFromInline
     init(dataqsiz: Int, buf: UnsafeMutableRawPointer, elemStride: Int, bufIsSeparate: Bool) {
         self.dataqsiz = dataqsiz
         self.buf = buf
@@ -78,7 +83,7 @@ struct GoChanControl: ~Copyable {
 struct GoChanLock: ~Copyable {
     @usableFromInline let word = Atomic<UInt32>(0)
 
-    init() {}
+    @usableFromInline init() {}
 
     @inlinable
     func lock() {
@@ -119,15 +124,16 @@ struct GoChanLock: ~Copyable {
 /// hands that reference to the caller.
 @usableFromInline
 struct GoChanWaitQueue {
-    var first: Unmanaged<GoChanWaiter>?
-    var last: Unmanaged<GoChanWaiter>?
+    @usableFromInline var first: Unmanaged<GoChanWaiter>?
+    @usableFromInline var last: Unmanaged<GoChanWaiter>?
 
-    init() {}
+    @usableFromInline init() {}
 
     /// Whether no waiter is queued (claimable or not).
     var isEmpty: Bool { first == nil }
 
     /// Appends `w`; it must not be queued anywhere.
+    @usableFromInline
     mutating func enqueue(_ w: GoChanWaiter) {
         let u = Unmanaged.passRetained(w)
         w.prev = last
@@ -169,6 +175,7 @@ struct GoChanWaitQueue {
     /// claims (Go's `dequeue`, which skips selects that another case already
     /// won). The returned waiter's sleeper records `caseIndex` as fired; the
     /// caller fills in `success` and wakes it after unlocking.
+    @usableFromInline
     mutating func dequeueClaiming() -> GoChanWaiter? {
         while let w = popFirst() {
             if w.sleeper.claim(.fired) {
@@ -212,4 +219,24 @@ enum GoChanStep {
     case done(received: Bool, wake: GoChanSleeper?)
     /// A send found the channel closed: the caller unlocks and traps.
     case sendOnClosed
+}
+
+/// Queues a waiter for the calling thread on a locked channel, unlocks it
+/// and parks until a partner (or close) completes the operation. Returns
+/// the sleeper's `success`. Not generic, so every channel shares it.
+@usableFromInline @inline(never)
+func goChanParkThreadLocked(_ c: UnsafeMutablePointer<GoChanControl>, elem: UnsafeMutableRawPointer,
+                            isSend: Bool) -> Bool {
+    let sleeper = GoChanSleeper(isAsync: false)
+    let w = GoChanWaiter(sleeper: sleeper, caseIndex: 0, elem: elem, control: c, isSend: isSend)
+    if isSend { c.pointee.sendq.enqueue(w) } else { c.pointee.recvq.enqueue(w) }
+    c.pointee.lock.unlock()
+    _ = sleeper.park(adapting: c)
+    return sleeper.success
+}
+
+/// Go's panics; out of line to keep them off the fast paths.
+@usableFromInline @inline(never)
+func goChanPanic(_ message: StaticString) -> Never {
+    fatalError("\(message)")
 }

@@ -16,11 +16,11 @@ final class GoChanWaiter {
     /// Unowned: a queued waiter's sleeper is alive, because its owner is
     /// blocked until it has withdrawn every waiter it queued (or a claimer
     /// did). A claimer takes a strong reference before unlocking.
-    unowned(unsafe) let sleeper: GoChanSleeper
+    @usableFromInline unowned(unsafe) let sleeper: GoChanSleeper
     /// The select case (0 for a plain send or receive).
     let caseIndex: Int
     /// Value to send, or destination of the received value.
-    let elem: UnsafeMutableRawPointer
+    @usableFromInline let elem: UnsafeMutableRawPointer
     /// The channel whose queue this waiter joins.
     let control: UnsafeMutablePointer<GoChanControl>
     /// Whether it waits in `sendq` (else `recvq`).
@@ -74,7 +74,7 @@ final class GoChanSleeper: @unchecked Sendable {
     var firedIndex = -1
     /// Fired receive: a value was delivered (false: the channel was closed).
     /// Fired send: the value was taken (false: the channel was closed).
-    var success = false
+    @usableFromInline var success = false
 
     // Thread parking: 0 = running, 1 = parked on `sem`, 2 = woken.
     private let parkState = Atomic<UInt32>(0)
@@ -128,6 +128,7 @@ final class GoChanSleeper: @unchecked Sendable {
 
     /// Wakes the owner; called by the claimer after unlocking, while it still
     /// holds a reference to the sleeper (so the semaphore outlives `sem_post`).
+    @usableFromInline
     func wake() {
         if isAsync {
             continuation!.resume(returning: -1)
@@ -153,9 +154,20 @@ final class GoChanSleeper: @unchecked Sendable {
     // MARK: Thread parking
 
     /// Blocks the calling thread until `wake()`, or until `deadline`
-    /// (CLOCK_REALTIME) passes. Returns whether it was woken.
+    /// (CLOCK_REALTIME) passes. Returns whether it was woken. Spins first,
+    /// adapting the spin budget of channel `c`.
+    func park(deadline: timespec? = nil, adapting c: UnsafeMutablePointer<GoChanControl>) -> Bool {
+        GoChanSpin.spin(adapting: c) { parkState.load(ordering: .relaxed) != 2 }
+        return parkAfterSpinning(deadline: deadline)
+    }
+
+    /// ``park(deadline:adapting:)`` with the fixed initial spin budget (selects).
     func park(deadline: timespec? = nil) -> Bool {
-        GoChanSpin.spin { parkState.load(ordering: .relaxed) != 2 }
+        GoChanSpin.spin(adapting: nil) { parkState.load(ordering: .relaxed) != 2 }
+        return parkAfterSpinning(deadline: deadline)
+    }
+
+    private func parkAfterSpinning(deadline: timespec?) -> Bool {
         while true {
             let state = parkState.load(ordering: .acquiring)
             if state == 2 { return true }
@@ -195,39 +207,53 @@ func goChanDeadline(after timeout: Duration) -> timespec {
     return timespec(tv_sec: sec, tv_nsec: nsec)
 }
 
-/// Bounded spinning before a thread parks (Go's "spinning M" policy).
+/// Bounded, adaptive spinning before a thread parks (Go's "spinning M"
+/// policy plus glibc's adaptive mutex).
 ///
 /// A hand-off between two threads running on different cores completes in
 /// a few hundred nanoseconds, far less than a semaphore sleep and wake-up
 /// (several microseconds, more on a loaded machine), so a waiter first
 /// spins. Spinning only helps while the partner runs on another core: as
-/// in Go, at most half the CPUs spin at once, and each spin is capped in
-/// time, so an oversubscribed machine parks instead of burning the CPU the
-/// partner needs.
+/// in Go, at most half the CPUs spin at once; and each channel keeps a spin
+/// budget that doubles when spinning paid off and halves when it ended in a
+/// park anyway, so a machine too busy to run both partners at once soon
+/// parks almost at once instead of burning the CPU the partner needs.
+@usableFromInline
 enum GoChanSpin {
-    /// Spin budget: covers a partner's turn-around (a few hundred ns) with
-    /// margin, and costs little next to a park/unpark pair (~5-10 µs).
-    static let budgetNanoseconds = 4_000
+    /// Starting and largest budget: covers a partner's turn-around (a few
+    /// hundred ns) with margin and costs little next to a park/unpark pair
+    /// (~5-10 µs).
+    @usableFromInline static let initialBudget = 4_000
+    static let maxBudget = 8_000
+    /// Smallest budget: still long enough to notice a partner that became
+    /// responsive again, so the budget can grow back.
+    static let minBudget = 200
     /// At most half the online CPUs spin at once (at least one).
     static let maxSpinners: Int = Swift.max(1, Int(sysconf(Int32(_SC_NPROCESSORS_ONLN))) / 2)
     private static let spinners = Atomic<Int>(0)
 
     /// Spins while `blocked()` holds, within the budget, if a spinning slot
-    /// is free; returns at once otherwise.
-    @inline(__always)
-    static func spin(while blocked: () -> Bool) {
+    /// is free; returns at once otherwise. With a channel `c`, adapts its
+    /// `spinBudget` to the outcome.
+    @usableFromInline
+    static func spin(adapting c: UnsafeMutablePointer<GoChanControl>?, while blocked: () -> Bool) {
         if !blocked() { return }
         if spinners.wrappingAdd(1, ordering: .relaxed).newValue > maxSpinners {
             spinners.wrappingSubtract(1, ordering: .relaxed)
             return
         }
         defer { spinners.wrappingSubtract(1, ordering: .relaxed) }
+        let limit = c?.pointee.spinBudget.load(ordering: .relaxed) ?? initialBudget
         let start = now()
         var i = 0
         while blocked() {
             i &+= 1
-            if i & 31 == 0 && now() &- start > budgetNanoseconds { return }
+            if i & 63 == 0 && now() &- start > limit {
+                c?.pointee.spinBudget.store(Swift.max(minBudget, limit / 2), ordering: .relaxed)
+                return
+            }
         }
+        if limit < maxBudget { c?.pointee.spinBudget.store(Swift.min(maxBudget, limit * 2), ordering: .relaxed) }
     }
 
     private static func now() -> Int {
