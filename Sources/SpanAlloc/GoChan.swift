@@ -77,20 +77,19 @@ public final class GoChan<Element> {
             separate = true
         }
         control = block.bindMemory(to: GoChanControl.self, capacity: 1)
-        control.initialize(to: GoChanControl(dataqsiz: capacity, buf: buf, elemStride: stride,
-                                             bufIsSeparate: separate))
+        control.initializeControl(dataqsiz: capacity, buf: buf, elemStride: stride, bufIsSeparate: separate)
     }
 
     deinit {
         // No waiter can be queued: every blocked operation holds a reference.
-        var i = control.pointee.recvx
+        var i = control.state.pointee.recvx
         for _ in 0..<control.pointee.qcount.load(ordering: .relaxed) {
             slot(i).deinitialize(count: 1)
             i = i + 1 == control.pointee.dataqsiz ? 0 : i + 1
         }
         let buf = control.pointee.buf
         let separate = control.pointee.bufIsSeparate
-        control.deinitialize(count: 1)
+        control.deinitializeControl()
         if separate { SpanHeap.default.deallocate(buf) }
         SpanHeap.default.deallocate(UnsafeMutableRawPointer(control))
     }
@@ -158,8 +157,8 @@ public final class GoChan<Element> {
         }
         c.pointee.closed.store(true, ordering: .relaxed)
         var woken: [GoChanSleeper] = []
-        c.pointee.recvq.drainClaiming(into: &woken)   // receivers see the end
-        c.pointee.sendq.drainClaiming(into: &woken)   // senders will trap
+        c.state.pointee.recvq.drainClaiming(into: &woken)   // receivers see the end
+        c.state.pointee.sendq.drainClaiming(into: &woken)   // senders will trap
         c.pointee.lock.unlock()
         for s in woken { s.wake() }
     }
@@ -277,7 +276,7 @@ public final class GoChan<Element> {
     func sendLocked(_ src: UnsafeMutablePointer<Element>) -> GoChanStep {
         let c = control
         if c.pointee.closed.load(ordering: .relaxed) { return .sendOnClosed }
-        if let r = c.pointee.recvq.dequeueClaiming() {
+        if let r = c.state.pointee.recvq.dequeueClaiming() {
             // Direct hand-off: the receiver's storage is valid until it wakes.
             r.elem.assumingMemoryBound(to: Element.self).moveInitialize(from: src, count: 1)
             r.sleeper.success = true
@@ -285,9 +284,9 @@ public final class GoChan<Element> {
         }
         let q = c.pointee.qcount.load(ordering: .relaxed)
         if q < c.pointee.dataqsiz {
-            let x = c.pointee.sendx
+            let x = c.state.pointee.sendx
             slot(x).moveInitialize(from: src, count: 1)
-            c.pointee.sendx = x + 1 == c.pointee.dataqsiz ? 0 : x + 1
+            c.state.pointee.sendx = x + 1 == c.pointee.dataqsiz ? 0 : x + 1
             c.pointee.qcount.store(q + 1, ordering: .relaxed)
             return .done(received: true, wake: nil)
         }
@@ -304,27 +303,27 @@ public final class GoChan<Element> {
         let q = c.pointee.qcount.load(ordering: .relaxed)
         if c.pointee.closed.load(ordering: .relaxed) {
             if q == 0 { return .done(received: false, wake: nil) }
-        } else if let s = c.pointee.sendq.dequeueClaiming() {
+        } else if let s = c.state.pointee.sendq.dequeueClaiming() {
             let src = s.elem.assumingMemoryBound(to: Element.self)
             if c.pointee.dataqsiz == 0 {
                 dst.moveInitialize(from: src, count: 1)
             } else {
                 // Full buffer: take the head, the sender's value becomes the
                 // tail (the same slot), and the ring turns by one.
-                let x = c.pointee.recvx
+                let x = c.state.pointee.recvx
                 dst.moveInitialize(from: slot(x), count: 1)
                 slot(x).moveInitialize(from: src, count: 1)
                 let next = x + 1 == c.pointee.dataqsiz ? 0 : x + 1
-                c.pointee.recvx = next
-                c.pointee.sendx = next
+                c.state.pointee.recvx = next
+                c.state.pointee.sendx = next
             }
             s.sleeper.success = true
             return .done(received: true, wake: s.sleeper)
         }
         if q > 0 {
-            let x = c.pointee.recvx
+            let x = c.state.pointee.recvx
             dst.moveInitialize(from: slot(x), count: 1)
-            c.pointee.recvx = x + 1 == c.pointee.dataqsiz ? 0 : x + 1
+            c.state.pointee.recvx = x + 1 == c.pointee.dataqsiz ? 0 : x + 1
             c.pointee.qcount.store(q - 1, ordering: .relaxed)
             return .done(received: true, wake: nil)
         }

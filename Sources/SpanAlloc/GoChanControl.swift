@@ -26,7 +26,11 @@ import Glibc
 /// Go's `maxAlloc` on 64-bit Linux: the largest allocation makechan accepts.
 @usableFromInline let goChanMaxAlloc = 1 << 48
 
-/// Go's hchan: the lock, the ring buffer's indices and the two wait queues.
+/// Go's hchan, first half: the lock, the atomics read without it, and the
+/// immutable shape. Only ever borrowed, never modified in place, so that
+/// (for ThreadSanitizer as for the language) no thread writes this memory
+/// except through atomics; the fields changed under the lock are in
+/// ``GoChanState``, right after it (see `UnsafeMutablePointer.state`).
 ///
 /// It lives at the start of a SpanAlloc block (see ``GoChan/init(capacity:)``)
 /// and is only reached through an `UnsafeMutablePointer`. `closed` and
@@ -50,14 +54,6 @@ struct GoChanControl: ~Copyable {
     @usableFromInline let elemStride: Int
     /// Whether `buf` is a block of its own (pointer-holding elements). Immutable.
     @usableFromInline let bufIsSeparate: Bool
-    /// Next slot to fill (Go's `sendx`); under `lock`.
-    @usableFromInline var sendx = 0
-    /// Next slot to drain (Go's `recvx`); under `lock`.
-    @usableFromInline var recvx = 0
-    /// Blocked receivers, FIFO (Go's `recvq`); under `lock`.
-    @usableFromInline var recvq = GoChanWaitQueue()
-    /// Blocked senders, FIFO (Go's `sendq`); under `lock`.
-    @usableFromInline var sendq = GoChanWaitQueue()
     /// How long a blocked thread spins before parking, in ns: doubled when a
     /// spin ends with the partner's answer, halved when it ends in a park
     /// (see ``GoChanSpin``). A hint, read and written without the lock.
@@ -69,6 +65,52 @@ struct GoChanControl: ~Copyable {
         self.buf = buf
         self.elemStride = elemStride
         self.bufIsSeparate = bufIsSeparate
+    }
+}
+
+/// Go's hchan, second half: the fields read and written only under the
+/// channel lock.
+@usableFromInline
+struct GoChanState {
+    /// Next slot to fill (Go's `sendx`).
+    @usableFromInline var sendx = 0
+    /// Next slot to drain (Go's `recvx`).
+    @usableFromInline var recvx = 0
+    /// Blocked receivers, FIFO (Go's `recvq`).
+    @usableFromInline var recvq = GoChanWaitQueue()
+    /// Blocked senders, FIFO (Go's `sendq`).
+    @usableFromInline var sendq = GoChanWaitQueue()
+
+    @usableFromInline init() {}
+}
+
+/// Offset of ``GoChanState`` in the control block.
+@usableFromInline let goChanStateOffset = 64
+
+extension UnsafeMutablePointer where Pointee == GoChanControl {
+    /// The lock-protected half of the control block.
+    @inlinable
+    var state: UnsafeMutablePointer<GoChanState> {
+        (UnsafeMutableRawPointer(self) + goChanStateOffset).assumingMemoryBound(to: GoChanState.self)
+    }
+
+    /// Initializes both halves of a control block.
+    @usableFromInline
+    func initializeControl(dataqsiz: Int, buf: UnsafeMutableRawPointer, elemStride: Int, bufIsSeparate: Bool) {
+        precondition(MemoryLayout<GoChanControl>.size <= goChanStateOffset
+                     && goChanStateOffset + MemoryLayout<GoChanState>.size <= goChanControlSize,
+                     "GoChan: control block layout exceeds hchanSize")
+        initialize(to: GoChanControl(dataqsiz: dataqsiz, buf: buf, elemStride: elemStride,
+                                     bufIsSeparate: bufIsSeparate))
+        (UnsafeMutableRawPointer(self) + goChanStateOffset).bindMemory(to: GoChanState.self, capacity: 1)
+            .initialize(to: GoChanState())
+    }
+
+    /// Deinitializes both halves (the queues must be empty).
+    @usableFromInline
+    func deinitializeControl() {
+        state.deinitialize(count: 1)
+        deinitialize(count: 1)
     }
 }
 
@@ -229,7 +271,7 @@ func goChanParkThreadLocked(_ c: UnsafeMutablePointer<GoChanControl>, elem: Unsa
                             isSend: Bool) -> Bool {
     let sleeper = GoChanSleeper(isAsync: false)
     let w = GoChanWaiter(sleeper: sleeper, caseIndex: 0, elem: elem, control: c, isSend: isSend)
-    if isSend { c.pointee.sendq.enqueue(w) } else { c.pointee.recvq.enqueue(w) }
+    if isSend { c.state.pointee.sendq.enqueue(w) } else { c.state.pointee.recvq.enqueue(w) }
     c.pointee.lock.unlock()
     _ = sleeper.park(adapting: c)
     return sleeper.success

@@ -42,7 +42,7 @@ final class GoChanWaiter {
 
     /// Unlinks the waiter from its channel's queue; the channel must be locked.
     func unlinkLocked() {
-        if isSend { control.pointee.sendq.remove(self) } else { control.pointee.recvq.remove(self) }
+        if isSend { control.state.pointee.sendq.remove(self) } else { control.state.pointee.recvq.remove(self) }
     }
 }
 

@@ -243,7 +243,7 @@ func goChanPollLocked(_ arms: [GoChanArm], order: [Int],
             continue
         case .sendOnClosed:
             goChanUnlockAll(controls)
-            fatalError("send on closed channel")
+            goChanPanic("send on closed channel")
         case .done(_, let wake):
             goChanUnlockAll(controls)
             wake?.wake()
@@ -256,21 +256,25 @@ func goChanPollLocked(_ arms: [GoChanArm], order: [Int],
 /// Queues every waiter on its channel (pass 2); channels locked.
 func goChanEnqueueLocked(_ waiters: [GoChanWaiter]) {
     for w in waiters {
-        if w.isSend { w.control.pointee.sendq.enqueue(w) } else { w.control.pointee.recvq.enqueue(w) }
+        if w.isSend { w.control.state.pointee.sendq.enqueue(w) } else { w.control.state.pointee.recvq.enqueue(w) }
     }
 }
 
 /// Pass 3 after a channel fired one case: withdraws the other waiters and
 /// returns the fired index. A send case completed by close traps.
+///
+/// The locks are taken even for a single case: the claimer wrote the result
+/// (and the received value) under the fired channel's lock, and acquiring
+/// it orders those writes before the reads here without relying on how the
+/// wake-up (semaphore or continuation) synchronizes.
 func goChanFinishFired(_ arms: [GoChanArm], sleeper: GoChanSleeper) -> Int {
-    if arms.count > 1 {
-        goChanLockAll(sleeper.controls)
-        for w in sleeper.waiters { w.unlinkLocked() }
-        goChanUnlockAll(sleeper.controls)
-    }
+    goChanLockAll(sleeper.controls)
+    for w in sleeper.waiters { w.unlinkLocked() }
     let i = sleeper.firedIndex
-    if arms[i].isSend && !sleeper.success { fatalError("send on closed channel") }
-    arms[i].completed(success: sleeper.success)
+    let success = sleeper.success
+    goChanUnlockAll(sleeper.controls)
+    if arms[i].isSend && !success { goChanPanic("send on closed channel") }
+    arms[i].completed(success: success)
     return i
 }
 

@@ -25,6 +25,9 @@ final class TestThread {
     }
 
     func join() { pthread_join(tid, nil) }
+
+    /// Lets the thread end on its own (it will not be joined).
+    func detach() { pthread_detach(tid) }
 }
 
 /// Runs `body(i)` on `n` threads and joins them.
@@ -37,10 +40,10 @@ func onThreads(_ n: Int, _ body: @escaping @Sendable (Int) -> Void) {
 func joinAsync(_ threads: [TestThread]) async {
     nonisolated(unsafe) let threads = threads
     await withCheckedContinuation { (c: CheckedContinuation<Void, Never>) in
-        _ = TestThread {
+        TestThread {
             for t in threads { t.join() }
             c.resume()
-        }
+        }.detach()
     }
 }
 
@@ -136,7 +139,7 @@ extension GoChan {
         c.pointee.lock.lock()
         defer { c.pointee.lock.unlock() }
         var n = 0
-        var w = send ? c.pointee.sendq.first : c.pointee.recvq.first
+        var w = send ? c.state.pointee.sendq.first : c.state.pointee.recvq.first
         while let u = w {
             n += 1
             w = u.takeUnretainedValue().next
