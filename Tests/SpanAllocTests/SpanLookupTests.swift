@@ -104,18 +104,7 @@ extension CoreAllocatorTests {
         func sweepKeepsCachedSpan(remote: Bool) {
             let go = goSizeClasses[3]  // class 4: 32 B, 256 objects
             heap.flushThreadCache()
-            var mine: [UnsafeMutableRawPointer] = []
-            var full: SpanInfo?
-            for _ in 0..<(4 * go.objects) {
-                let p = heap.allocate(byteCount: go.size, noscan: true)
-                mine.append(p)
-                let span = heap.span(containing: p)!
-                if span.allocatedCount == span.elementCount,
-                   mine.lazy.filter({ span.contains($0) }).count == span.elementCount {
-                    full = span
-                    break
-                }
-            }
+            let (full, mine) = allocateUntilOwnFullSpan(size: go.size, noscan: true, limit: 4 * go.objects)
             guard let full else {
                 Issue.record("never filled a span of class 4 by itself")
                 for p in mine { heap.deallocate(p) }

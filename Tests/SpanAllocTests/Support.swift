@@ -2,6 +2,7 @@ import CSpanAlloc
 import Foundation
 import SpanAlloc
 import SpanAllocTestSupport
+import Synchronization
 import Testing
 
 #if canImport(Glibc)
@@ -171,4 +172,68 @@ func withErrno<R>(_ body: () -> R) -> (R, Int32) {
     errno = 0
     let r = body()
     return (r, errno)
+}
+
+// MARK: - Stamped objects
+
+/// Writes `serial` into the first 8 bytes (when the block has them) and the
+/// address pattern into the rest of the block's edges: a block handed out
+/// twice, or written by someone else, fails ``verifyStamp(_:size:serial:edge:)``.
+func stamp(_ p: UnsafeMutableRawPointer, size: Int, serial: UInt64, edge: Int = 512) {
+    fillPattern(p, size: size, edge: edge)
+    if size >= 8 { p.storeBytes(of: serial, as: UInt64.self) }
+}
+
+/// Whether the block still holds what ``stamp(_:size:serial:edge:)`` wrote.
+func verifyStamp(_ p: UnsafeRawPointer, size: Int, serial: UInt64, edge: Int = 512) -> Bool {
+    if size >= 8 {
+        guard p.load(as: UInt64.self) == serial else { return false }
+        let base = UInt(bitPattern: p)
+        let b = p.assumingMemoryBound(to: UInt8.self)
+        let ranges = size <= 2 * edge ? [8..<size] : [8..<edge, (size - edge)..<size]
+        for r in ranges {
+            for i in r where b[i] != patternByte(base, i) { return false }
+        }
+        return true
+    }
+    return checkPattern(p, size: size, edge: edge)
+}
+
+// MARK: - Filling spans
+
+/// Allocates objects of `size` until the span of the latest one is full and
+/// every object in it is one of ours; returns that span (nil if `limit`
+/// objects did not get there) and every object allocated.
+func allocateUntilOwnFullSpan(size: Int, noscan: Bool, limit: Int)
+    -> (span: SpanInfo?, objects: [UnsafeMutableRawPointer])
+{
+    var objects: [UnsafeMutableRawPointer] = []
+    var perSpan: [UInt64: Int] = [:]
+    for _ in 0..<limit {
+        let p = heap.allocate(byteCount: size, noscan: noscan)
+        objects.append(p)
+        guard let span = heap.span(containing: p) else { continue }
+        perSpan[span.id, default: 0] += 1
+        if span.allocatedCount == span.elementCount && perSpan[span.id] == span.elementCount {
+            return (span, objects)
+        }
+    }
+    return (nil, objects)
+}
+
+// MARK: - Shared state for threads
+
+/// A value behind a lock, shareable by reference between threads.
+final class Locked<Value: Sendable>: Sendable {
+    private let mutex: Mutex<Value>
+    init(_ value: Value) { mutex = Mutex(value) }
+    func withLock<R>(_ body: (inout Value) -> R) -> R { mutex.withLock { body(&$0) } }
+    var value: Value { mutex.withLock { $0 } }
+}
+
+/// A counter shareable by reference between threads.
+final class Counter: Sendable {
+    private let atomic = Atomic<Int>(0)
+    func add(_ n: Int = 1) { atomic.add(n, ordering: .relaxed) }
+    var value: Int { atomic.load(ordering: .relaxed) }
 }
