@@ -53,45 +53,50 @@ extension CoreAllocatorTests {
         }
 
         /// Two adjacent large spans are freed; a span as big as both is then
-        /// allocated. The sizes are chosen so that no other free run in the
-        /// heap can hold it (2 × size > all other idle memory): without
-        /// coalescing the heap would have to map a new arena.
+        /// allocated while every mmap fails. Before the frees, the heap
+        /// proves it has no other free run that large (allocations of that
+        /// size are taken until one fails), so only the coalesced run can
+        /// serve it.
         @Test func freedNeighboursCoalesce() throws {
-            var size = max(roundUpToPages(Int(heap.memStats.heapIdle) / 2 + spanPage), 4 << 20)
-            var chosen: (lo: UnsafeMutableRawPointer, hi: UnsafeMutableRawPointer)?
-            var otherIdle = 0
-            while chosen == nil && size <= 8 << 30 {
-                let a = try #require(heap.allocateIfPossible(byteCount: size, noscan: true))
-                let b = try #require(heap.allocateIfPossible(byteCount: size, noscan: true))
-                otherIdle = Int(heap.memStats.heapIdle)
-                let (lo, hi) = a < b ? (a, b) : (b, a)
-                if lo + size == hi && 2 * size > otherIdle {
-                    chosen = (lo, hi)
-                } else {
-                    heap.deallocate(a)
-                    heap.deallocate(b)
-                    size *= 2
+            let size = 4 << 20
+            // Two adjacent spans of `size` (consecutive large allocations
+            // from one free run are adjacent; look among a few).
+            var objects: [UnsafeMutableRawPointer] = []
+            var pair: (lo: UnsafeMutableRawPointer, hi: UnsafeMutableRawPointer)?
+            for _ in 0..<8 where pair == nil {
+                let p = try #require(heap.allocateIfPossible(byteCount: size, noscan: true))
+                if let q = objects.first(where: { $0 + size == p || p + size == $0 }) {
+                    pair = q < p ? (q, p) : (p, q)
                 }
+                objects.append(p)
             }
-            let pair = try #require(chosen, "never got two adjacent large spans larger than the idle memory")
+            let (lo, hi) = try #require(pair, "two of 8 consecutive \(size >> 20) MiB spans are adjacent")
+            for p in objects where p != lo && p != hi { heap.deallocate(p) }
+
             let before = heap.memStats
-            heap.deallocate(pair.lo)
-            heap.deallocate(pair.hi)
-            let big = try #require(heap.allocateIfPossible(byteCount: 2 * size, noscan: true))
+            sa_debug_fail_mmap_after(0)
+            defer { sa_debug_fail_mmap_after(-1) }
+            // Take every free run that could hold 2 × size.
+            var holds: [UnsafeMutableRawPointer] = []
+            while holds.count < 100_000, let p = sa_alloc(2 * size, UInt32(SA_NOSCAN)) { holds.append(p) }
+            heap.deallocate(lo)
+            heap.deallocate(hi)
+            let big = sa_alloc(2 * size, UInt32(SA_NOSCAN))
+            sa_debug_fail_mmap_after(-1)
             let after = heap.memStats
+            #expect(big != nil, "the two freed neighbours coalesced into one run of 2 × size")
             #expect(after.arenasMapped == before.arenasMapped, "no new arena")
             #expect(after.heapSys == before.heapSys, "no new heap memory")
-            // Only the coalesced run can hold it, so it overlaps the freed pair
-            // by at least 2 × size − (all other idle memory).
-            let lo = max(big.address, pair.lo.address)
-            let hi = min(big.address + UInt(2 * size), pair.lo.address + UInt(2 * size))
-            #expect(hi > lo && Int(hi - lo) >= 2 * size - otherIdle,
-                    "the new span \(big) lies in the coalesced run at \(pair.lo)")
-            let span = try #require(heap.span(containing: big))
-            #expect(span.pageCount == 2 * size / spanPage)
-            big.storeBytes(of: 1, as: UInt8.self)
-            (big + 2 * size - 1).storeBytes(of: 1, as: UInt8.self)
-            heap.deallocate(big)
+            if let big {
+                // The run is the freed pair plus free neighbours each smaller than 2 × size.
+                #expect(big + 2 * size > lo && big < hi + size, "the new span \(big) overlaps the pair at \(lo)")
+                let span = try #require(heap.span(containing: big))
+                #expect(span.pageCount == 2 * size / spanPage)
+                big.storeBytes(of: 1, as: UInt8.self)
+                (big + 2 * size - 1).storeBytes(of: 1, as: UInt8.self)
+                heap.deallocate(big)
+            }
+            for p in holds { heap.deallocate(p) }
         }
 
         /// A large object freed dirty and allocated again zeroed reads zero.
