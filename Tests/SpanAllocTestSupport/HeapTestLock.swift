@@ -1,4 +1,4 @@
-import Synchronization
+import Foundation
 
 /// A process-wide reader–writer lock for tests that share `SpanHeap.default`.
 ///
@@ -38,7 +38,16 @@ public enum HeapTestLock {
         var waiters: [(access: Access, continuation: CheckedContinuation<Void, Never>)] = []
     }
 
-    private static let state = Mutex(State())
+    /// An `NSLock` (a pthread mutex), which ThreadSanitizer understands;
+    /// Synchronization's `Mutex` is invisible to it on Linux.
+    private nonisolated(unsafe) static var state = State()
+    private static let lock = NSLock()
+
+    private static func withState<R>(_ body: (inout State) -> R) -> R {
+        lock.lock()
+        defer { lock.unlock() }
+        return body(&state)
+    }
 
     /// Runs `body` while no other holder of the lock runs.
     public static func withExclusiveAccess<R>(
@@ -62,7 +71,7 @@ public enum HeapTestLock {
 
     private static func acquire(_ access: Access) async {
         await withCheckedContinuation { (c: CheckedContinuation<Void, Never>) in
-            let granted = state.withLock { s -> Bool in
+            let granted = withState { s -> Bool in
                 let free = access == .shared ? !s.writer : (!s.writer && s.readers == 0)
                 if free && s.waiters.isEmpty {
                     if access == .shared { s.readers += 1 } else { s.writer = true }
@@ -77,7 +86,7 @@ public enum HeapTestLock {
 
     private static func release(_ access: Access) {
         // Grant the head of the queue: one writer, or every reader in a row.
-        let wake = state.withLock { s -> [CheckedContinuation<Void, Never>] in
+        let wake = withState { s -> [CheckedContinuation<Void, Never>] in
             if access == .shared { s.readers -= 1 } else { s.writer = false }
             var wake: [CheckedContinuation<Void, Never>] = []
             while let head = s.waiters.first {

@@ -1,7 +1,6 @@
 import CSpanAlloc
 import Foundation
 import SpanAlloc
-import Synchronization
 import Testing
 
 extension CoreAllocatorTests {
@@ -90,7 +89,7 @@ extension CoreAllocatorTests {
         @Test func hookSeesEveryAllocAndFree() {
             final class Log: Sendable {
                 struct Event { var kind: Int32; var address: UInt; var size: Int; var span: sa_span_info }
-                let events = Mutex<[Event]>([])
+                let events = Locked<[Event]>([])
             }
             let log = Log()
             sa_set_hook({ kind, ptr, size, span, ctx in

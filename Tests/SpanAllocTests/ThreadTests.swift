@@ -54,7 +54,7 @@ extension CoreAllocatorTests {
             heap.flushThreadCache()
             let s0 = heap.memStats
             let queue = Handoff<Parcel>()
-            let total = 20_000
+            let total = runningUnderTSan ? 8_000 : 20_000
             let sizes = [8, 16, 24, 48, 100, 256, 1024, 3000, 8192, 20000, 32768, 40000, 300_000]
             let smallCount = (0..<total).filter { sizes[$0 % sizes.count] <= 32768 }.count
             let bad = Counter()
