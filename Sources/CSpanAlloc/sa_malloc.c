@@ -376,13 +376,13 @@ void sa_thread_flush(void) { sa_cache_flush(sa_get_cache()); }
 
 void sa_fork_prepare(void) {
     sa_registry_lock();
-    for (int i = 0; i < SA_NUM_SPAN_CLASSES; i++) sa_lock(&sa_central[i].lock);
     sa_lock(&sa_heap.lock);
+    for (int i = 0; i < SA_NUM_SPAN_CLASSES; i++) sa_lock(&sa_central[i].lock);
 }
 
 void sa_fork_parent(void) {
-    sa_unlock(&sa_heap.lock);
     for (int i = SA_NUM_SPAN_CLASSES - 1; i >= 0; i--) sa_unlock(&sa_central[i].lock);
+    sa_unlock(&sa_heap.lock);
     sa_registry_unlock();
 }
 
@@ -396,12 +396,14 @@ int sa_check_heap(char *err, size_t errlen) {
     char local[256];
     if (!err || errlen == 0) { err = local; errlen = sizeof local; }
     err[0] = 0;
-    sa_fork_prepare();
     uint64_t live = 0, nsmall = 0;
+    sa_registry_lock();
     int others = sa_registry_other_caches();
+    sa_lock(&sa_heap.lock);
     int rc = sa_heap_check(err, errlen, &live, &nsmall);
+    sa_unlock(&sa_heap.lock);
+    sa_registry_unlock();
     if (rc == 0) rc = sa_central_check(err, errlen);
-    sa_fork_parent();
     if (rc == 0 && others == 0) {
         /* Only this thread has a cache: the counters must match the heap. */
         sa_mem_stats st;

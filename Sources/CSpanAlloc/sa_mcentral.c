@@ -13,9 +13,11 @@
  *     on the full list;
  *   - a span whose objects are all freed while uncached is released to
  *     mheap by the free that made it empty (or by sa_central_reclaim).
- * Lock order: an mcentral lock is never held while taking another mcentral
- * lock or the heap lock, except by sa_fork_prepare and the heap checker,
- * which take the centrals in index order, then the heap.
+ * Lock order (sa_fork_prepare takes them all in it): the mcache registry,
+ * then the heap, then the mcentrals in spanClass order. No path takes the
+ * heap lock while holding an mcentral lock: spans go to and come from mheap
+ * after the central lock is dropped. The heap checker takes one central lock
+ * at a time under the heap lock.
  */
 #include "sa_internal.h"
 
@@ -141,10 +143,8 @@ void sa_central_reclaim(void) {
 
 #define CHECK(cond, ...) do { if (!(cond)) { snprintf(err, errlen, __VA_ARGS__); return -1; } } while (0)
 
-/* Caller holds every lock. */
-int sa_central_check(char *err, size_t errlen) {
-    for (int spc = 2; spc < SA_NUM_SPAN_CLASSES; spc++) {
-        sa_mcentral *c = &sa_central[spc];
+static int check_one(sa_mcentral *c, int spc, char *err, size_t errlen) {
+    {
         uint64_t n[3] = {0, 0, 0};
         for (int which = SA_LIST_PARTIAL; which <= SA_LIST_FULL; which++) {
             for (sa_mspan *s = which == SA_LIST_FULL ? c->full : c->partial; s; s = s->next) {
@@ -163,6 +163,17 @@ int sa_central_check(char *err, size_t errlen) {
             }
         }
         CHECK(n[SA_LIST_PARTIAL] == c->npartial && n[SA_LIST_FULL] == c->nfull, "spanClass %d: list counts wrong", spc);
+    }
+    return 0;
+}
+
+/* Takes each central lock in turn. */
+int sa_central_check(char *err, size_t errlen) {
+    for (int spc = 2; spc < SA_NUM_SPAN_CLASSES; spc++) {
+        sa_lock(&sa_central[spc].lock);
+        int rc = check_one(&sa_central[spc], spc, err, errlen);
+        sa_unlock(&sa_central[spc].lock);
+        if (rc) return rc;
     }
     return 0;
 }

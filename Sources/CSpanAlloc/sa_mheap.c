@@ -519,7 +519,7 @@ void sa_heap_config(sa_scavenge_config *get, const sa_scavenge_config *set) {
 
 #define CHECK(cond, ...) do { if (!(cond)) { snprintf(err, errlen, __VA_ARGS__); return -1; } } while (0)
 
-/* Caller holds every lock (sa_fork_prepare order). */
+/* Caller holds the heap lock; takes central locks one at a time. */
 int sa_heap_check(char *err, size_t errlen, uint64_t *live_objects, uint64_t *small_spans) {
     uint64_t inuse = 0, freep = 0, released = 0, live = 0, nsmall = 0, nspans = 0;
     for (size_t c = 0; c < nchunks; c++) {
@@ -557,8 +557,14 @@ int sa_heap_check(char *err, size_t errlen, uint64_t *live_objects, uint64_t *sm
                           "span %p: geometry does not match class %d", (void *)p, cls);
                     nsmall++;
                     /* Spans cached by other threads change under us: count only ours and uncached ones. */
-                    sa_mcache *o = atomic_load_explicit(&s->owner, SA_RELAXED);
-                    if (o == NULL || o == sa_tls_cache) live += sa_span_count_allocated(s);
+                    sa_mcache *o = atomic_load_explicit(&s->owner, SA_ACQUIRE);
+                    if (o == sa_tls_cache) {
+                        live += sa_span_count_allocated(s);
+                    } else if (o == NULL) {
+                        sa_lock(&sa_central[s->spanclass].lock);
+                        if (atomic_load_explicit(&s->owner, SA_ACQUIRE) == NULL) live += sa_span_count_allocated(s);
+                        sa_unlock(&sa_central[s->spanclass].lock);
+                    }
                 } else {
                     CHECK(s->nelems == 1 && s->elemsize == (size_t)s->npages << SA_PAGE_SHIFT, "large span %p geometry", (void *)p);
                     live++;
