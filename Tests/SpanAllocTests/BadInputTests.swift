@@ -146,6 +146,41 @@ extension CoreAllocatorTests {
             expectNamesPointer(r, "remote double free", Self.double)
         }
 
+        /// The owner frees an object, then another thread frees it again
+        /// (the two frees land in different bitmaps): the process stops, at
+        /// the latest when the owner's sweep folds the bitmaps together.
+        @Test func ownerThenRemoteDoubleFreeStops() async {
+            let r = await #expect(processExitsWith: .failure,
+                                  observing: [\.standardOutputContent, \.standardErrorContent]) {
+                let keep = SpanHeap.default.allocate(byteCount: 80)
+                let p = SpanHeap.default.allocate(byteCount: 80)
+                announce(p)
+                sa_free(p)
+                let address = p.address
+                runOnThread { sa_free(UnsafeMutableRawPointer(address: address)) }
+                // Run the cache dry so the owner sweeps the span.
+                for _ in 0..<1000 { _ = SpanHeap.default.allocate(byteCount: 80) }
+                sa_free(keep)
+            }
+            expectNamesPointer(r, "owner then remote double free", Self.double)
+        }
+
+        /// Another thread frees an object, then the owner frees it again.
+        @Test func remoteThenOwnerDoubleFreeStops() async {
+            let r = await #expect(processExitsWith: .failure,
+                                  observing: [\.standardOutputContent, \.standardErrorContent]) {
+                let keep = SpanHeap.default.allocate(byteCount: 80)
+                let p = SpanHeap.default.allocate(byteCount: 80)
+                announce(p)
+                let address = p.address
+                runOnThread { sa_free(UnsafeMutableRawPointer(address: address)) }
+                sa_free(p)
+                for _ in 0..<1000 { _ = SpanHeap.default.allocate(byteCount: 80) }
+                sa_free(keep)
+            }
+            expectNamesPointer(r, "remote then owner double free", Self.double)
+        }
+
         /// The OS refuses every mmap: allocations that need new memory
         /// return nil with ENOMEM, and the heap works again afterwards.
         @Test func mmapFailureReturnsNilAndHeapRecovers() throws {

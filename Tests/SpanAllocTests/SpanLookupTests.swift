@@ -50,6 +50,7 @@ extension CoreAllocatorTests {
         func allocCacheRefillsAcrossWindowsAndSpans(sizeClass: Int, noscan: Bool) {
             let go = goSizeClasses[sizeClass - 1]
             heap.flushThreadCache()
+            let s0 = heap.memStats
             let count = 2 * go.objects + 70
             var objects: [UnsafeMutableRawPointer] = []
             objects.reserveCapacity(count)
@@ -84,6 +85,8 @@ extension CoreAllocatorTests {
             #expect(problems.isEmpty, "\(problems.count) problems: \(problems.prefix(5))")
             #expect(Set(objects).count == count, "every object is distinct")
             #expect(order.count >= 2, "the allocations crossed a span end")
+            #expect(heap.memStats.cacheRefills - s0.cacheRefills >= UInt64(order.count),
+                    "each span came to the cache by a refill")
             // Every span the cache left behind is full; one of them is all ours.
             for id in order.dropLast() {
                 let p = objects.first { heap.span(containing: $0)?.id == id }!
@@ -96,6 +99,25 @@ extension CoreAllocatorTests {
                 #expect(p.load(as: UInt64.self) == UInt64(i))
             }
             for p in objects { heap.deallocate(p) }
+        }
+
+        /// Every object of more than a span's worth, in every class, finds
+        /// its span from its first and its last byte.
+        @Test func everyObjectFindsItsSpan() {
+            var problems: [String] = []
+            for go in goSizeClasses {
+                let objects = (0...go.objects).map { _ in heap.allocate(byteCount: go.size, noscan: go.index % 2 == 0) }
+                for p in objects {
+                    guard let span = heap.span(containing: p) else { problems.append("class \(go.index): \(p) has no span"); continue }
+                    let offset = Int(p.address - span.base)
+                    if span.sizeClass != go.index || offset % go.size != 0 || offset / go.size >= go.objects
+                        || !span.contains(p + go.size - 1) || heap.span(containing: p + go.size - 1)?.id != span.id {
+                        problems.append("class \(go.index): \(p) in \(span)")
+                    }
+                }
+                for p in objects { heap.deallocate(p) }
+            }
+            #expect(problems.isEmpty, "\(problems.count) problems: \(problems.prefix(5))")
         }
 
         /// Fills a span until it is the thread's exhausted cached span, frees
