@@ -80,8 +80,7 @@ extension CoreAllocatorTests {
             sa_debug_fail_mmap_after(0)
             defer { sa_debug_fail_mmap_after(-1) }
             // Take every free run that could hold 2 × size.
-            var holds: [UnsafeMutableRawPointer] = []
-            while holds.count < 100_000, let p = sa_alloc(2 * size, UInt32(SA_NOSCAN)) { holds.append(p) }
+            let holds = takeFreeRuns(atLeast: 2 * size)
             heap.deallocate(lo)
             heap.deallocate(hi)
             let big = sa_alloc(2 * size, UInt32(SA_NOSCAN))

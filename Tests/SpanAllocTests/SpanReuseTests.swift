@@ -50,23 +50,34 @@ extension CoreAllocatorTests {
             for p in mine { heap.deallocate(p) }
         }
 
-        /// Small spans freed by a large object's worth of pages: after the
-        /// objects of many spans are freed, a large object reuses their pages
-        /// without mapping more memory.
+        /// The pages of freed small spans serve a large object: with every
+        /// other free run that could hold it taken (and mmap failing), a
+        /// large object still fits, on pages the small spans used.
         @Test func freedSmallSpansServeALargeObject() throws {
             heap.flushThreadCache()
             let go = goSizeClasses[66]            // class 67: 32 KiB, 4 pages, 1 object
             let objects = (0..<64).map { _ in heap.allocate(byteCount: go.size) }
-            let bases = Set(objects.map { heap.span(containing: $0)!.base })
-            #expect(bases.count == 64)
+            let spans = objects.compactMap { heap.span(containing: $0) }
+            #expect(Set(spans.map(\.id)).count == 64)
+            let largeSize = 4 * go.size           // 16 pages
+            sa_debug_fail_mmap_after(0)
+            defer { sa_debug_fail_mmap_after(-1) }
+            let holds = takeFreeRuns(atLeast: largeSize)
             heap.flushThreadCache()
             for p in objects { heap.deallocate(p) }
             let s0 = heap.memStats
-            let large = try #require(heap.allocateIfPossible(byteCount: 4 * go.size))
+            let large = sa_alloc(largeSize, 0)
+            sa_debug_fail_mmap_after(-1)
             let s1 = heap.memStats
-            #expect(s1.arenasMapped == s0.arenasMapped)
-            #expect(s1.spansReused > s0.spansReused || s1.spansFresh > s0.spansFresh)
-            heap.deallocate(large)
+            #expect(large != nil, "the freed small spans' pages served a \(largeSize >> 10) KiB object")
+            if let large {
+                #expect(spans.contains { $0.contains(large) }, "\(large) lies on pages of a freed small span")
+                #expect(heap.span(containing: large)?.sizeClass == 0)
+                #expect(s1.spansReused > s0.spansReused)
+                #expect(s1.arenasMapped == s0.arenasMapped)
+                heap.deallocate(large)
+            }
+            for p in holds { heap.deallocate(p) }
         }
     }
 }

@@ -246,3 +246,20 @@ final class Counter: Sendable {
     func add(_ n: Int = 1) { atomic.add(n, ordering: .relaxed) }
     var value: Int { atomic.load(ordering: .relaxed) }
 }
+
+// MARK: - Taking every free run
+
+/// Allocates large objects until no free run of at least `bytes` is left
+/// (call it while `sa_debug_fail_mmap_after(0)` keeps the heap from
+/// growing). Big runs are taken in big pieces first, so few span
+/// structures are needed. Returns the objects, to be freed by the caller.
+func takeFreeRuns(atLeast bytes: Int) -> [UnsafeMutableRawPointer] {
+    var holds: [UnsafeMutableRawPointer] = []
+    var piece = 1 << 34
+    while piece >= bytes {
+        while holds.count < 100_000, let p = sa_alloc(piece, UInt32(SA_NOSCAN)) { holds.append(p) }
+        piece /= 2
+    }
+    while holds.count < 100_000, let p = sa_alloc(bytes, UInt32(SA_NOSCAN)) { holds.append(p) }
+    return holds
+}
