@@ -27,6 +27,11 @@
 #define SA_SLOW_PATH __attribute__((noinline, cold))
 #define SA_HIDDEN __attribute__((visibility("hidden")))
 
+/* freeindex and allocBits are written only by the span's owner (or under
+ * its mcentral's lock) but read by remote frees to validate the pointer:
+ * writes go through SA_STORE (a plain mov on x86-64), remote reads through
+ * atomic loads; the owner's own reads stay plain. */
+#define SA_STORE(lv, v) __atomic_store_n(&(lv), (v), __ATOMIC_RELAXED)
 #define SA_RELAXED memory_order_relaxed
 #define SA_ACQUIRE memory_order_acquire
 #define SA_RELEASE memory_order_release
@@ -67,10 +72,39 @@ __attribute__((format(printf, 1, 2))) SA_HIDDEN void sa_log(const char *fmt, ...
 
 /* ---- locks --------------------------------------------------------------- */
 
+/* Lock order (rank): the stats lock, the mcache registry, the heap, then
+ * the mcentrals in spanClass order. Debug builds (NDEBUG undefined) check
+ * every acquisition against the ranks the thread already holds and stop
+ * on an inversion. */
 typedef pthread_mutex_t sa_lock_t;
 #define SA_LOCK_INIT PTHREAD_MUTEX_INITIALIZER
-static inline void sa_lock(sa_lock_t *l) { pthread_mutex_lock(l); }
-static inline void sa_unlock(sa_lock_t *l) { pthread_mutex_unlock(l); }
+#ifndef NDEBUG
+SA_HIDDEN void sa_lockrank_acquire(const sa_lock_t *l);
+SA_HIDDEN void sa_lockrank_release(const sa_lock_t *l);
+SA_HIDDEN void sa_lockrank_reset(void);
+#else
+#define sa_lockrank_acquire(l) ((void)0)
+#define sa_lockrank_release(l) ((void)0)
+#define sa_lockrank_reset() ((void)0)
+#endif
+static inline void sa_lock(sa_lock_t *l) { sa_lockrank_acquire(l); pthread_mutex_lock(l); }
+static inline void sa_unlock(sa_lock_t *l) { pthread_mutex_unlock(l); sa_lockrank_release(l); }
+
+/* ---- AddressSanitizer ---------------------------------------------------- */
+
+/* Built with ASan, SpanAlloc poisons free memory and the tail of each block
+ * past the requested size, so use-after-free and overflows on its memory are
+ * reported. sa_usable_size still answers the class size. */
+#if defined(__SANITIZE_ADDRESS__) || __has_feature(address_sanitizer)
+#include <sanitizer/asan_interface.h>
+#define SA_ASAN 1
+#define SA_POISON(p, n) ASAN_POISON_MEMORY_REGION((const void *)(p), (n))
+#define SA_UNPOISON(p, n) ASAN_UNPOISON_MEMORY_REGION((const void *)(p), (n))
+#else
+#define SA_ASAN 0
+#define SA_POISON(p, n) ((void)(p), (void)(n))
+#define SA_UNPOISON(p, n) ((void)(p), (void)(n))
+#endif
 
 /* ---- spans (sa_mspan.c) -------------------------------------------------- */
 
@@ -112,6 +146,8 @@ typedef struct sa_mspan {
     uint8_t sizeclass;                   /* 0 for large */
     _Atomic uint8_t state;               /* SA_SPAN_* */
     _Atomic(struct sa_mcache *) owner;   /* cache that holds it, NULL when uncached */
+    uint64_t *allocBits;                 /* = words + ralloc */
+    uint64_t *freeBits;                  /* = allocBits + nwords */
     uint16_t nwords;                     /* 64-bit words per bitmap */
     uint16_t ralloc;                     /* index of allocBits in words[] */
     uint8_t bucket;                      /* fixalloc bucket of this struct */
@@ -135,8 +171,8 @@ typedef struct sa_mspan {
 } sa_mspan;
 
 #define SA_SPAN_REMOTE(s) ((s)->words)
-#define SA_SPAN_ALLOC(s) ((s)->words + (s)->ralloc)
-#define SA_SPAN_FREEW(s) ((s)->words + (s)->ralloc + (s)->nwords)
+#define SA_SPAN_ALLOC(s) ((s)->allocBits)
+#define SA_SPAN_FREEW(s) ((s)->freeBits)
 
 SA_HIDDEN void sa_span_init_small(sa_mspan *s, int spanclass);
 /* Consumes and returns the next free slot, or nelems when the span is full. */
@@ -170,12 +206,38 @@ typedef struct sa_mheap {
 
 SA_HIDDEN extern sa_mheap sa_heap;
 
+/* With SA_L1_BITS == 0 the single L2 table is a static array (zero pages of
+ * BSS cost nothing until an arena is registered), so no load is spent on L1. */
+SA_HIDDEN extern _Atomic(sa_heap_arena *) sa_arena_l2_0[SA_L2_ENTRIES];
+
+SA_FAST_PATH _Atomic(sa_heap_arena *) *sa_arena_l2(uintptr_t a) {
+#if SA_L1_BITS == 0
+    (void)a;
+    return sa_arena_l2_0;
+#else
+    return atomic_load_explicit(&sa_heap.l1[a >> (SA_ARENA_SHIFT + SA_L2_BITS)], SA_RELAXED);
+#endif
+}
+
+/* The heapArena for an address below 2^48, or NULL. */
+SA_FAST_PATH sa_heap_arena *sa_arena_of(uintptr_t a) {
+    _Atomic(sa_heap_arena *) *l2 = sa_arena_l2(a);
+    if (SA_L1_BITS && SA_UNLIKELY(!l2)) return NULL;
+    return atomic_load_explicit(&l2[(a >> SA_ARENA_SHIFT) & (SA_L2_ENTRIES - 1)], SA_RELAXED);
+}
+
+/* As sa_span_of_addr for the free fast path: skips the 2^48 test, since a
+ * wild pointer that aliases an arena then fails the slot check anyway. */
+SA_FAST_PATH sa_mspan *sa_span_of_addr_unchecked(uintptr_t a) {
+    sa_heap_arena *ha = atomic_load_explicit(&sa_arena_l2(a)[(a >> SA_ARENA_SHIFT) & (SA_L2_ENTRIES - 1)], SA_RELAXED);
+    if (SA_UNLIKELY(!ha)) return NULL;
+    return atomic_load_explicit(&ha->spans[(a >> SA_PAGE_SHIFT) & (SA_PAGES_PER_ARENA - 1)], SA_RELAXED);
+}
+
 /* Span for any address, or NULL. Interior pages of free runs map to NULL. */
 SA_FAST_PATH sa_mspan *sa_span_of_addr(uintptr_t a) {
     if (SA_UNLIKELY(a >> SA_ADDR_BITS)) return NULL;
-    _Atomic(sa_heap_arena *) *l2 = atomic_load_explicit(&sa_heap.l1[a >> (SA_ARENA_SHIFT + SA_L2_BITS)], SA_RELAXED);
-    if (SA_UNLIKELY(!l2)) return NULL;
-    sa_heap_arena *ha = atomic_load_explicit(&l2[(a >> SA_ARENA_SHIFT) & (SA_L2_ENTRIES - 1)], SA_RELAXED);
+    sa_heap_arena *ha = sa_arena_of(a);
     if (SA_UNLIKELY(!ha)) return NULL;
     return atomic_load_explicit(&ha->spans[(a >> SA_PAGE_SHIFT) & (SA_PAGES_PER_ARENA - 1)], SA_RELAXED);
 }
@@ -216,6 +278,8 @@ SA_HIDDEN int sa_central_check(char *err, size_t errlen);
 /* ---- mcache (sa_mcache.c) ------------------------------------------------ */
 
 typedef struct sa_mcache {
+    void *last;                                /* last fast-path allocation, until freed or superseded */
+    sa_mspan *lastspan;                        /* its span */
     sa_mspan *alloc[SA_NUM_SPAN_CLASSES];      /* never NULL: &sa_emptyspan when none */
     /* counters: written by the owning thread with relaxed stores, read by stats */
     _Atomic uint64_t nmalloc[SA_NUM_CLASSES];
@@ -241,6 +305,8 @@ typedef struct sa_cache_totals {
     uint64_t nremote, nrefill, nsweep, ngrow, nexited;
 } sa_cache_totals;
 SA_HIDDEN void sa_cache_totals_read(sa_cache_totals *t);
+SA_HIDDEN extern sa_lock_t sa_registry_lock_v;
+SA_HIDDEN extern sa_lock_t sa_stats_lock;
 SA_HIDDEN void sa_registry_lock(void);
 SA_HIDDEN void sa_registry_unlock(void);
 SA_HIDDEN void sa_registry_reinit(void);

@@ -13,9 +13,11 @@
  *     on the full list;
  *   - a span whose objects are all freed while uncached is released to
  *     mheap by the free that made it empty (or by sa_central_reclaim).
- * Lock order: an mcentral lock is never held while taking another mcentral
- * lock or the heap lock, except by sa_fork_prepare and the heap checker,
- * which take the centrals in index order, then the heap.
+ * Lock order (sa_fork_prepare takes them all in it): the mcache registry,
+ * then the heap, then the mcentrals in spanClass order. No path takes the
+ * heap lock while holding an mcentral lock: spans go to and come from mheap
+ * after the central lock is dropped. The heap checker takes one central lock
+ * at a time under the heap lock.
  */
 #include "sa_internal.h"
 
@@ -72,7 +74,12 @@ sa_mspan *sa_central_cache_span(int spc, sa_mcache *owner) {
         if (c->partial == s) break; /* only this one: avoid spinning */
     }
     sa_unlock(&c->lock);
-    s = sa_heap_alloc_span(sa_class_npages_tab[spc >> 1], 1, spc, owner);
+    /* Objects are aligned to the largest power of two dividing their size:
+     * page alignment gives that except for the 16 KiB and 32 KiB classes,
+     * whose spans are aligned to the object size. */
+    size_t size = sa_class_size_tab[spc >> 1], align_pages = 1;
+    if (size > SA_PAGE_SIZE && (size & (size - 1)) == 0) align_pages = size / SA_PAGE_SIZE;
+    s = sa_heap_alloc_span(sa_class_npages_tab[spc >> 1], align_pages, spc, owner);
     if (s) sa_counter_inc(&owner->ngrow);
     return s;
 }
@@ -141,10 +148,8 @@ void sa_central_reclaim(void) {
 
 #define CHECK(cond, ...) do { if (!(cond)) { snprintf(err, errlen, __VA_ARGS__); return -1; } } while (0)
 
-/* Caller holds every lock. */
-int sa_central_check(char *err, size_t errlen) {
-    for (int spc = 2; spc < SA_NUM_SPAN_CLASSES; spc++) {
-        sa_mcentral *c = &sa_central[spc];
+static int check_one(sa_mcentral *c, int spc, char *err, size_t errlen) {
+    {
         uint64_t n[3] = {0, 0, 0};
         for (int which = SA_LIST_PARTIAL; which <= SA_LIST_FULL; which++) {
             for (sa_mspan *s = which == SA_LIST_FULL ? c->full : c->partial; s; s = s->next) {
@@ -163,6 +168,17 @@ int sa_central_check(char *err, size_t errlen) {
             }
         }
         CHECK(n[SA_LIST_PARTIAL] == c->npartial && n[SA_LIST_FULL] == c->nfull, "spanClass %d: list counts wrong", spc);
+    }
+    return 0;
+}
+
+/* Takes each central lock in turn. */
+int sa_central_check(char *err, size_t errlen) {
+    for (int spc = 2; spc < SA_NUM_SPAN_CLASSES; spc++) {
+        sa_lock(&sa_central[spc].lock);
+        int rc = check_one(&sa_central[spc], spc, err, errlen);
+        sa_unlock(&sa_central[spc].lock);
+        if (rc) return rc;
     }
     return 0;
 }
