@@ -24,7 +24,7 @@ import Synchronization
 /// - A blocked thread spins briefly, then parks on its own semaphore; the
 ///   thread that completes its operation wakes it after unlocking.
 /// - The async forms (`try await send(_:)`, `try await receive()`,
-///   `for await v in ch`, async ``select(_:)-7wzd8``) suspend the task instead
+///   `for await v in ch`, async `select(_:)`) suspend the task instead
 ///   of the thread; they work on the same channel as the blocking forms at
 ///   the same time.
 ///

@@ -52,10 +52,10 @@ extension GoChan {
         return arm.take()
     }
 
-    /// Go's `v, ok := <-ch` for a task: like ``receive()-4cw9h``, returning
+    /// Go's `v, ok := <-ch` for a task: like `receive()`, returning
     /// `(zero, false)` once the channel is closed and drained.
     ///
-    /// - Throws: `CancellationError` as ``receive()-4cw9h`` does.
+    /// - Throws: `CancellationError` as `receive()` does.
     @inlinable
     public func receive(zero: @autoclosure () -> Element) async throws(CancellationError)
         -> (value: Element, ok: Bool) {

@@ -4,7 +4,7 @@ import Synchronization
 import Glibc
 #endif
 
-/// One case of a ``select(_:)-1x3xw``: a send or a receive on some channel,
+/// One case of a `select(_:)`: a send or a receive on some channel,
 /// with the code to run when it is the case chosen.
 ///
 /// Make cases with ``GoChan/onReceive(_:)`` and ``GoChan/onSend(_:_:)``.
@@ -57,7 +57,7 @@ public func select<Result>(_ cases: GoSelectCase<Result>..., default defaultCase
 }
 
 /// Go's `select` with a `case <-time.After(timeout):` case: blocks the
-/// calling thread like ``select(_:)-1x3xw`` for at most `timeout`, then runs
+/// calling thread like `select(_:)` for at most `timeout`, then runs
 /// `onTimeout`. A case that is ready at once wins even with a zero timeout.
 public func select<Result>(_ cases: GoSelectCase<Result>..., timeout: Duration,
                            onTimeout: () -> Result) -> Result {
@@ -90,6 +90,32 @@ public func select<Result>(_ cases: GoSelectCase<Result>..., timeout: Duration,
     guard let i = try await goChanSelectAsync(cases.map(\.arm), timeout: timeout) else {
         return onTimeout()
     }
+    return cases[i].body()
+}
+
+// MARK: - Case lists built at run time
+
+/// The blocking ``select(_:)`` over a list of cases built at run time
+/// (Go's `reflect.Select`). An empty list blocks forever.
+public func select<Result>(cases: [GoSelectCase<Result>]) -> Result {
+    let i = goChanSelectBlocking(cases.map(\.arm), nonBlocking: false, deadline: nil)!
+    return cases[i].body()
+}
+
+/// The non-blocking `select(_:default:)` over a list of cases.
+public func select<Result>(cases: [GoSelectCase<Result>], default defaultCase: () -> Result) -> Result {
+    guard let i = goChanSelectBlocking(cases.map(\.arm), nonBlocking: true, deadline: nil) else {
+        return defaultCase()
+    }
+    return cases[i].body()
+}
+
+/// The async `select(_:)` over a list of cases.
+///
+/// - Throws: `CancellationError` when the task is cancelled before a case
+///   was chosen.
+public func select<Result>(cases: [GoSelectCase<Result>]) async throws(CancellationError) -> Result {
+    let i = try await goChanSelectAsync(cases.map(\.arm), timeout: nil)!
     return cases[i].body()
 }
 

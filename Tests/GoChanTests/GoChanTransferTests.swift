@@ -112,18 +112,10 @@ import Testing
             var cases: [GoSelectCase<Int?>] = []
             if aOpen { cases.append(a.onReceive { v in if v == nil { aOpen = false }; return v }) }
             if bOpen { cases.append(b.onReceive { v in if v == nil { bOpen = false }; return v }) }
-            if let v = selectArray(cases) { got.append(v) } else { open -= 1 }
+            if let v = select(cases: cases) { got.append(v) } else { open -= 1 }
         }
         for t in producers { t.join() }
         checkTransfer(received: [got], producers: 2, perProducer: per)
     }
 }
 
-/// The blocking select over a case list built at run time.
-func selectArray<R>(_ cases: [GoSelectCase<R>]) -> R {
-    switch cases.count {
-    case 1: return select(cases[0])
-    case 2: return select(cases[0], cases[1])
-    default: fatalError("unsupported")
-    }
-}

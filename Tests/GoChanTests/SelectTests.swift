@@ -146,3 +146,23 @@ import Glibc
         t.join()
     }
 }
+
+@Suite struct SelectCaseListTests {
+    @Test func caseListsBuiltAtRunTime() {
+        let chans = (0..<5).map { _ in GoChan<Int>(capacity: 1) }
+        #expect(chans[3].trySend(33))
+        let cases = chans.enumerated().map { i, c in c.onReceive { v in (i, v) } }
+        let (i, v) = select(cases: cases)
+        #expect(i == 3 && v == 33)
+        let none = select(cases: chans.map { c in c.onReceive { _ in false } }, default: { true })
+        #expect(none)
+    }
+
+    @Test func asyncCaseList() async throws {
+        let chans = (0..<5).map { _ in GoChan<Int>(capacity: 1) }
+        let t = TestThread { sleepMilliseconds(5); chans[1].send(11) }
+        let r = try await select(cases: chans.map { c in c.onReceive { $0 } })
+        #expect(r == 11)
+        await joinAsync([t])
+    }
+}
