@@ -166,3 +166,36 @@ import Glibc
         await joinAsync([t])
     }
 }
+
+@Suite struct SelectWithdrawalTests {
+    /// A blocked select offering values on two channels: once one receiver
+    /// takes its value, the other offer is withdrawn (nothing left to take).
+    @Test func losingSendCasesAreWithdrawn() {
+        let a = GoChan<Int>(), b = GoChan<Int>()
+        let out = GoChan<String>(capacity: 1)
+        let t = TestThread { out.send(select(a.onSend(1) { "a" }, b.onSend(2) { "b" })) }
+        while a.queuedSenders == 0 || b.queuedSenders == 0 { sleepMilliseconds(1) }
+        #expect(a.receive() == 1)
+        t.join()
+        #expect(out.receive() == "a")
+        guard case .empty = b.tryReceive() else { Issue.record("b still offered a value"); return }
+        #expect(a.queuedSenders + b.queuedSenders == 0)
+    }
+
+    @Test func closeWakesSuspendedTasks() async throws {
+        let ch = GoChan<Int>()
+        let tasks = (0..<3).map { _ in Task { try await ch.receive() } }
+        while ch.queuedReceivers < 3 { await Task.yield() }
+        ch.close()
+        for t in tasks { #expect(try await t.value == nil) }
+    }
+
+    @Test func closeWakesSuspendedSelect() async throws {
+        let a = GoChan<Int>(), b = GoChan<Int>()
+        let t = Task { try await select(a.onReceive { v in "a\(v ?? -1)" }, b.onReceive { v in "b\(v ?? -1)" }) }
+        while a.queuedReceivers == 0 || b.queuedReceivers == 0 { await Task.yield() }
+        b.close()
+        #expect(try await t.value == "b-1")
+        #expect(a.queuedReceivers == 0)
+    }
+}
