@@ -64,10 +64,35 @@ enum TestScale {
     }()
 }
 
+/// A pthread mutex guarding a value. The test helpers use it rather than
+/// `Synchronization.Mutex`, whose futex-based lock ThreadSanitizer does not
+/// see as synchronization on Linux (two threads inside `withLock` are then
+/// reported as a race), while it intercepts pthread mutexes.
+final class TestMutex<T>: @unchecked Sendable {
+    private let m = UnsafeMutablePointer<pthread_mutex_t>.allocate(capacity: 1)
+    private var value: T
+
+    init(_ value: T) {
+        self.value = value
+        pthread_mutex_init(m, nil)
+    }
+
+    deinit {
+        pthread_mutex_destroy(m)
+        m.deallocate()
+    }
+
+    func withLock<R>(_ body: (inout T) -> R) -> R {
+        pthread_mutex_lock(m)
+        defer { pthread_mutex_unlock(m) }
+        return body(&value)
+    }
+}
+
 /// Counts creations and destructions of ``Tracked`` values per id, so a
 /// test can check that every value was destroyed exactly once.
 final class LifetimeTracker: Sendable {
-    private let destroyedByID = Mutex<[Int: Int]>([:])
+    private let destroyedByID = TestMutex<[Int: Int]>([:])
     private let nextID = Atomic<Int>(0)
 
     func make() -> Tracked { Tracked(id: nextID.wrappingAdd(1, ordering: .relaxed).oldValue, tracker: self) }
@@ -123,7 +148,7 @@ func checkTransfer(received: [[Int]], producers: Int, perProducer: Int,
 
 /// A thread-safe list the consumers of a test append to.
 final class Collected: Sendable {
-    private let lists = Mutex<[[Int]]>([])
+    private let lists = TestMutex<[[Int]]>([])
     func add(_ list: [Int]) { lists.withLock { $0.append(list) } }
     var all: [[Int]] { lists.withLock { $0 } }
 }
@@ -150,8 +175,8 @@ extension GoChan {
 
 /// A value shared between threads, behind a mutex.
 final class Box<T: Sendable>: Sendable {
-    private let m: Mutex<T>
-    init(_ v: T) { m = Mutex(v) }
+    private let m: TestMutex<T>
+    init(_ v: T) { m = TestMutex(v) }
     var value: T {
         get { m.withLock { $0 } }
         set { m.withLock { $0 = newValue } }
