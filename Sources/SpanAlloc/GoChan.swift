@@ -57,22 +57,28 @@ public final class GoChan<Element> {
         }
         let heap = SpanHeap.default
         let align = MemoryLayout<Element>.alignment
+        // Every size class from 112 bytes up is a multiple of 16, and a small
+        // object is aligned to the largest power of two dividing its class
+        // size: the plain allocation path (Go's mallocgc) already gives the
+        // control block and a buffer behind it 16-byte alignment. Only
+        // over-aligned elements need the aligned path.
+        let blockAlign = align > 16 ? align : 8
         let block: UnsafeMutableRawPointer
         let buf: UnsafeMutableRawPointer
         var separate = false
         if mem == 0 {
             // Unbuffered or zero-size elements: the control block alone,
             // pointer-free (blocked waiters are kept alive by their owners).
-            block = heap.allocate(byteCount: goChanControlSize, alignment: 16, noscan: true)
+            block = heap.allocate(byteCount: goChanControlSize, noscan: true)
             buf = block
         } else if SpanHeap.isPointerFree(Element.self) {
             // Control block and buffer in one noscan block.
             let offset = (goChanControlSize + align - 1) / align * align
-            block = heap.allocate(byteCount: offset + mem, alignment: Swift.max(align, 16), noscan: true)
+            block = heap.allocate(byteCount: offset + mem, alignment: blockAlign, noscan: true)
             buf = block + offset
         } else {
             // Two scan blocks: the control block and the buffer.
-            block = heap.allocate(byteCount: goChanControlSize, alignment: 16, noscan: false)
+            block = heap.allocate(byteCount: goChanControlSize, noscan: false)
             buf = heap.allocate(byteCount: mem, alignment: align, noscan: false)
             separate = true
         }

@@ -57,6 +57,13 @@ import Testing
         #expect(ids.count <= 3)
     }
 
+    @Test func controlBlocksAreSixteenByteAligned() {
+        let a = GoChan<Int>(), b = GoChan<UInt8>(capacity: 3), c = GoChan<String>(capacity: 2)
+        for p in [blocks(a).control, blocks(b).control, blocks(c).control] {
+            #expect(UInt(bitPattern: p) % 16 == 0)
+        }
+    }
+
     @Test func deinitFreesTheBlocks() throws {
         let before = heap.memStats
         for _ in 0..<1_000 {
