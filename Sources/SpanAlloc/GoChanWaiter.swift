@@ -217,7 +217,8 @@ func goChanDeadline(after timeout: Duration) -> timespec {
 /// in Go, at most half the CPUs spin at once; and each channel keeps a spin
 /// budget that doubles when spinning paid off and halves when it ended in a
 /// park anyway, so a machine too busy to run both partners at once soon
-/// parks almost at once instead of burning the CPU the partner needs.
+/// parks almost at once instead of burning the CPU the partner needs (with
+/// an occasional full-length probe to notice when that changes).
 @usableFromInline
 enum GoChanSpin {
     /// Starting and largest budget: covers a partner's turn-around (a few
@@ -225,9 +226,14 @@ enum GoChanSpin {
     /// (~5-10 µs).
     @usableFromInline static let initialBudget = 4_000
     static let maxBudget = 8_000
-    /// Smallest budget: still long enough to notice a partner that became
-    /// responsive again, so the budget can grow back.
+    /// Smallest budget: under a load that keeps the partners from running
+    /// at the same time every spin fails, so it should cost little.
     static let minBudget = 200
+    /// At the smallest budget, one park in `probeInterval` spins the initial
+    /// budget instead, so a channel whose partners run at once again (the
+    /// load went away) finds out and its budget grows back.
+    static let probeInterval = 32
+    private static let probes = Atomic<Int>(0)
     /// At most half the online CPUs spin at once (at least one).
     static let maxSpinners: Int = Swift.max(1, Int(sysconf(Int32(_SC_NPROCESSORS_ONLN))) / 2)
     private static let spinners = Atomic<Int>(0)
@@ -243,7 +249,10 @@ enum GoChanSpin {
             return
         }
         defer { spinners.wrappingSubtract(1, ordering: .relaxed) }
-        let limit = c?.pointee.spinBudget.load(ordering: .relaxed) ?? initialBudget
+        var limit = c?.pointee.spinBudget.load(ordering: .relaxed) ?? initialBudget
+        if limit <= minBudget && probes.wrappingAdd(1, ordering: .relaxed).newValue % probeInterval == 0 {
+            limit = initialBudget
+        }
         let start = now()
         var i = 0
         while blocked() {
