@@ -229,6 +229,7 @@ struct GoChanRandom: RandomNumberGenerator {
 /// A uniformly random permutation of the cases (Go's `pollorder`): the
 /// first ready case in it is a uniform choice among the ready ones.
 func goChanPollOrder(_ n: Int) -> [Int] {
+    if n <= 1 { return n == 1 ? [0] : [] }   // a single case needs no dice
     var order = Array(0..<n)
     var rng = GoChanRandom()
     order.shuffle(using: &rng)
@@ -237,6 +238,7 @@ func goChanPollOrder(_ n: Int) -> [Int] {
 
 /// The channels of `arms` sorted by address, each once (Go's `lockorder`).
 func goChanLockOrder(_ arms: [GoChanArm]) -> [UnsafeMutablePointer<GoChanControl>] {
+    if arms.count == 1 { return [arms[0].control] }
     var controls = arms.map(\.control)
     controls.sort { UInt(bitPattern: $0) < UInt(bitPattern: $1) }
     var out: [UnsafeMutablePointer<GoChanControl>] = []
