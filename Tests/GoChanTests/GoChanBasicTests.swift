@@ -137,3 +137,21 @@ import Testing
     }
 }
 
+
+/// Compiles only if `T` is `Sendable`.
+func requireSendable<T: Sendable>(_: T.Type) {}
+
+@Suite struct GoChanConformanceTests {
+    @Test func sendableWhenElementIs() async throws {
+        requireSendable(GoChan<Int>.self)
+        requireSendable(GoChan<String>.self)
+        // So a channel can cross into a task and a thread.
+        let ch = GoChan<String>(capacity: 1)
+        let t = Task.detached { try await ch.send("from a task") }
+        try await t.value
+        let th = TestThread { ch.send("from a thread") }
+        #expect(try await ch.receive() == "from a task")
+        #expect(try await ch.receive() == "from a thread")
+        await joinAsync([th])
+    }
+}
