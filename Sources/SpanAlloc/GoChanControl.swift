@@ -269,7 +269,7 @@ enum GoChanStep {
 @usableFromInline @inline(never)
 func goChanParkThreadLocked(_ c: UnsafeMutablePointer<GoChanControl>, elem: UnsafeMutableRawPointer,
                             isSend: Bool) -> Bool {
-    let sleeper = GoChanSleeper(isAsync: false)
+    let sleeper = GoChanSleeper.forCurrentThread()
     let w = GoChanWaiter(sleeper: sleeper, caseIndex: 0, elem: elem, control: c, isSend: isSend)
     if isSend { c.state.pointee.sendq.enqueue(w) } else { c.state.pointee.recvq.enqueue(w) }
     c.pointee.lock.unlock()

@@ -153,6 +153,27 @@ final class GoChanSleeper: @unchecked Sendable {
 
     // MARK: Thread parking
 
+    /// The calling thread's sleeper for plain blocking sends and receives,
+    /// reset for a new wait: one per thread, kept in thread-local storage,
+    /// so a hand-off allocates no sleeper and no semaphore.
+    ///
+    /// Reuse is safe because a single send or receive is claimed exactly
+    /// once, and its claimer touches the sleeper after the `parkState`
+    /// exchange only to post the semaphore the owner is still waiting on.
+    static func forCurrentThread() -> GoChanSleeper {
+        if let p = pthread_getspecific(goChanSleeperKey) {
+            let s = Unmanaged<GoChanSleeper>.fromOpaque(p).takeUnretainedValue()
+            s.claimWord.store(GoChanOutcome.waiting.rawValue, ordering: .relaxed)
+            s.parkState.store(0, ordering: .relaxed)
+            s.success = false
+            s.firedIndex = -1
+            return s
+        }
+        let s = GoChanSleeper(isAsync: false)
+        pthread_setspecific(goChanSleeperKey, Unmanaged.passRetained(s).toOpaque())
+        return s
+    }
+
     /// Blocks the calling thread until `wake()`, or until `deadline`
     /// (CLOCK_REALTIME) passes. Returns whether it was woken. Spins first,
     /// adapting the spin budget of channel `c`.
@@ -193,6 +214,17 @@ final class GoChanSleeper: @unchecked Sendable {
         }
     }
 }
+
+/// The thread-local slot of ``GoChanSleeper/forCurrentThread()``; its
+/// destructor releases the thread's sleeper when the thread exits.
+private let goChanSleeperKey: pthread_key_t = {
+    var key = pthread_key_t()
+    let rc = pthread_key_create(&key) { p in
+        if let p { Unmanaged<GoChanSleeper>.fromOpaque(p).release() }
+    }
+    precondition(rc == 0, "GoChan: pthread_key_create failed")
+    return key
+}()
 
 /// The CLOCK_REALTIME instant `timeout` from now (for `sem_timedwait`).
 func goChanDeadline(after timeout: Duration) -> timespec {
