@@ -269,8 +269,8 @@ enum GoChanStep {
 @usableFromInline @inline(never)
 func goChanParkThreadLocked(_ c: UnsafeMutablePointer<GoChanControl>, elem: UnsafeMutableRawPointer,
                             isSend: Bool) -> Bool {
-    let sleeper = GoChanSleeper.forCurrentThread()
-    let w = GoChanWaiter(sleeper: sleeper, caseIndex: 0, elem: elem, control: c, isSend: isSend)
+    let w = GoChanSleeper.threadWaiter(control: c, elem: elem, isSend: isSend)
+    let sleeper = w.sleeper
     if isSend { c.state.pointee.sendq.enqueue(w) } else { c.state.pointee.recvq.enqueue(w) }
     c.pointee.lock.unlock()
     _ = sleeper.park(adapting: c)

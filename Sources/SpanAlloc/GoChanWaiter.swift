@@ -20,11 +20,11 @@ final class GoChanWaiter {
     /// The select case (0 for a plain send or receive).
     let caseIndex: Int
     /// Value to send, or destination of the received value.
-    @usableFromInline let elem: UnsafeMutableRawPointer
+    @usableFromInline var elem: UnsafeMutableRawPointer
     /// The channel whose queue this waiter joins.
-    let control: UnsafeMutablePointer<GoChanControl>
+    var control: UnsafeMutablePointer<GoChanControl>
     /// Whether it waits in `sendq` (else `recvq`).
-    let isSend: Bool
+    var isSend: Bool
     /// Queue links; under the channel lock.
     var next: Unmanaged<GoChanWaiter>?
     var prev: Unmanaged<GoChanWaiter>?
@@ -152,6 +152,27 @@ final class GoChanSleeper: @unchecked Sendable {
     }
 
     // MARK: Thread parking
+
+    /// The waiter reused by ``threadWaiter(control:elem:isSend:)``.
+    private var cachedWaiter: GoChanWaiter?
+
+    /// A waiter for a plain blocking send or receive of the calling thread,
+    /// whose sleeper is the thread's (see ``forCurrentThread()``): both are
+    /// reused, so a hand-off allocates nothing. When the owner wakes, the
+    /// claimer has dequeued the waiter and dropped it under the channel lock.
+    static func threadWaiter(control: UnsafeMutablePointer<GoChanControl>, elem: UnsafeMutableRawPointer,
+                             isSend: Bool) -> GoChanWaiter {
+        let s = forCurrentThread()
+        if let w = s.cachedWaiter {
+            w.control = control
+            w.elem = elem
+            w.isSend = isSend
+            return w
+        }
+        let w = GoChanWaiter(sleeper: s, caseIndex: 0, elem: elem, control: control, isSend: isSend)
+        s.cachedWaiter = w
+        return w
+    }
 
     /// The calling thread's sleeper for plain blocking sends and receives,
     /// reset for a new wait: one per thread, kept in thread-local storage,
