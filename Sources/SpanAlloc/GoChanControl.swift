@@ -52,19 +52,16 @@ struct GoChanControl: ~Copyable {
     @usableFromInline let buf: UnsafeMutableRawPointer
     /// Bytes between slots: the element's stride, 0 for zero-size elements. Immutable.
     @usableFromInline let elemStride: Int
-    /// Whether `buf` is a block of its own (pointer-holding elements). Immutable.
-    @usableFromInline let bufIsSeparate: Bool
     /// How long a blocked thread spins before parking, in ns: doubled when a
     /// spin ends with the partner's answer, halved when it ends in a park
     /// (see ``GoChanSpin``). A hint, read and written without the lock.
     @usableFromInline let spinBudget = Atomic<Int>(GoChanSpin.initialBudget)
 
     @usableFromInline
-    init(dataqsiz: Int, buf: UnsafeMutableRawPointer, elemStride: Int, bufIsSeparate: Bool) {
+    init(dataqsiz: Int, buf: UnsafeMutableRawPointer, elemStride: Int) {
         self.dataqsiz = dataqsiz
         self.buf = buf
         self.elemStride = elemStride
-        self.bufIsSeparate = bufIsSeparate
     }
 }
 
@@ -80,12 +77,19 @@ struct GoChanState {
     @usableFromInline var recvq = GoChanWaitQueue()
     /// Blocked senders, FIFO (Go's `sendq`).
     @usableFromInline var sendq = GoChanWaitQueue()
+    /// Whether `buf` is a block of its own (pointer-holding elements); set
+    /// at creation, read at deinit.
+    @usableFromInline var bufIsSeparate: Bool
 
-    @usableFromInline init() {}
+    @usableFromInline init(bufIsSeparate: Bool) { self.bufIsSeparate = bufIsSeparate }
 }
 
-/// Offset of ``GoChanState`` in the control block.
-@usableFromInline let goChanStateOffset = 64
+/// Offset of ``GoChanState`` in the control block: right after
+/// ``GoChanControl`` (48 bytes), so that everything a buffered send or
+/// receive touches without waiters (lock, closed, qcount, buf, stride,
+/// dataqsiz, sendx, recvx) shares the block's first 64-byte cache line, the
+/// one line that moves between the producer's and the consumer's cores.
+@usableFromInline let goChanStateOffset = 48
 
 extension UnsafeMutablePointer where Pointee == GoChanControl {
     /// The lock-protected half of the control block.
@@ -100,10 +104,9 @@ extension UnsafeMutablePointer where Pointee == GoChanControl {
         precondition(MemoryLayout<GoChanControl>.size <= goChanStateOffset
                      && goChanStateOffset + MemoryLayout<GoChanState>.size <= goChanControlSize,
                      "GoChan: control block layout exceeds hchanSize")
-        initialize(to: GoChanControl(dataqsiz: dataqsiz, buf: buf, elemStride: elemStride,
-                                     bufIsSeparate: bufIsSeparate))
+        initialize(to: GoChanControl(dataqsiz: dataqsiz, buf: buf, elemStride: elemStride))
         (UnsafeMutableRawPointer(self) + goChanStateOffset).bindMemory(to: GoChanState.self, capacity: 1)
-            .initialize(to: GoChanState())
+            .initialize(to: GoChanState(bufIsSeparate: bufIsSeparate))
     }
 
     /// Deinitializes both halves (the queues must be empty).
