@@ -1,5 +1,14 @@
 // The async face of GoChan: the same channel, suspending tasks instead of
 // blocking threads. Values pass between the two worlds in both directions.
+//
+// Cancellation rule for every async operation: an operation that can
+// complete at once completes, even in a cancelled task (as a ready case does
+// in Go); a cancelled task never suspends: where it would wait, the call
+// throws CancellationError instead, and a task cancelled while suspended
+// leaves the channel's queue and throws. It throws exactly when the
+// operation did not take place. (Checking cancellation only where a task
+// would wait also keeps it off the fast path: `Task.isCancelled` costs a
+// retain, a runtime call and a release.)
 
 extension GoChan {
     /// Sends `value` from a task (Go's `ch <- value`), suspending while the
@@ -10,13 +19,13 @@ extension GoChan {
     /// becomes closed while suspended, as in Go.
     ///
     /// - Throws: `CancellationError` if the task is cancelled before the
-    ///   value was taken, including when it is already cancelled on entry
-    ///   (then the channel is not touched). When it throws, the value was not
-    ///   sent; when it returns, it was. A cancellation racing a receiver that
-    ///   already took the value loses: the call returns normally.
+    ///   value could be sent: when it would have to wait and is already
+    ///   cancelled, or is cancelled while suspended. When it throws, the
+    ///   value was not sent; when it returns, it was. A send that can
+    ///   complete at once completes even in a cancelled task, and a
+    ///   cancellation racing a receiver that already took the value loses.
     @inlinable
     public func send(_ value: Element) async throws(CancellationError) {
-        if Task.isCancelled { throw CancellationError() }
         if sendNow(value) { return }
         try await sendSuspending(value)
     }
@@ -32,11 +41,12 @@ extension GoChan {
     /// while the channel is empty and open. Returns `nil` once the channel is
     /// closed and drained.
     ///
-    /// - Throws: `CancellationError` if the task is cancelled before a value
-    ///   arrived (or on entry); no value was taken from the channel then.
+    /// - Throws: `CancellationError` if the task would have to wait and is
+    ///   cancelled (before or while suspended); no value was taken from the
+    ///   channel then. A value (or the end) that is ready at once is returned
+    ///   even in a cancelled task.
     @inlinable
     public func receive() async throws(CancellationError) -> Element? {
-        if Task.isCancelled { throw CancellationError() }
         switch receiveNow() {
         case .value(let v): return v
         case .closed: return nil
@@ -69,7 +79,9 @@ extension GoChan: AsyncSequence {
     /// closed and drained.
     ///
     /// Iteration also ends (returns `nil`) when the iterating task is
-    /// cancelled; a cancelled `next()` takes no value from the channel.
+    /// cancelled and would have to wait; a cancelled `next()` that returns
+    /// `nil` took no value from the channel. Values ready at once are still
+    /// delivered, as by ``receive()``.
     @frozen
     public struct AsyncIterator: AsyncIteratorProtocol {
         @usableFromInline let channel: GoChan
