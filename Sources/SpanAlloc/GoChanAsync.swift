@@ -30,11 +30,20 @@ extension GoChan {
         try await sendSuspending(value)
     }
 
-    /// The suspending part of the async send: a one-case select.
+    /// The suspending part of the async send.
     @usableFromInline
     func sendSuspending(_ value: Element) async throws(CancellationError) {
-        let arm = GoChanSendArm(channel: self, value: value)
-        _ = try await goChanSelectAsync([arm], timeout: nil)
+        let slot = UnsafeMutablePointer<Element>.allocate(capacity: 1)
+        slot.initialize(to: value)
+        defer { slot.deallocate() }
+        do {
+            // Returns only when the value was taken (close traps).
+            _ = try await goChanSuspend(control, channel: self, elem: UnsafeMutableRawPointer(slot),
+                                        isSend: true) { sendLocked(slot) }
+        } catch {
+            slot.deinitialize(count: 1)     // not sent: the value is ours to drop
+            throw error
+        }
     }
 
     /// Receives the next value from a task (Go's `v := <-ch`), suspending
@@ -54,12 +63,14 @@ extension GoChan {
         }
     }
 
-    /// The suspending part of the async receive: a one-case select.
+    /// The suspending part of the async receive.
     @usableFromInline
     func receiveSuspending() async throws(CancellationError) -> Element? {
-        let arm = GoChanReceiveArm(channel: self)
-        _ = try await goChanSelectAsync([arm], timeout: nil)
-        return arm.take()
+        let slot = UnsafeMutablePointer<Element>.allocate(capacity: 1)
+        defer { slot.deallocate() }
+        let received = try await goChanSuspend(control, channel: self, elem: UnsafeMutableRawPointer(slot),
+                                               isSend: false) { recvLocked(slot) }
+        return received ? slot.move() : nil
     }
 
     /// Go's `v, ok := <-ch` for a task: like `receive()`, returning
@@ -104,4 +115,56 @@ extension GoChan: AsyncSequence {
     public func makeAsyncIterator() -> AsyncIterator {
         AsyncIterator(channel: self)
     }
+}
+
+/// Suspends the current task in a plain send or receive on channel `c`
+/// (the one-case select, without a select's arrays and arms). `attempt`
+/// runs under the channel lock, first to retry the operation, then the
+/// waiter is queued. Returns whether the operation succeeded (a receive
+/// that saw the end of a closed channel returns false; a send on a closed
+/// channel traps).
+///
+/// - Throws: `CancellationError` when the task is cancelled before it
+///   queued or while queued; then the operation did not take place.
+func goChanSuspend(_ c: UnsafeMutablePointer<GoChanControl>, channel: AnyObject, elem: UnsafeMutableRawPointer,
+                   isSend: Bool, attempt: () -> GoChanStep) async throws(CancellationError) -> Bool {
+    if Task.isCancelled { throw CancellationError() }     // a cancelled task never waits
+    let sleeper = GoChanSleeper(isAsync: true)
+    let w = GoChanWaiter(sleeper: sleeper, caseIndex: 0, elem: elem, control: c, isSend: isSend)
+    sleeper.publishSingle(waiter: w, channel: channel)
+    let immediate: Int = await withTaskCancellationHandler {
+        await withUnsafeContinuation { (cont: UnsafeContinuation<Int, Never>) in
+            c.pointee.lock.lock()
+            if sleeper.outcome != .waiting {                  // cancelled before queueing
+                c.pointee.lock.unlock()
+                cont.resume(returning: -1)
+                return
+            }
+            switch attempt() {
+            case .done(let received, let wake):
+                c.pointee.lock.unlock()
+                wake?.wake()
+                cont.resume(returning: received ? 1 : 0)
+            case .sendOnClosed:
+                c.pointee.lock.unlock()
+                goChanPanic("send on closed channel")
+            case .notReady:
+                sleeper.continuation = cont
+                sleeper.suspended = true
+                if isSend { c.state.pointee.sendq.enqueue(w) } else { c.state.pointee.recvq.enqueue(w) }
+                c.pointee.lock.unlock()
+            }
+        }
+    } onCancel: {
+        sleeper.interrupt(.cancelled)
+    }
+    if immediate >= 0 { return immediate == 1 }
+    guard sleeper.outcome == .fired else { throw CancellationError() }
+    // The claimer wrote the result (and the value) under the channel lock;
+    // taking it orders those writes before the reads here.
+    c.pointee.lock.lock()
+    let success = sleeper.success
+    c.pointee.lock.unlock()
+    if isSend && !success { goChanPanic("send on closed channel") }
+    return success
 }

@@ -95,8 +95,17 @@ final class GoChanSleeper: @unchecked Sendable {
     /// The select arms, which keep the channels in `controls` alive for a
     /// cancellation handler that runs after the select returned.
     private var owners: [AnyObject] = []
+    /// A plain async send or receive (no arrays): its one waiter, and the
+    /// channel, kept alive for a cancellation handler that runs late.
+    private var single: (waiter: GoChanWaiter, channel: AnyObject)?
 
     init(isAsync: Bool) { self.isAsync = isAsync }
+
+    /// ``publish(waiters:controls:owners:)`` for a single send or receive.
+    func publishSingle(waiter: GoChanWaiter, channel: AnyObject) {
+        single = (waiter, channel)
+        claimWord.store(GoChanOutcome.waiting.rawValue, ordering: .releasing)
+    }
 
     /// Records the waiters and channels, then publishes them with a release
     /// store that every later claim reads from.
@@ -143,10 +152,18 @@ final class GoChanSleeper: @unchecked Sendable {
     @discardableResult
     func interrupt(_ reason: GoChanOutcome) -> Bool {
         guard claim(reason) else { return false }
-        goChanLockAll(controls)
-        for w in waiters { w.unlinkLocked() }
-        let resume = isAsync && suspended
-        goChanUnlockAll(controls)
+        let resume: Bool
+        if let w = single?.waiter {
+            w.control.pointee.lock.lock()
+            w.unlinkLocked()
+            resume = isAsync && suspended
+            w.control.pointee.lock.unlock()
+        } else {
+            goChanLockAll(controls)
+            for w in waiters { w.unlinkLocked() }
+            resume = isAsync && suspended
+            goChanUnlockAll(controls)
+        }
         if resume { continuation!.resume(returning: -1) }
         return true
     }
