@@ -6,7 +6,7 @@ import Synchronization
 ///
 /// ```swift
 /// let ch = GoChan<Int>(capacity: 16)        // make(chan int, 16)
-/// Thread { for i in 0..<100 { ch.send(i) }; ch.close() }
+/// Thread.detachNewThread { for i in 0..<100 { ch.send(i) }; ch.close() }   // Foundation
 /// while let v = ch.receive() { print(v) }    // for v := range ch
 /// ```
 ///
