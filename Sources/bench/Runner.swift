@@ -1,0 +1,131 @@
+import CBenchKit
+import Foundation
+
+/// Progress lines on stderr (stdout carries the report).
+enum Progress {
+    static func say(_ text: String) {
+        FileHandle.standardError.write(Data(("bench: " + text + "\n").utf8))
+    }
+}
+
+/// What a child process left behind.
+struct ChildRun {
+    var stdout: String
+    /// ru_maxrss of the child, bytes.
+    var peakRSSBytes: Int
+    var wallNs: Double
+    /// Exit status; negative = killed by that signal.
+    var status: Int32
+}
+
+enum Spawn {
+    /// This very executable, as the kernel knows it.
+    static let selfExe = "/proc/self/exe"
+
+    /// Runs `path` with `args` (args[0] is the program name) in `env`, collecting stdout, peak RSS and wall time.
+    static func run(_ path: String, _ args: [String], env: [String: String]) throws -> ChildRun {
+        let cArgs: [UnsafeMutablePointer<CChar>?] = args.map { strdup($0) } + [nil]
+        let cEnv: [UnsafeMutablePointer<CChar>?] = env.map { strdup("\($0.key)=\($0.value)") } + [nil]
+        defer {
+            cArgs.forEach { free($0) }
+            cEnv.forEach { free($0) }
+        }
+        var out: UnsafeMutablePointer<CChar>? = nil
+        var rss = 0
+        var wall = 0.0
+        var status: Int32 = 0
+        let rc = cArgs.withUnsafeBufferPointer { a in
+            cEnv.withUnsafeBufferPointer { e in
+                bk_spawn(path, a.baseAddress!, e.baseAddress!, &out, &rss, &wall, &status)
+            }
+        }
+        if rc != 0 { throw SpawnError(message: "cannot start \(path): \(String(cString: strerror(errno)))") }
+        defer { free(out) }
+        return ChildRun(stdout: out.map { String(cString: $0) } ?? "", peakRSSBytes: rss, wallNs: wall, status: status)
+    }
+
+    struct SpawnError: Error, CustomStringConvertible {
+        var message: String
+        var description: String { message }
+    }
+}
+
+/// The JSON a `run-one` child prints.
+struct ChildResult: Codable {
+    var samples: [Double]
+    var ops: UInt64
+    var checksum: UInt64
+    /// The child's own VmHWM at the end (exact, unlike a parent's view).
+    var peakRSSBytes: Int?
+}
+
+enum WorkloadRunner {
+    /// In the child: loads one allocator, runs warm-up and repetitions of one workload.
+    static func runInProcess(
+        spec: WorkloadSpec, allocator: bk_allocator, repetitions: Int, warmup: Int, quick: Bool, scale: Double
+    ) throws -> ChildResult {
+        var table = allocator
+        var params = spec.params(quick: quick, scale: scale)
+        var samples: [Double] = []
+        var ops: UInt64 = 0
+        var checksum: UInt64 = 0
+        for i in 0..<(warmup + repetitions) {
+            var r = bk_result()
+            if bk_run(spec.kind, &table, &params, &r) != 0 || r.failed != 0 || r.ops == 0 {
+                throw Spawn.SpawnError(message: "\(spec.id): the workload failed (allocation returned NULL or setup failed)")
+            }
+            if i >= warmup {
+                samples.append(r.elapsed_ns / Double(r.ops))
+                ops = r.ops
+                checksum &+= r.checksum
+            }
+        }
+        return ChildResult(samples: samples, ops: ops, checksum: checksum, peakRSSBytes: Int(bk_peak_rss()))
+    }
+
+    /// In the parent: every workload × allocator, each in its own child for a clean peak RSS.
+    static func runAll(
+        specs: [WorkloadSpec], allocators: [AllocatorID], repetitions: Int, warmup: Int, quick: Bool, scale: Double,
+        notes: inout [String]
+    ) -> [WorkloadTable] {
+        let env = ProcessInfo.processInfo.environment
+        var tables: [WorkloadTable] = []
+        let total = specs.count * allocators.count
+        var done = 0
+        for spec in specs {
+            var table = WorkloadTable(
+                id: spec.id, title: spec.title, unit: "ns/op", baseline: nil,
+                note: spec.throughput ? "ns/op is wall time / operations of all threads together; Mops/s = 1000 / ns/op" : nil,
+                throughput: spec.throughput, rows: [])
+            for id in allocators {
+                done += 1
+                var args = ["bench", "run-one", "--allocator", id.rawValue, "--workload", spec.id,
+                            "--repetitions", String(repetitions), "--warmup", String(warmup), "--scale", String(scale)]
+                if quick { args.append("--quick") }
+                do {
+                    let run = try Spawn.run(Spawn.selfExe, args, env: env)
+                    guard run.status == 0,
+                          let result = try? JSONDecoder().decode(ChildResult.self, from: Data(run.stdout.utf8))
+                    else {
+                        notes.append("\(spec.id) / \(id.rawValue): child exited with status \(run.status); row left out")
+                        Progress.say("[\(done)/\(total)] \(spec.id) \(id.rawValue): FAILED (status \(run.status))")
+                        continue
+                    }
+                    let rss = result.peakRSSBytes ?? run.peakRSSBytes
+                    let row = Row(name: id.rawValue, samples: result.samples, peakRSSBytes: rss)
+                    Progress.say("[\(done)/\(total)] \(spec.id) \(id.rawValue): \(Format.fixed(row.median, 2)) ns/op, "
+                                 + "peak RSS \(Format.bytes(rss)) (\(Format.fixed(run.wallNs / 1e9, 1)) s)")
+                    table.rows.append(row)
+                } catch {
+                    notes.append("\(spec.id) / \(id.rawValue): \(error)")
+                }
+            }
+            if table.rows.contains(where: { $0.name == AllocatorID.baseline.rawValue }) {
+                table.baseline = AllocatorID.baseline.rawValue
+            }
+            table.computeRatios()
+            tables.append(table)
+        }
+        return tables
+    }
+}
