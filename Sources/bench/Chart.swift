@@ -25,7 +25,7 @@ enum Chart {
                          + "\(report.environment.cores) cores, \(report.environment.kernel)", size: 14, weight: "bold"))
         y += 24
         body.append(legend(names, x: left, y: y))
-        y += 24
+        y += 48
         let tables = report.workloads.filter { !$0.rows.isEmpty }
         if !tables.isEmpty {
             body.append(contentsOf: bars(tables, names: names, top: y, height: 260,
@@ -74,7 +74,7 @@ enum Chart {
         for n in names {
             out.append("<rect x=\"\(f(cx))\" y=\"\(f(y))\" width=\"14\" height=\"14\" fill=\"\(color(n))\"/>")
             out.append(text(cx + 20, y + 12, n, size: 12))
-            cx += 30 + Double(n.count) * 8
+            cx += 44 + Double(n.count) * 8
         }
         return out.joined(separator: "\n")
     }
