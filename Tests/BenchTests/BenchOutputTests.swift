@@ -90,7 +90,7 @@ import Testing
     }
 
     /// True when this test process runs under ThreadSanitizer.
-    static var underTSan: Bool { dlsym(UnsafeMutableRawPointer(bitPattern: -2), "__tsan_init") != nil }
+    static var underTSan: Bool { dlsym(dlopen(nil, RTLD_NOW), "__tsan_init") != nil }
 
     static func run(_ path: String, _ args: [String]) -> (status: Int32, stdout: String, stderr: String) {
         let p = Process()
