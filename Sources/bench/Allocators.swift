@@ -105,6 +105,13 @@ enum Allocators {
 }
 
 enum Environment {
+    /// Peak RSS of an idle child process (Swift runtime, Foundation, bench itself).
+    static func idleChildRSS() -> Int? {
+        guard let run = try? Spawn.run(Spawn.selfExe, ["bench", "idle-child"], env: ProcessInfo.processInfo.environment),
+              run.status == 0 else { return nil }
+        return Int(run.stdout.trimmingCharacters(in: .whitespacesAndNewlines))
+    }
+
     /// Reads the machine's description for the report header.
     static func current() -> EnvironmentInfo {
         let cpuinfo = (try? String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8)) ?? ""

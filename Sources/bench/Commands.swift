@@ -14,7 +14,8 @@ struct BenchCommand: AsyncParsableCommand {
             (workload, allocator) pair runs in a child process of its own so its peak RSS is its own. \
             Ratios are relative to jemalloc measured in the same run.
             """,
-        subcommands: [Compare.self, ReuseCommand.self, PreloadCommand.self, RunOne.self, ReuseOne.self, WorkloadMain.self],
+        subcommands: [Compare.self, ReuseCommand.self, PreloadCommand.self, RunOne.self, ReuseOne.self, WorkloadMain.self,
+                      IdleChild.self],
         defaultSubcommand: Compare.self)
 }
 
@@ -66,8 +67,10 @@ struct CommonOptions: ParsableArguments {
     }
 
     func newReport(allocators: [AllocatorInfo], filter: [String]) -> Report {
-        Report(
-            environment: Environment.current(), allocators: allocators,
+        var env = Environment.current()
+        env.idleChildRSSBytes = Environment.idleChildRSS()
+        return Report(
+            environment: env, allocators: allocators,
             settings: .init(repetitions: repetitions, warmup: warmup, quick: quick, scale: scale, filter: filter,
                             command: CommandLine.arguments.map { $0.contains(" ") ? "'\($0)'" : $0 }
                                 .joined(separator: " ")))
@@ -154,8 +157,7 @@ enum Groups {
             Progress.say("GoChan group")
             measurements += await GoChanBench.run(repetitions: repetitions, quick: quick)
         }
-        return tables(measurements.filter { Workloads.matches($0.workload, filter: filter) || filter.isEmpty
-                                            || filter.contains { wants($0, filter: [$0]) && $0.hasSuffix(".") } })
+        return tables(measurements.filter { Workloads.matches($0.workload, filter: filter) })
     }
 
     /// Groups measurements by workload (first-seen order); the first variant is the baseline.
@@ -299,5 +301,16 @@ struct WorkloadMain: ParsableCommand {
         let result = try WorkloadRunner.runInProcess(
             spec: spec, allocator: table, repetitions: repetitions, warmup: 0, quick: quick, scale: scale)
         print(String(decoding: try JSONEncoder().encode(result), as: UTF8.self))
+    }
+}
+
+/// Child: does nothing and prints its own peak RSS, the floor under every row's peak RSS.
+struct IdleChild: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "idle-child", abstract: "(internal) Print the peak RSS of an idle bench process.",
+        shouldDisplay: false)
+
+    func run() throws {
+        print(bk_peak_rss())
     }
 }

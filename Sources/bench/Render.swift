@@ -61,6 +61,9 @@ enum Render {
                 + "quick: \(r.settings.quick); scale: \(Format.fixed(r.settings.scale, 2))",
             "command: \(r.settings.command)",
         ]
+        if let idle = e.idleChildRSSBytes {
+            lines.append("peak RSS of an idle bench child (included in every peak RSS below): \(Format.bytes(idle))")
+        }
         for a in r.allocators {
             var s = "\(a.name): " + (a.available ? (a.version.isEmpty ? "loaded" : a.version) : "not available")
             if let n = a.note { s += " — \(n)" }

@@ -41,6 +41,8 @@ struct EnvironmentInfo: Codable, Sendable {
     var os: String
     var glibc: String
     var hostname: String
+    /// Peak RSS of a bench child that does nothing: included in every row's peak RSS.
+    var idleChildRSSBytes: Int?
 }
 
 /// One allocator as the report knows it.
