@@ -15,7 +15,7 @@ struct BenchCommand: AsyncParsableCommand {
             Ratios are relative to jemalloc measured in the same run.
             """,
         subcommands: [Compare.self, ReuseCommand.self, PreloadCommand.self, RunOne.self, ReuseOne.self, WorkloadMain.self,
-                      IdleChild.self],
+                      RenderCommand.self, IdleChild.self],
         defaultSubcommand: Compare.self)
 }
 
@@ -102,6 +102,9 @@ struct Compare: AsyncParsableCommand {
     var list = false
     @Flag(help: "Skip the reuse experiment.")
     var noReuse = false
+    @Flag(inversion: .prefixedNo,
+          help: "Run repetition r of every allocator before repetition r+1 of any (one child per repetition).")
+    var interleave = true
     @Option(help: "Live bytes the reuse experiment fills (default 256 MiB).")
     var reuseBytes = 256 << 20
 
@@ -123,13 +126,14 @@ struct Compare: AsyncParsableCommand {
         var notes: [String] = []
         let (infos, usable) = common.selectAllocators(notes: &notes)
         var report = common.newReport(allocators: infos, filter: tokens)
+        report.settings.interleaved = interleave
         let specs = Workloads.all.filter { Workloads.matches($0.id, filter: tokens) }
         if !specs.isEmpty {
             Progress.say("\(specs.count) workloads × \(usable.count) allocators, \(common.repetitions) repetitions each"
                          + (common.quick ? " (quick)" : ""))
             report.workloads = WorkloadRunner.runAll(
                 specs: specs, allocators: usable, repetitions: common.repetitions, warmup: common.warmup,
-                quick: common.quick, scale: common.scale, notes: &notes)
+                quick: common.quick, scale: common.scale, interleave: interleave, notes: &notes)
         }
         report.groups = await Groups.run(filter: tokens, repetitions: common.repetitions, quick: common.quick)
         if !noReuse, Workloads.matches(Workloads.reuseID, filter: tokens) {
@@ -312,5 +316,29 @@ struct IdleChild: ParsableCommand {
 
     func run() throws {
         print(bk_peak_rss())
+    }
+}
+
+/// `bench render`: re-renders a saved JSON report (tables, chart) without measuring again.
+struct RenderCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "render",
+        abstract: "Render a report saved with --format json as text, csv, markdown or an SVG chart.")
+
+    @Argument(help: "A JSON report written by `bench --format json`.")
+    var input: String
+    @Option(help: "Output format: text, json, csv or markdown.")
+    var format: OutputFormat = .text
+    @Option(help: ArgumentHelp("Draw the chart into this file.", valueName: "file.svg"))
+    var chart: String?
+
+    func run() throws {
+        let data = try Data(contentsOf: URL(fileURLWithPath: input))
+        let dec = JSONDecoder()
+        dec.nonConformingFloatDecodingStrategy = .convertFromString(
+            positiveInfinity: "inf", negativeInfinity: "-inf", nan: "nan")
+        let report = try dec.decode(Report.self, from: data)
+        print(Render.render(report, as: format), terminator: "")
+        if let chart { try Chart.svg(report).write(toFile: chart, atomically: true, encoding: .utf8) }
     }
 }

@@ -58,7 +58,8 @@ enum Render {
         var lines = [
             "machine: \(e.cpuModel), \(e.cores) cores, \(e.kernel), \(e.os), glibc \(e.glibc)",
             "date: \(e.date); repetitions: \(r.settings.repetitions) (median shown) after \(r.settings.warmup) warm-up; "
-                + "quick: \(r.settings.quick); scale: \(Format.fixed(r.settings.scale, 2))",
+                + "quick: \(r.settings.quick); scale: \(Format.fixed(r.settings.scale, 2))"
+                + (r.settings.interleaved == true ? "; allocators interleaved, one child per repetition" : ""),
             "command: \(r.settings.command)",
         ]
         if let idle = e.idleChildRSSBytes {

@@ -29,6 +29,8 @@ struct Report: Codable, Sendable {
         var scale: Double
         var filter: [String]
         var command: String
+        /// Repetitions ran round-robin across allocators, one child process per repetition.
+        var interleaved: Bool?
     }
 }
 

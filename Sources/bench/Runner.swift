@@ -84,46 +84,60 @@ enum WorkloadRunner {
     }
 
     /// In the parent: every workload × allocator, each in its own child for a clean peak RSS.
+    ///
+    /// With `interleave`, repetition r of every allocator runs before repetition r + 1 of any
+    /// (one child per repetition, allocator order rotated each round), so a slow spell of a
+    /// shared machine lands on all allocators alike instead of on whichever ran then.
     static func runAll(
         specs: [WorkloadSpec], allocators: [AllocatorID], repetitions: Int, warmup: Int, quick: Bool, scale: Double,
-        notes: inout [String]
+        interleave: Bool, notes: inout [String]
     ) -> [WorkloadTable] {
         let env = ProcessInfo.processInfo.environment
+        let rounds = interleave ? repetitions : 1
+        let repsPerChild = interleave ? 1 : repetitions
         var tables: [WorkloadTable] = []
-        let total = specs.count * allocators.count
-        var done = 0
-        for spec in specs {
+        for (si, spec) in specs.enumerated() {
+            var samples: [AllocatorID: [Double]] = [:]
+            var peak: [AllocatorID: Int] = [:]
+            var failed: Set<AllocatorID> = []
+            let t0 = bk_now_ns()
+            for round in 0..<rounds {
+                for k in allocators.indices {
+                    let id = allocators[(k + round) % allocators.count]
+                    if failed.contains(id) { continue }
+                    var args = ["bench", "run-one", "--allocator", id.rawValue, "--workload", spec.id,
+                                "--repetitions", String(repsPerChild), "--warmup", String(warmup),
+                                "--scale", String(scale)]
+                    if quick { args.append("--quick") }
+                    let run = try? Spawn.run(Spawn.selfExe, args, env: env)
+                    guard let run, run.status == 0,
+                          let result = try? JSONDecoder().decode(ChildResult.self, from: Data(run.stdout.utf8))
+                    else {
+                        failed.insert(id)
+                        let why = run.map { "child exited with status \($0.status)" } ?? "child could not start"
+                        notes.append("\(spec.id) / \(id.rawValue): \(why); row left out")
+                        Progress.say("\(spec.id) \(id.rawValue): FAILED (\(why))")
+                        continue
+                    }
+                    samples[id, default: []] += result.samples
+                    peak[id] = Swift.max(peak[id] ?? 0, result.peakRSSBytes ?? run.peakRSSBytes)
+                }
+            }
             var table = WorkloadTable(
                 id: spec.id, title: spec.title, unit: "ns/op", baseline: nil,
                 note: spec.throughput ? "ns/op is wall time / operations of all threads together; Mops/s = 1000 / ns/op" : nil,
                 throughput: spec.throughput, rows: [])
-            for id in allocators {
-                done += 1
-                var args = ["bench", "run-one", "--allocator", id.rawValue, "--workload", spec.id,
-                            "--repetitions", String(repetitions), "--warmup", String(warmup), "--scale", String(scale)]
-                if quick { args.append("--quick") }
-                do {
-                    let run = try Spawn.run(Spawn.selfExe, args, env: env)
-                    guard run.status == 0,
-                          let result = try? JSONDecoder().decode(ChildResult.self, from: Data(run.stdout.utf8))
-                    else {
-                        notes.append("\(spec.id) / \(id.rawValue): child exited with status \(run.status); row left out")
-                        Progress.say("[\(done)/\(total)] \(spec.id) \(id.rawValue): FAILED (status \(run.status))")
-                        continue
-                    }
-                    let rss = result.peakRSSBytes ?? run.peakRSSBytes
-                    let row = Row(name: id.rawValue, samples: result.samples, peakRSSBytes: rss)
-                    Progress.say("[\(done)/\(total)] \(spec.id) \(id.rawValue): \(Format.fixed(row.median, 2)) ns/op, "
-                                 + "peak RSS \(Format.bytes(rss)) (\(Format.fixed(run.wallNs / 1e9, 1)) s)")
-                    table.rows.append(row)
-                } catch {
-                    notes.append("\(spec.id) / \(id.rawValue): \(error)")
-                }
+            for id in allocators where !failed.contains(id) {
+                guard let s = samples[id] else { continue }
+                table.rows.append(Row(name: id.rawValue, samples: s, peakRSSBytes: peak[id]))
             }
             if table.rows.contains(where: { $0.name == AllocatorID.baseline.rawValue }) {
                 table.baseline = AllocatorID.baseline.rawValue
             }
             table.computeRatios()
+            let summary = table.rows.map { "\($0.name) \(Format.time($0.median))" }.joined(separator: ", ")
+            Progress.say("[\(si + 1)/\(specs.count)] \(spec.id) (ns/op): \(summary) "
+                         + "(\(Format.fixed((bk_now_ns() - t0) / 1e9, 1)) s)")
             tables.append(table)
         }
         return tables

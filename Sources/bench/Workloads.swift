@@ -38,7 +38,7 @@ enum Workloads {
         list.append(WorkloadSpec(
             id: "random-batch",
             title: "random sizes 8-1024 B, batches of 100,000 allocated then freed in random order (op = alloc+free)",
-            kind: BK_W_RANDOM_BATCH, ops: (2_000_000, 500_000), sizeRange: (8, 1024), batch: 100_000, core: true))
+            kind: BK_W_RANDOM_BATCH, ops: (2_000_000, 300_000), sizeRange: (8, 1024), batch: 100_000, core: true))
         list.append(WorkloadSpec(
             id: "prodcons",
             title: "2 threads: producer allocates 8-1024 B, consumer frees, through a lock-free SPSC ring (op = object)",
@@ -46,7 +46,7 @@ enum Workloads {
         list.append(WorkloadSpec(
             id: "larson",
             title: "larson-style server: 2 threads replace random objects (16-1024 B) of 20,000 shared slots; frees cross threads",
-            kind: BK_W_LARSON, ops: (4_000_000, 1_000_000), sizeRange: (16, 1024), batch: 10_000, threads: 2))
+            kind: BK_W_LARSON, ops: (4_000_000, 400_000), sizeRange: (16, 1024), batch: 10_000, threads: 2))
         list.append(WorkloadSpec(
             id: "realloc-growth",
             title: "16 buffers grown round-robin by realloc in 1-128 B steps from 16 B to 64 KiB (op = realloc)",
@@ -54,7 +54,7 @@ enum Workloads {
         list.append(WorkloadSpec(
             id: "large-mixed",
             title: "large objects 64 KiB-64 MiB (log-uniform), 4 alive, every page written (op = free+malloc)",
-            kind: BK_W_LARGE, ops: (240, 60), sizeRange: (65_536, 64 << 20)))
+            kind: BK_W_LARGE, ops: (160, 24), sizeRange: (65_536, 64 << 20)))
         for t in [1, 2, 4] {
             list.append(WorkloadSpec(
                 id: "scaling-\(t)t",
