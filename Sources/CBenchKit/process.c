@@ -16,11 +16,9 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-/* VmHWM of a running process in bytes (0 once it has exited). */
-static long child_hwm(pid_t pid) {
-    char name[64];
-    snprintf(name, sizeof name, "/proc/%d/status", (int)pid);
-    FILE *f = fopen(name, "r");
+/* VmHWM (peak RSS) in bytes from a /proc/<pid>/status file; 0 when unreadable (e.g. the process exited). */
+static long read_hwm(const char *status_path) {
+    FILE *f = fopen(status_path, "r");
     if (!f) return 0;
     char line[256];
     long kb = 0;
@@ -28,6 +26,12 @@ static long child_hwm(pid_t pid) {
         if (sscanf(line, "VmHWM: %ld kB", &kb) == 1) break;
     fclose(f);
     return kb * 1024;
+}
+
+static long child_hwm(pid_t pid) {
+    char name[64];
+    snprintf(name, sizeof name, "/proc/%d/status", (int)pid);
+    return read_hwm(name);
 }
 
 int bk_spawn(const char *path, char *const *argv, char *const *envp, char **out,
@@ -99,13 +103,4 @@ size_t bk_current_rss(void) {
     return n == 2 ? resident * (size_t)sysconf(_SC_PAGESIZE) : 0;
 }
 
-size_t bk_peak_rss(void) {
-    FILE *f = fopen("/proc/self/status", "r");
-    if (!f) return 0;
-    char line[256];
-    size_t kb = 0;
-    while (fgets(line, sizeof line, f))
-        if (sscanf(line, "VmHWM: %zu kB", &kb) == 1) break;
-    fclose(f);
-    return kb * 1024;
-}
+size_t bk_peak_rss(void) { return (size_t)read_hwm("/proc/self/status"); }

@@ -35,7 +35,10 @@ enum Render {
 
         heading("SpanAlloc bench", level: 1)
         para(environmentLines(r).map { md ? "- " + $0 : "  " + $0 }.joined(separator: "\n"))
-        for t in r.workloads { heading("\(t.id): \(t.title)"); table(workloadTable(t)); if let n = t.note { para(n) } }
+        let idle = r.environment.idleChildRSSBytes
+        for t in r.workloads {
+            heading("\(t.id): \(t.title)"); table(workloadTable(t, idleRSS: idle)); if let n = t.note { para(n) }
+        }
         for t in r.groups { heading("\(t.id)"); table(workloadTable(t)); if let n = t.note { para(n) } }
         if let reuse = r.reuse {
             heading("reuse: \(Format.bytes(reuse.targetBytes)) filled, 90% freed, refilled with other sizes, freed, purged")
@@ -74,10 +77,12 @@ enum Render {
         return lines
     }
 
-    static func workloadTable(_ t: WorkloadTable) -> TextTable {
+    /// A workload's table; with `idleRSS`, a column shows peak RSS above an idle bench child's.
+    static func workloadTable(_ t: WorkloadTable, idleRSS: Int? = nil) -> TextTable {
         let base = t.baseline ?? "baseline"
         var headers = ["allocator", "median \(t.unit)", "min-max", "vs \(base)", "peak RSS", "RSS vs \(base)"]
         var align: [TextTable.Align] = [.left, .right, .right, .right, .right, .right]
+        if idleRSS != nil { headers.append("RSS above idle"); align.append(.right) }
         if t.throughput { headers.append("Mops/s"); align.append(.right) }
         let inner = t.rows.contains { $0.innerNsPerOp != nil }
         if inner { headers.append("in-process ns/op"); align.append(.right) }
@@ -85,6 +90,7 @@ enum Render {
         for row in t.rows {
             var cells = [row.name, Format.time(row.median), Format.time(row.min) + "-" + Format.time(row.max),
                          Format.ratio(row.ratio), Format.bytes(row.peakRSSBytes), Format.ratio(row.rssRatio)]
+            if let idleRSS { cells.append(row.peakRSSBytes.map { Format.bytes(Swift.max(0, $0 - idleRSS)) } ?? "-") }
             if t.throughput { cells.append(row.mopsPerSecond.map { Format.fixed($0, 1) } ?? "-") }
             if inner { cells.append(row.innerNsPerOp.map(Format.time) ?? "-") }
             tt.rows.append(cells)
