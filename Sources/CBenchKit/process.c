@@ -35,8 +35,9 @@ static long child_hwm(pid_t pid) {
 }
 
 int bk_spawn(const char *path, char *const *argv, char *const *envp, char **out,
-             long *peak_rss_bytes, double *wall_ns, int *status) {
+             long *peak_rss_bytes, bool *rss_upper_bound, double *wall_ns, int *status) {
     *out = NULL;
+    *rss_upper_bound = false;
     *peak_rss_bytes = 0;
     *wall_ns = 0;
     *status = 0;
@@ -87,7 +88,11 @@ int bk_spawn(const char *path, char *const *argv, char *const *envp, char **out,
     int st = 0;
     while (wait4(pid, &st, 0, &ru) < 0 && errno == EINTR) {}
     *wall_ns = bk_now_ns() - t0;
-    (void)ru; /* ru_maxrss is not used: see above */
+    if (*peak_rss_bytes == 0) {
+        /* The child ended before the first sample: fall back to ru_maxrss, an upper bound. */
+        *peak_rss_bytes = ru.ru_maxrss * 1024L; /* Linux reports KiB */
+        *rss_upper_bound = true;
+    }
     if (WIFEXITED(st)) *status = WEXITSTATUS(st);
     else if (WIFSIGNALED(st)) *status = -WTERMSIG(st);
     *out = buf;

@@ -78,6 +78,7 @@ enum PreloadRunner {
                 var inner: [Double] = []
                 var peak = 0
                 var failed = false
+                var upperBound = false
                 for i in 0..<(warmup + repetitions) {
                     guard let run = try? Spawn.run(path, program.argv, env: env), run.status == 0 else {
                         failed = true
@@ -86,6 +87,7 @@ enum PreloadRunner {
                     if i < warmup { continue }
                     wall.append(run.wallNs / 1e6)
                     var rss = run.peakRSSBytes
+                    upperBound = upperBound || run.rssUpperBound
                     if let r = try? JSONDecoder().decode(ChildResult.self, from: Data(run.stdout.utf8)) {
                         inner += r.samples
                         rss = r.peakRSSBytes ?? rss
@@ -99,6 +101,10 @@ enum PreloadRunner {
                 }
                 var row = Row(name: id.rawValue, samples: wall, peakRSSBytes: peak)
                 if !inner.isEmpty { row.innerNsPerOp = Stats.median(inner.sorted()) }
+                if upperBound {
+                    notes.append("preload: \(program.id) under \(id.rawValue) ended within 2 ms; its peak RSS is "
+                                 + "wait4's ru_maxrss, an upper bound (not below bench's own RSS)")
+                }
                 Progress.say("preload \(program.id) \(id.rawValue): \(Format.fixed(row.median, 1)) ms, "
                              + "peak RSS \(Format.bytes(peak))")
                 table.rows.append(row)

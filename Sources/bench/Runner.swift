@@ -11,8 +11,11 @@ enum Progress {
 /// What a child process left behind.
 struct ChildRun {
     var stdout: String
-    /// ru_maxrss of the child, bytes.
+    /// The child's peak RSS (VmHWM sampled while it ran), bytes.
     var peakRSSBytes: Int
+    /// True when the child ended before the first sample and peakRSSBytes is wait4's ru_maxrss,
+    /// an upper bound that cannot be below the parent's own RSS.
+    var rssUpperBound: Bool
     var wallNs: Double
     /// Exit status; negative = killed by that signal.
     var status: Int32
@@ -32,16 +35,18 @@ enum Spawn {
         }
         var out: UnsafeMutablePointer<CChar>? = nil
         var rss = 0
+        var upper = false
         var wall = 0.0
         var status: Int32 = 0
         let rc = cArgs.withUnsafeBufferPointer { a in
             cEnv.withUnsafeBufferPointer { e in
-                bk_spawn(path, a.baseAddress!, e.baseAddress!, &out, &rss, &wall, &status)
+                bk_spawn(path, a.baseAddress!, e.baseAddress!, &out, &rss, &upper, &wall, &status)
             }
         }
         if rc != 0 { throw SpawnError(message: "cannot start \(path): \(String(cString: strerror(errno)))") }
         defer { free(out) }
-        return ChildRun(stdout: out.map { String(cString: $0) } ?? "", peakRSSBytes: rss, wallNs: wall, status: status)
+        return ChildRun(stdout: out.map { String(cString: $0) } ?? "", peakRSSBytes: rss, rssUpperBound: upper,
+                        wallNs: wall, status: status)
     }
 
     struct SpawnError: Error, CustomStringConvertible {

@@ -11,6 +11,7 @@ import Testing
     struct Report: Decodable {
         var allocators: [Allocator]
         var workloads: [Table]
+        var preload: [Table]
         var reuse: Reuse?
         var environment: [String: JSONValue]
     }
@@ -34,6 +35,7 @@ import Testing
         var ratio: Double?
         var peakRSSBytes: Int?
         var rssRatio: Double?
+        var innerNsPerOp: Double?
     }
     struct Reuse: Decodable {
         var targetBytes: Int
@@ -124,8 +126,10 @@ import Testing
         // Under TSan the two-thread workload is left out: TSan cannot see the synchronization inside
         // uninstrumented allocators (jemalloc, glibc's __libc_malloc) and would report their memory reuse.
         let ids = Self.underTSan ? ["lifo-64", "realloc-growth"] : ["lifo-64", "prodcons"]
+        // (Under TSan every child start is slow: one child per allocator instead of one per repetition.)
         let result = Self.run(bench, ["--quick", "--format", "json", "--filter", (ids + ["reuse"]).joined(separator: ","),
-                                      "--repetitions", "3", "--scale", "0.05", "--reuse-bytes", String(8 << 20)])
+                                      "--repetitions", "3", "--scale", "0.05", "--reuse-bytes", String(8 << 20)]
+                                     + (Self.underTSan ? ["--no-interleave"] : []))
         #expect(result.status == 0, "bench failed: \(result.stderr)")
         let report = try JSONDecoder().decode(Report.self, from: Data(result.stdout.utf8))
 
@@ -194,6 +198,39 @@ import Testing
         let md = Self.run(bench, args + ["--format", "markdown"])
         #expect(md.status == 0)
         #expect(md.stdout.contains("| SpanAlloc |") && md.stdout.contains("| glibc |"))
+    }
+
+    @Test func preloadRunsAProgramUnderEachInstalledAllocator() throws {
+        let bench = try #require(Self.benchPath())
+        let result = Self.run(bench, ["preload", "--format", "json", "--repetitions", "2", "--warmup", "0",
+                                      "--spanalloc-so", "/nonexistent/libspanalloc.so",
+                                      "--program", "/bin/echo", "hello"])
+        #expect(result.status == 0, "\(result.stderr)")
+        let report = try JSONDecoder().decode(Report.self, from: Data(result.stdout.utf8))
+        let table = try #require(report.preload.first)
+        let expected = Self.installedAllocators().filter { $0 != "SpanAlloc" }  // no preload library given
+        #expect(Set(table.rows.map(\.name)) == Set(expected))
+        for row in table.rows {
+            #expect(row.samples.count == 2 && row.samples.allSatisfy { $0 > 0 && $0.isFinite })
+            #expect((row.peakRSSBytes ?? 0) > 0)
+        }
+        #expect(result.stdout.contains("SpanAlloc skipped"))
+    }
+
+    @Test func preloadOfBenchsOwnWorkloadReportsInProcessTimes() throws {
+        // Preloading jemalloc into a TSan-instrumented bench would fight TSan's own malloc: glibc only then.
+        let bench = try #require(Self.benchPath())
+        let allocators = Self.underTSan ? "glibc" : Self.installedAllocators().joined(separator: ",")
+        let result = Self.run(bench, ["preload", "--format", "json", "--filter", "lifo-16", "--repetitions", "1",
+                                      "--warmup", "0", "--scale", "0.01", "--allocators", allocators])
+        #expect(result.status == 0, "\(result.stderr)")
+        let report = try JSONDecoder().decode(Report.self, from: Data(result.stdout.utf8))
+        #expect(report.preload.map(\.id) == ["preload:lifo-16"])
+        for row in report.preload.first?.rows ?? [] {
+            let inner = try #require(row.innerNsPerOp, "\(row.name): no in-process time")
+            #expect(inner > 0 && inner.isFinite)
+        }
+        #expect((report.preload.first?.rows.count ?? 0) >= 1)
     }
 
     @Test func badArgumentsFail() throws {

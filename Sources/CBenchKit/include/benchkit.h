@@ -168,11 +168,14 @@ size_t bk_reuse_live_objects(const bk_reuse *_Nonnull r);
  * waits with wait4 and reports the peak RSS (the child's VmHWM sampled every
  * 2 ms while it runs: wait4's ru_maxrss would include the parent's RSS at
  * spawn time), wall time and exit status (status < 0: killed by signal -status). stderr is inherited.
+ * When the child ended before the first sample, *rss_upper_bound is set and
+ * the peak is wait4's ru_maxrss, which is at least this process's RSS.
  * Returns 0, or -1 when the process could not be started (errno set).
  */
 int bk_spawn(const char *_Nonnull path, char *_Nullable const *_Nonnull argv,
              char *_Nullable const *_Nonnull envp, char *_Nullable *_Nonnull out,
-             long *_Nonnull peak_rss_bytes, double *_Nonnull wall_ns, int *_Nonnull status);
+             long *_Nonnull peak_rss_bytes, bool *_Nonnull rss_upper_bound, double *_Nonnull wall_ns,
+             int *_Nonnull status);
 
 /** Current resident set of this process in bytes (from /proc/self/statm). */
 size_t bk_current_rss(void);
