@@ -1,6 +1,7 @@
 import ArgumentParser
 import CBenchKit
 import Foundation
+import SpanAlloc
 
 extension OutputFormat: ExpressibleByArgument {}
 
@@ -258,6 +259,8 @@ struct RunOne: ParsableCommand {
     @Option var warmup = 1
     @Flag var quick = false
     @Option var scale = 1.0
+    @Flag(help: "After the run, print SpanAlloc's MemStats as JSON on stderr (for diagnosing a row).")
+    var stats = false
 
     func run() throws {
         guard let id = AllocatorID.named(allocator) else { throw ValidationError("unknown allocator \(allocator)") }
@@ -266,6 +269,9 @@ struct RunOne: ParsableCommand {
         let result = try WorkloadRunner.runInProcess(
             spec: spec, allocator: table, repetitions: repetitions, warmup: warmup, quick: quick, scale: scale)
         print(String(decoding: try JSONEncoder().encode(result), as: UTF8.self))
+        if stats, id == .spanAlloc {
+            FileHandle.standardError.write(Data((SpanHeap.default.memStatsJSON + "\n").utf8))
+        }
     }
 }
 

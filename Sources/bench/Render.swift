@@ -49,6 +49,15 @@ enum Render {
             para(reuse.note)
         }
         for t in r.preload { heading("\(t.id): \(t.title)"); table(workloadTable(t)); if let n = t.note { para(n) } }
+        for (title, tables) in [("summary: median time vs jemalloc", r.workloads), ("summary: LD_PRELOAD wall time vs jemalloc", r.preload)]
+        where tables.count > 1 {
+            heading(title)
+            table(summary(tables, value: \.ratio))
+            if title.contains("median time") {
+                para("peak RSS vs jemalloc:")
+                table(summary(tables, value: \.rssRatio))
+            }
+        }
         if !r.notes.isEmpty {
             heading("notes")
             para(r.notes.map { "- " + $0 }.joined(separator: "\n"))
@@ -94,6 +103,17 @@ enum Render {
             if t.throughput { cells.append(row.mopsPerSecond.map { Format.fixed($0, 1) } ?? "-") }
             if inner { cells.append(row.innerNsPerOp.map(Format.time) ?? "-") }
             tt.rows.append(cells)
+        }
+        return tt
+    }
+
+    /// Workloads × allocators, one ratio per cell: the whole run at a glance.
+    static func summary(_ tables: [WorkloadTable], value: (Row) -> Double?) -> TextTable {
+        var names: [String] = []
+        for t in tables { for row in t.rows where !names.contains(row.name) { names.append(row.name) } }
+        var tt = TextTable(headers: ["workload"] + names, align: [.left] + names.map { _ in .right })
+        for t in tables {
+            tt.rows.append([t.id] + names.map { n in Format.ratio(t.rows.first { $0.name == n }.flatMap(value)) })
         }
         return tt
     }
