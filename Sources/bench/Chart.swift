@@ -105,9 +105,10 @@ enum Chart {
 
     static func bars(_ tables: [WorkloadTable], names: [String], top: Double, height: Double, title: String,
                      value: (Row) -> Double?) -> [String] {
-        var out = [text(left, top - 6, title, size: 13, weight: "bold")]
         let values = tables.flatMap { $0.rows.compactMap(value) }.filter(\.isFinite)
         let cap = 4.0
+        let cut = values.contains { $0 > cap } ? "  (bars above \(Format.fixed(cap, 0))x are cut; the value is printed)" : ""
+        var out = [text(left, top - 6, title + cut, size: 13, weight: "bold")]
         let maxValue = min(cap, max(1.2, (values.max() ?? 1) * 1.1))
         let step = niceStep(maxValue)
         let top2 = top + 8
@@ -135,10 +136,6 @@ enum Chart {
         let y1 = top2 + height - 1 / maxValue * height
         out.append("<line x1=\"\(f(left))\" y1=\"\(f(y1))\" x2=\"\(f(width - right))\" y2=\"\(f(y1))\" "
                    + "stroke=\"#1f77b4\" stroke-dasharray=\"4 3\"/>")
-        if values.contains(where: { $0 > cap }) {
-            out.append(text(width - right, top - 6, "bars above \(Format.fixed(cap, 0))x are cut (value printed)",
-                            size: 10, anchor: "end"))
-        }
         return out
     }
 
