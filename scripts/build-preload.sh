@@ -47,7 +47,7 @@ if stale "$lib" "${lib_inputs[@]}"; then
     # shellcheck disable=SC2086
     "$CC" -std=c11 -O2 -g -fPIC -shared -pthread -D_GNU_SOURCE -DNDEBUG \
         -fno-semantic-interposition -Wl,-Bsymbolic-functions \
-        -Wall -Wextra -Wno-unused-parameter ${CFLAGS_EXTRA:-} \
+        ${CFLAGS_EXTRA:-} \
         -I Sources/CSpanAlloc/include -I Sources/SpanAllocMalloc/include \
         Sources/CSpanAlloc/*.c Sources/SpanAllocMalloc/*.c \
         -o "$tmp"

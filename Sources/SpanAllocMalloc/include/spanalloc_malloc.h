@@ -7,7 +7,7 @@
  *
  * Two ways in, the same sources:
  *   - LD_PRELOAD: scripts/build-preload.sh compiles Sources/CSpanAlloc/ *.c
- *     and Sources/SpanAllocMalloc/*.c with plain `cc` into
+ *     and Sources/SpanAllocMalloc/ *.c with plain `cc` into
  *     .build/spanalloc-preload/libspanalloc.so (depends on libc only).
  *   - linking: the SwiftPM product `SpanAllocMalloc`. SwiftPM links a C
  *     target's object files into the executable, whose malloc then
