@@ -22,6 +22,8 @@
 #ifndef SPANALLOC_MALLOC_H
 #define SPANALLOC_MALLOC_H
 
+#include "spanalloc.h" /* nullability macros */
+
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -44,7 +46,7 @@ typedef struct sa_override_counts {
 } sa_override_counts;
 
 /** Reads the override's counters. */
-void sa_override_read_counts(sa_override_counts *out);
+void sa_override_read_counts(sa_override_counts *_Nonnull out);
 
 #ifdef __cplusplus
 }
