@@ -159,10 +159,27 @@ import Testing
         }
     }
 
-    /// The Swift toolchain's driver (a Swift program) prints its version.
+    /// The Swift compiler (driver and frontend, Swift and C++ programs)
+    /// compiling a small program to the same LLVM IR.
     @Test(.enabled(if: installed("/opt/swift/usr/bin/swiftc"), "swiftc is not installed at /opt/swift/usr/bin"))
-    func swiftDriver() {
-        expectIdentical(runBoth("/opt/swift/usr/bin/swiftc", ["--version"]), mallocs: 100)
+    func swiftCompiler() throws {
+        let source = """
+            struct Point: Hashable { var x, y: Int }
+            final class Box<T> { var value: T; init(_ v: T) { value = v } }
+            func run() -> Int {
+                var d: [Point: [String]] = [:]
+                for i in 0..<1000 { d[Point(x: i % 37, y: i % 11), default: []].append("v\\(i)") }
+                return d.values.map(\\.count).reduce(0, +) + Box(d.count).value
+            }
+            print(run())
+            """
+        let dir = try temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        try source.write(to: dir.appendingPathComponent("hello.swift"), atomically: true, encoding: .utf8)
+        let runs = runBoth("/opt/swift/usr/bin/swiftc", ["-O", "-module-name", "hello", "-emit-ir", "hello.swift", "-o", "-"],
+                           directories: (dir, dir))
+        expectIdentical(runs, mallocs: 100_000)
+        #expect(runs.plain.out.contains("define"), "no IR: \(runs.plain.summary)")
     }
 }
 
