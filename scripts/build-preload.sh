@@ -9,6 +9,7 @@
 #     scripts/build-preload.sh            # the library; prints its path
 #     scripts/build-preload.sh --tests    # also the C test program
 #                                         # .build/spanalloc-preload/malloc-test
+#                                         # (and libtlsprobe.so, which it loads)
 #     LD_PRELOAD=$PWD/.build/spanalloc-preload/libspanalloc.so some-program
 #
 # Rebuilds only when a source is newer than the output. CC and CFLAGS_EXTRA
@@ -70,6 +71,9 @@ if [ "$with_tests" = 1 ] && stale "$test_bin" Tests/malloc Sources/CSpanAlloc/in
         -I Sources/CSpanAlloc/include -I Sources/SpanAllocMalloc/include \
         Tests/malloc/malloc_test.c -o "$tmp"
     mv -f "$tmp" "$test_bin"
+    tmp=$(mktemp "$out/.libtlsprobe.XXXXXX")
+    "$CC" -std=c11 -O1 -fPIC -shared Tests/malloc/tls_probe.c -o "$tmp"
+    mv -f "$tmp" "$out/libtlsprobe.so"
 fi
 
 echo "$PWD/$lib"

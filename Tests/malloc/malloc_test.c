@@ -6,8 +6,8 @@
  * so the program can prove that the preloaded library really serves its
  * malloc (sa_owns) and read the heap's statistics.
  *
- *   malloc-test [all | api | realloc | aligned | oom | foreign | fork |
- *                threads | config | foreign-strict]
+ *   malloc-test [all | api | realloc | aligned | oom | foreign | bootstrap |
+ *                fork | threads | config | foreign-strict]
  *
  * Prints "ok <section>" per section, "FAIL file:line ..." per failed check;
  * exits 0 when every check passed, 1 otherwise, 2 when not preloaded.
@@ -15,7 +15,9 @@
 #include "spanalloc.h"
 #include "spanalloc_malloc.h"
 
+#include <dlfcn.h>
 #include <errno.h>
+#include <libgen.h>
 #include <malloc.h>
 #include <pthread.h>
 #include <signal.h>
@@ -357,6 +359,10 @@ static void test_aligned(void) {
     CHECK(rc == ENOMEM && out == (void *)0x1234, "posix_memalign huge = %d", rc);
     errno = 0;
     CHECK(aligned_alloc(64, (size_t)1 << 62) == NULL && errno == ENOMEM, "aligned_alloc huge");
+    /* A valid alignment above what the heap serves (1 GiB): ENOMEM. */
+    out = (void *)0x1234;
+    rc = posix_memalign(&out, (size_t)1 << 31, 100);
+    CHECK(rc == ENOMEM && out == (void *)0x1234, "posix_memalign(2 GiB alignment) = %d", rc);
 
     /* valloc and pvalloc: page-aligned; pvalloc rounds the size up to pages. */
     size_t ps = page_size();
@@ -471,6 +477,52 @@ static int foreign_strict(void) {
     return 0;
 }
 
+/* ---- bootstrap paths: glibc allocating from inside dlsym and TLS set-up -------- */
+
+/* Returns 1 when the thread's TLS block is SpanAlloc's (checked while the
+ * thread lives: glibc frees the block once the thread is gone). */
+static void *touch_tls(void *fn) {
+    char *(*touch)(void) = (char *(*)(void))fn;
+    char *block = touch();
+    return (void *)(uintptr_t)(block && sa_owns(block));
+}
+
+static void test_bootstrap(void) {
+    /* dlsym failing makes glibc allocate its dlerror state with malloc. */
+    CHECK(dlsym(RTLD_DEFAULT, "sa_no_such_symbol") == NULL, "dlsym found a symbol that does not exist");
+    const char *msg = dlerror();
+    CHECK(msg != NULL, "dlerror after a failed dlsym");
+
+    /* A dlopen'ed library's large __thread block is dynamic TLS, allocated
+     * by glibc through malloc inside __tls_get_addr on first touch. */
+    char exe[4096];
+    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+    CHECK(n > 0, "readlink /proc/self/exe");
+    if (n <= 0) return;
+    exe[n] = 0;
+    char path[4200];
+    snprintf(path, sizeof path, "%s/libtlsprobe.so", dirname(exe));
+    void *lib = dlopen(path, RTLD_NOW | RTLD_LOCAL);
+    CHECK(lib != NULL, "dlopen %s: %s", path, dlerror());
+    if (!lib) return;
+    void *touch = dlsym(lib, "tls_probe_touch");
+    CHECK(touch != NULL, "dlsym tls_probe_touch");
+    if (touch) {
+        struct sa_mem_stats s0, s1;
+        sa_read_mem_stats(&s0);
+        enum { T = 8 };
+        pthread_t t[T];
+        void *blocks[T];
+        for (int i = 0; i < T; i++) pthread_create(&t[i], NULL, touch_tls, touch);
+        for (int i = 0; i < T; i++) pthread_join(t[i], &blocks[i]);
+        sa_read_mem_stats(&s1);
+        for (int i = 0; i < T; i++) CHECK(blocks[i] != NULL, "dynamic TLS block of thread %d not from SpanAlloc", i);
+        CHECK(s1.large_allocs - s0.large_allocs >= T, "%llu large allocations for %d TLS blocks",
+              (unsigned long long)(s1.large_allocs - s0.large_allocs), T);
+    }
+    dlclose(lib);
+}
+
 /* ---- fork from a multithreaded parent ------------------------------------------ */
 
 static atomic_bool stop_workers;
@@ -537,7 +589,7 @@ static void test_fork(void) {
         /* The child must finish: a lock held across fork would hang it. */
         int st = 0;
         pid_t r = 0;
-        for (int waited = 0; waited < 500 && (r = waitpid(pid, &st, WNOHANG)) == 0; waited++) {
+        for (int waited = 0; waited < 2000 && (r = waitpid(pid, &st, WNOHANG)) == 0; waited++) {
             struct timespec ms = {0, 10000000};
             nanosleep(&ms, NULL);
         }
@@ -667,7 +719,7 @@ typedef struct section {
 
 static const section sections[] = {
     {"api", test_api},       {"realloc", test_realloc}, {"aligned", test_aligned}, {"oom", test_oom},
-    {"foreign", test_foreign}, {"fork", test_fork},     {"threads", test_threads},
+    {"foreign", test_foreign}, {"bootstrap", test_bootstrap}, {"fork", test_fork}, {"threads", test_threads},
 };
 
 int main(int argc, char **argv) {
