@@ -87,7 +87,7 @@ import Testing
     @Test(.enabled(if: !underSanitizer, "under a sanitizer its runtime owns malloc; SpanAllocMalloc stands aside"))
     func swiftExecutableLinkedWithTheProduct() throws {
         try #require(installed(Paths.demo), "malloc-demo is not built next to the test bundle (\(Paths.demo))")
-        let r = run(Paths.demo, ["20000"])
+        let r = run(Paths.demo, ["20000"], environment: ["SPANALLOC": "stats=1"])
         #expect(r.succeeded, "\(r.summary)")
         let json = try #require(try JSONSerialization.jsonObject(with: r.stdout) as? [String: Any], "\(r.summary)")
         #expect(json["overrideActive"] as? Bool == true)
@@ -102,6 +102,8 @@ import Testing
         let liveBefore = try #require(json["heapObjectsBefore"] as? Int)
         let liveAfter = try #require(json["heapObjectsAfter"] as? Int)
         #expect(liveAfter - liveBefore >= 60_000)
+        // SPANALLOC works in a linked program too: the exit report saw it all.
+        #expect(r.reports.count == 1 && r.reportedMallocs >= after, "\(r.err.prefix(300))")
         // malloc_usable_size answers with SpanAlloc's class size: 72 bytes → 80.
         #expect(json["arrayCapacityFor5Ints"] as? Int == 6)
 
