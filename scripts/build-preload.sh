@@ -20,7 +20,8 @@ cd "$(dirname "$0")/.."
 out=.build/spanalloc-preload
 lib=$out/libspanalloc.so
 test_bin=$out/malloc-test
-CC=${CC:-cc}
+# The Swift toolchain's clang when there is one: it lays the fast paths out better than gcc 12.
+CC=${CC:-$(command -v clang || echo cc)}
 mkdir -p "$out"
 
 with_tests=0
