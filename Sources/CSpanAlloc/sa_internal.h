@@ -293,7 +293,8 @@ typedef struct sa_mcache {
     void *last;                                /* last fast-path allocation, until freed or superseded */
     sa_mspan *lastspan;                        /* its span */
     sa_mspan *alloc[SA_NUM_SPAN_CLASSES];      /* never NULL: &sa_emptyspan when none */
-    sa_mspan *partial[SA_NUM_SPAN_CLASSES];    /* owned spans with frees since they were current */
+    sa_mspan *partial[SA_NUM_SPAN_CLASSES];    /* owned spans with frees since they were current (FIFO) */
+    sa_mspan *partial_tail[SA_NUM_SPAN_CLASSES];
     sa_mspan *full[SA_NUM_SPAN_CLASSES];       /* owned spans that were full when they stopped being current */
     uint16_t npartial[SA_NUM_SPAN_CLASSES];    /* length of partial[] */
     /* set by a remote free into an owned span of the class: look at full[] */

@@ -72,21 +72,33 @@ sa_mcache *sa_cache_create(void) {
  * otherwise trade spans with mheap all the time). */
 #define SA_OWN_KEEP 2
 
+/* The partial list is FIFO: a span is swept again only after the others, so
+ * it has had the longest to collect frees. The full list is a stack. */
 static void own_push(sa_mcache *c, int spc, sa_mspan *s, int which) {
-    sa_mspan **head = which == SA_LIST_CFULL ? &c->full[spc] : &c->partial[spc];
-    if (which == SA_LIST_CPARTIAL) c->npartial[spc]++;
     s->list = (uint8_t)which;
+    s->next = NULL;
+    if (which == SA_LIST_CPARTIAL) {
+        c->npartial[spc]++;
+        s->prev = c->partial_tail[spc];
+        if (s->prev) s->prev->next = s; else c->partial[spc] = s;
+        c->partial_tail[spc] = s;
+        return;
+    }
     s->prev = NULL;
-    s->next = *head;
-    if (*head) (*head)->prev = s;
-    *head = s;
+    s->next = c->full[spc];
+    if (s->next) s->next->prev = s;
+    c->full[spc] = s;
 }
 
 static void own_remove(sa_mcache *c, int spc, sa_mspan *s) {
-    sa_mspan **head = s->list == SA_LIST_CFULL ? &c->full[spc] : &c->partial[spc];
-    if (s->list == SA_LIST_CPARTIAL) c->npartial[spc]--;
-    if (s->prev) s->prev->next = s->next; else *head = s->next;
-    if (s->next) s->next->prev = s->prev;
+    if (s->list == SA_LIST_CPARTIAL) {
+        c->npartial[spc]--;
+        if (s->prev) s->prev->next = s->next; else c->partial[spc] = s->next;
+        if (s->next) s->next->prev = s->prev; else c->partial_tail[spc] = s->prev;
+    } else {
+        if (s->prev) s->prev->next = s->next; else c->full[spc] = s->next;
+        if (s->next) s->next->prev = s->prev;
+    }
     s->next = s->prev = NULL;
     s->list = SA_LIST_NONE;
 }
@@ -115,12 +127,11 @@ void sa_cache_free_owned(sa_mcache *c, sa_mspan *s) {
     }
 }
 
-/* A sweep costs a pass over the span's bitmap words, so a span is worth
- * allocating from again when the sweep recovered two slots per word (any
- * slot for one-word spans); with fewer, the thread takes another span and
- * lets frees accumulate. (With a sweep per recovered slot, a class whose
- * live objects fill a 1024-slot span would pay 16 words per allocation.) */
-static inline uint32_t sweep_worth(const sa_mspan *s) { return s->nwords == 1 ? 1 : 2u * s->nwords; }
+/* A span is worth allocating from again once a sweep recovers a quarter of
+ * its slots; with fewer, the thread takes another span and lets frees pile
+ * up (FIFO, below). A sweep per recovered slot would make a class whose live
+ * objects fill their spans sweep on nearly every allocation. */
+static inline uint32_t sweep_worth(const sa_mspan *s) { return (s->nelems + 3) / 4; }
 
 /* Spans looked at per refill, so a long owned list costs a bounded time. */
 #define SA_OWN_SCAN 8
