@@ -569,6 +569,7 @@ int sa_check_heap(char *err, size_t errlen) {
     sa_unlock(&sa_heap.lock);
     sa_registry_unlock();
     if (rc == 0) rc = sa_central_check(err, errlen);
+    if (rc == 0) rc = sa_cache_check(err, errlen);
     if (rc == 0 && others == 0) {
         /* Only this thread has a cache: the counters must match the heap. */
         sa_mem_stats st;
