@@ -1,11 +1,16 @@
 /*
- * sa_mcache.c — per-thread caches (Go's mcache.go): one span per spanClass,
- * used without locks by the thread that owns the cache.
+ * sa_mcache.c — per-thread caches (Go's mcache.go): one current span per
+ * spanClass, used without locks by the thread that owns the cache, and the
+ * thread's own lists of spans it filled earlier (partial: FIFO, full: stack).
  *
  * Owns: the thread-local cache pointer, the registry of caches and the
  * counters of exited threads. The registry lock guards the registry list,
- * the exited totals and the cache fixalloc; a cache's spans and counters
- * are written only by its thread.
+ * the exited totals and the cache fixalloc; a cache's spans, lists and
+ * counters are written only by its thread, except remote_hint[], which
+ * remote frees set atomically.
+ *
+ * Invariants: every span on c's lists has owner == c and list == CPARTIAL
+ * or CFULL; c's current spans have list == NONE; npartial[] counts partial[].
  *
  * A thread starts with sa_emptycache, whose every span is sa_emptyspan
  * (allocCache == 0), so the allocation fast path needs no "first use"
