@@ -171,7 +171,7 @@ extension GoSlice {
         let to = _base.unsafelyUnwrapped + i
         if _isPOD(Element.self) {
             UnsafeMutableRawPointer(to).copyMemory(
-                from: from, byteCount: src.count * MemoryLayout<Element>.stride)
+                from: from, byteCount: src.count * GoSlice._elementSize)
             return
         }
         // A source inside the destination range would be overwritten while
@@ -193,7 +193,7 @@ extension GoSlice {
     /// `newLength` on are zeroed as Go zeroes them.
     @inlinable
     internal mutating func _grow(newLength: Int) {
-        let stride = MemoryLayout<Element>.stride
+        let stride = GoSlice._elementSize
         let pod = _isPOD(Element.self)
         let newCapacity = _goGrowCapacity(
             newLength: newLength, oldCapacity: _capacity, stride: stride, noscan: pod)

@@ -84,11 +84,11 @@ extension GoSlice {
     @inlinable
     public static func copy(to dst: GoSlice, from src: GoSlice) -> Int {
         let n = Swift.min(dst._count, src._count)
-        if n == 0 || MemoryLayout<Element>.stride == 0 { return n }
+        if n == 0 || GoSlice._elementSize == 0 { return n }
         let d = dst._base.unsafelyUnwrapped
         let s = src._base.unsafelyUnwrapped
         if _isPOD(Element.self) {
-            UnsafeMutableRawPointer(d).copyMemory(from: s, byteCount: n * MemoryLayout<Element>.stride)
+            UnsafeMutableRawPointer(d).copyMemory(from: s, byteCount: n * GoSlice._elementSize)
         } else if d < s {
             for i in 0 ..< n { d[i] = s[i] }
         } else if d > s {

@@ -103,7 +103,7 @@ extension GoSlice where Element: BitwiseCopyable {
     @inlinable
     public init(length: Int, capacity: Int? = nil) {
         let cap = capacity ?? length
-        _goCheckMake(length: length, capacity: cap, stride: MemoryLayout<Element>.stride)
+        _goCheckMake(length: length, capacity: cap, stride: GoSlice._elementSize)
         self.init(_uninitializedCapacity: cap, zeroed: true)
         _count = length
     }
@@ -119,7 +119,7 @@ extension GoSlice {
     @inlinable
     public init(repeating value: Element, length: Int, capacity: Int? = nil) {
         let cap = capacity ?? length
-        _goCheckMake(length: length, capacity: cap, stride: MemoryLayout<Element>.stride)
+        _goCheckMake(length: length, capacity: cap, stride: GoSlice._elementSize)
         self.init(_uninitializedCapacity: cap, zeroed: false)
         if let base = _base, cap > 0 {
             base.initialize(repeating: value, count: cap)
@@ -156,7 +156,7 @@ extension GoSlice {
     /// Capacity 0 and zero-size elements allocate nothing (Go's zerobase).
     @inlinable
     internal init(_uninitializedCapacity capacity: Int, zeroed: Bool) {
-        let bytes = capacity &* MemoryLayout<Element>.stride
+        let bytes = capacity &* GoSlice._elementSize
         if bytes == 0 {
             self.init(_owner: nil, base: _goZeroBase(Element.self), count: 0, capacity: capacity)
             return
@@ -278,6 +278,13 @@ internal final class _GoSliceTypedStorage<Element>: _GoSliceStorage {
 }
 
 extension GoSlice {
+    /// Go's element size: the stride, except 0 for types of size 0 (whose
+    /// Swift stride is 1). Zero-size elements use no memory.
+    @inlinable
+    internal static var _elementSize: Int {
+        MemoryLayout<Element>.size == 0 ? 0 : MemoryLayout<Element>.stride
+    }
+
     /// The owner as typed storage (non-trivial elements only).
     @inlinable
     internal var _typedOwner: _GoSliceTypedStorage<Element>? {
