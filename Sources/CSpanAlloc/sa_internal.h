@@ -1,0 +1,267 @@
+/*
+ * sa_internal.h — the structures shared by the allocator's components.
+ * See include/spanalloc.h for the overview. Each .c file says which part of
+ * these structures it owns.
+ */
+#ifndef SA_INTERNAL_H
+#define SA_INTERNAL_H
+
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE
+#endif
+#include "spanalloc.h"
+#include "sa_sizeclasses.h"
+
+#include <pthread.h>
+#include <stdalign.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define SA_LIKELY(x) __builtin_expect(!!(x), 1)
+#define SA_UNLIKELY(x) __builtin_expect(!!(x), 0)
+/* Fast paths are inlined into their callers; slow paths stay out of line so
+ * the fast path's code stays small (snmalloc's convention). */
+#define SA_FAST_PATH static inline __attribute__((always_inline))
+#define SA_SLOW_PATH __attribute__((noinline, cold))
+#define SA_HIDDEN __attribute__((visibility("hidden")))
+
+#define SA_RELAXED memory_order_relaxed
+#define SA_ACQUIRE memory_order_acquire
+#define SA_RELEASE memory_order_release
+#define SA_SEQCST memory_order_seq_cst
+
+/* ---- geometry ----------------------------------------------------------- */
+
+#define SA_PAGE_SHIFT 13                         /* Go's _PageShift: 8 KiB span pages */
+#define SA_ARENA_SHIFT 26                        /* 64 MiB arenas, Go's heapArenaBytes on 64-bit Linux */
+#define SA_ARENA_BYTES ((uintptr_t)1 << SA_ARENA_SHIFT)
+#define SA_PAGES_PER_ARENA (SA_ARENA_BYTES >> SA_PAGE_SHIFT) /* 8192 */
+#define SA_ADDR_BITS 48                          /* x86-64 / arm64 user address space */
+/* Arena index, as Go's on linux/amd64 (arenaL1Bits = 0, arenaL2Bits = 22):
+ * a one-entry L1 and a 4M-entry L2 (32 MiB of address space, committed only
+ * where arenas exist), so a lookup is two loads that depend on the pointer. */
+#define SA_L2_BITS 22
+#define SA_L1_BITS (SA_ADDR_BITS - SA_ARENA_SHIFT - SA_L2_BITS)
+#define SA_L1_ENTRIES ((size_t)1 << SA_L1_BITS)
+#define SA_L2_ENTRIES ((size_t)1 << SA_L2_BITS)
+/* Largest request served; beyond it the page count would overflow the
+ * arena index (2^46 bytes is already far past any machine here). */
+#define SA_MAX_ALLOC ((size_t)1 << 46)
+
+/* ---- os (sa_os.c) -------------------------------------------------------- */
+
+SA_HIDDEN size_t sa_os_page_size(void);
+/* Maps `size` bytes aligned to `align` (a power of two), zero-filled, or NULL. */
+SA_HIDDEN void *sa_os_map_aligned(size_t size, size_t align);
+SA_HIDDEN void *sa_os_map(size_t size);
+SA_HIDDEN void sa_os_unmap(void *p, size_t size);
+/* Returns the physical pages of [p, p+size) to the OS; they read as zero later. */
+SA_HIDDEN bool sa_os_release(void *p, size_t size);
+SA_HIDDEN uint64_t sa_os_now_ns(void);
+/* Stops the process with a message (no allocation). */
+__attribute__((noreturn, format(printf, 1, 2))) SA_HIDDEN void sa_fatal(const char *fmt, ...);
+/* Writes a line to stderr without allocating. */
+__attribute__((format(printf, 1, 2))) SA_HIDDEN void sa_log(const char *fmt, ...);
+
+/* ---- locks --------------------------------------------------------------- */
+
+typedef pthread_mutex_t sa_lock_t;
+#define SA_LOCK_INIT PTHREAD_MUTEX_INITIALIZER
+static inline void sa_lock(sa_lock_t *l) { pthread_mutex_lock(l); }
+static inline void sa_unlock(sa_lock_t *l) { pthread_mutex_unlock(l); }
+
+/* ---- spans (sa_mspan.c) -------------------------------------------------- */
+
+enum {
+    SA_SPAN_DEAD = 0,  /* the struct is on a fixalloc free list */
+    SA_SPAN_FREE = 1,  /* a free run of pages in mheap's bins */
+    SA_SPAN_SMALL = 2, /* holds objects of one small spanClass */
+    SA_SPAN_LARGE = 3, /* holds one large object */
+};
+
+enum { SA_LIST_NONE = 0, SA_LIST_PARTIAL = 1, SA_LIST_FULL = 2, SA_LIST_BIN = 3 };
+
+struct sa_mcache;
+
+/*
+ * An mspan. Invariants (for a small span, slot i of nelems):
+ *   taken(i)     = i < freeindex || allocBits[i]
+ *   allocated(i) = taken(i) && !freeBits[i] && !remoteBits[i]
+ *   allocCache   = ~allocBits >> (freeindex % 64) for the window holding
+ *                  freeindex, with bits past nelems cleared; bit 0 is slot
+ *                  freeindex. allocCache == 0 means "look at the next window".
+ *   freeBits ⊆ taken, remoteBits ⊆ taken, freeBits ∩ remoteBits = ∅
+ *   remoteFreed  = popcount(remoteBits) once every remote free has finished
+ *                  (a free sets the bit first, then counts it).
+ *   owner == NULL  ⇔ the span is on mcentral's partial or full list, and
+ *                  then freeBits is empty (the owner swept it when uncaching).
+ * A free run (state FREE) uses only base, npages, the list links and the
+ * free-run fields; its first and last page map to it, interior pages map to NULL.
+ */
+typedef struct sa_mspan {
+    /* line 0: set when the span is made (heap lock), read by any thread */
+    uintptr_t base;                      /* first byte */
+    size_t elemsize;                     /* object size; span bytes for large */
+    _Atomic uint64_t id;                 /* unique, never reused; 0 for free runs */
+    uint32_t npages;                     /* length in 8 KiB pages */
+    uint32_t nelems;                     /* slots (1 for large) */
+    uint32_t divmul;                     /* Go's divMagic: slot = off * divmul >> 32 */
+    uint16_t spanclass;                  /* class << 1 | noscan */
+    uint8_t sizeclass;                   /* 0 for large */
+    _Atomic uint8_t state;               /* SA_SPAN_* */
+    _Atomic(struct sa_mcache *) owner;   /* cache that holds it, NULL when uncached */
+    uint16_t nwords;                     /* 64-bit words per bitmap */
+    uint16_t ralloc;                     /* index of allocBits in words[] */
+    uint8_t bucket;                      /* fixalloc bucket of this struct */
+
+    /* line 1: owner thread while cached, mcentral lock while uncached,
+     * heap lock for free runs */
+    alignas(64) uint64_t allocCache;     /* see above */
+    uint32_t freeindex;                  /* slots below are taken */
+    _Atomic uint32_t allocCount;         /* allocated objects as of the last sweep */
+    uint8_t list;                        /* SA_LIST_* */
+    uint8_t needzero;                    /* large: pages may hold old data */
+    uint8_t fresh;                       /* pages were never used by an earlier span */
+    struct sa_mspan *next, *prev;        /* central list or heap bin */
+    uint64_t freed_ns;                   /* free run: when it last grew */
+
+    /* line 2: written by remote freeing threads */
+    alignas(64) _Atomic int32_t remoteFreed; /* remote frees not yet swept */
+    /* words[0 .. nwords) = remoteBits (atomic); words[ralloc ..) = allocBits,
+     * then freeBits. allocBits starts on its own cache line. */
+    uint64_t words[];
+} sa_mspan;
+
+#define SA_SPAN_REMOTE(s) ((s)->words)
+#define SA_SPAN_ALLOC(s) ((s)->words + (s)->ralloc)
+#define SA_SPAN_FREEW(s) ((s)->words + (s)->ralloc + (s)->nwords)
+
+SA_HIDDEN void sa_span_init_small(sa_mspan *s, int spanclass);
+/* Consumes and returns the next free slot, or nelems when the span is full. */
+SA_HIDDEN uint32_t sa_span_next_free_index(sa_mspan *s);
+/* Folds freeBits and remoteBits into allocBits, restarts at slot 0 and
+ * returns the number of free slots. Caller owns the span. */
+SA_HIDDEN uint32_t sa_span_sweep(sa_mspan *s);
+/* Allocated objects right now (exact for the owner or under the central lock). */
+SA_HIDDEN uint32_t sa_span_count_allocated(const sa_mspan *s);
+SA_HIDDEN bool sa_span_slot_allocated(const sa_mspan *s, uint32_t idx);
+
+/* ---- page heap (sa_mheap.c) ---------------------------------------------- */
+
+typedef struct sa_heap_arena {
+    _Atomic(sa_mspan *) spans[SA_PAGES_PER_ARENA]; /* page → span (heap lock writes) */
+    uint64_t used[SA_PAGES_PER_ARENA / 64];        /* page has served a span since mapped */
+    uint64_t dirty[SA_PAGES_PER_ARENA / 64];       /* page may hold non-zero data */
+    uint64_t scavenged[SA_PAGES_PER_ARENA / 64];   /* page is returned to the OS */
+} sa_heap_arena;
+
+typedef struct sa_mheap {
+    sa_lock_t lock;
+    _Atomic(_Atomic(sa_heap_arena *) *) l1[SA_L1_ENTRIES];
+    /* statistics, written under the lock, read with relaxed loads */
+    _Atomic uint64_t pages_inuse, pages_free, pages_released;
+    _Atomic uint64_t heap_sys, metadata_sys, arenas;
+    _Atomic uint64_t spans_fresh, spans_reused, spans_returned, spans_inuse;
+    _Atomic uint64_t pages_scavenged, scavenge_runs;
+    _Atomic uint64_t large_allocs, large_frees, large_bytes_alloc, large_bytes_freed, large_live_bytes;
+} sa_mheap;
+
+SA_HIDDEN extern sa_mheap sa_heap;
+
+/* Span for any address, or NULL. Interior pages of free runs map to NULL. */
+SA_FAST_PATH sa_mspan *sa_span_of_addr(uintptr_t a) {
+    if (SA_UNLIKELY(a >> SA_ADDR_BITS)) return NULL;
+    _Atomic(sa_heap_arena *) *l2 = atomic_load_explicit(&sa_heap.l1[a >> (SA_ARENA_SHIFT + SA_L2_BITS)], SA_RELAXED);
+    if (SA_UNLIKELY(!l2)) return NULL;
+    sa_heap_arena *ha = atomic_load_explicit(&l2[(a >> SA_ARENA_SHIFT) & (SA_L2_ENTRIES - 1)], SA_RELAXED);
+    if (SA_UNLIKELY(!ha)) return NULL;
+    return atomic_load_explicit(&ha->spans[(a >> SA_PAGE_SHIFT) & (SA_PAGES_PER_ARENA - 1)], SA_RELAXED);
+}
+
+/* Allocates a span of `npages` pages aligned to `align_pages` pages: small
+ * (spanclass's class != 0) or large. Returns NULL when the OS refuses memory. */
+SA_HIDDEN sa_mspan *sa_heap_alloc_span(size_t npages, size_t align_pages, int spanclass,
+                                       struct sa_mcache *owner);
+/* Returns a span's pages to the free runs. */
+SA_HIDDEN void sa_heap_free_span(sa_mspan *s);
+/* Large span resize in place; true on success. */
+SA_HIDDEN bool sa_heap_resize_large(sa_mspan *s, size_t npages);
+SA_HIDDEN size_t sa_heap_scavenge(size_t bytes, bool respect_delay);
+SA_HIDDEN int sa_heap_check(char *err, size_t errlen, uint64_t *live_objects, uint64_t *small_spans);
+SA_HIDDEN void sa_heap_config(sa_scavenge_config *get, const sa_scavenge_config *set);
+
+/* ---- mcentral (sa_mcentral.c) -------------------------------------------- */
+
+typedef struct sa_mcentral {
+    alignas(64) sa_lock_t lock;
+    sa_mspan *partial;  /* uncached spans with free or pending-free slots */
+    sa_mspan *full;     /* uncached spans with every slot allocated */
+    uint64_t npartial, nfull;
+} sa_mcentral;
+
+SA_HIDDEN extern sa_mcentral sa_central[SA_NUM_SPAN_CLASSES];
+
+/* Gives the cache a span with at least one free slot, or NULL (out of memory). */
+SA_HIDDEN sa_mspan *sa_central_cache_span(int spanclass, struct sa_mcache *c);
+/* Takes back a span from its owner (after the owner swept it). */
+SA_HIDDEN void sa_central_uncache_span(sa_mspan *s, uint32_t allocated);
+/* Called by a remote free that may have made an uncached span non-full or empty. */
+SA_HIDDEN void sa_central_free_fixup(sa_mspan *s, uint64_t id);
+/* Releases empty spans still on partial lists. */
+SA_HIDDEN void sa_central_reclaim(void);
+SA_HIDDEN int sa_central_check(char *err, size_t errlen);
+
+/* ---- mcache (sa_mcache.c) ------------------------------------------------ */
+
+typedef struct sa_mcache {
+    sa_mspan *alloc[SA_NUM_SPAN_CLASSES];      /* never NULL: &sa_emptyspan when none */
+    /* counters: written by the owning thread with relaxed stores, read by stats */
+    _Atomic uint64_t nmalloc[SA_NUM_CLASSES];
+    _Atomic uint64_t nfree[SA_NUM_CLASSES];
+    _Atomic uint64_t nremote, nrefill, nsweep, ngrow;
+    struct sa_mcache *rnext, *rprev;           /* registry (registry lock) */
+    bool live;
+} sa_mcache;
+
+SA_HIDDEN extern sa_mspan sa_emptyspan;
+SA_HIDDEN extern sa_mcache sa_emptycache;
+extern __thread sa_mcache *sa_tls_cache __attribute__((tls_model("initial-exec")));
+
+SA_FAST_PATH sa_mcache *sa_get_cache(void) { return sa_tls_cache; }
+/* The calling thread's real cache, created on first use. NULL when out of memory. */
+SA_HIDDEN sa_mcache *sa_cache_create(void);
+/* Slow path of small allocation: refill the cache's span for spanclass. */
+SA_HIDDEN void *sa_cache_next_free(sa_mcache *c, int spanclass);
+SA_HIDDEN void sa_cache_flush(sa_mcache *c);
+/* Sums the counters of every cache, live and exited. */
+typedef struct sa_cache_totals {
+    uint64_t nmalloc[SA_NUM_CLASSES], nfree[SA_NUM_CLASSES];
+    uint64_t nremote, nrefill, nsweep, ngrow, nexited;
+} sa_cache_totals;
+SA_HIDDEN void sa_cache_totals_read(sa_cache_totals *t);
+SA_HIDDEN void sa_registry_lock(void);
+SA_HIDDEN void sa_registry_unlock(void);
+SA_HIDDEN void sa_registry_reinit(void);
+SA_HIDDEN int sa_registry_other_caches(void);
+
+static inline void sa_counter_inc(_Atomic uint64_t *c) {
+    atomic_store_explicit(c, atomic_load_explicit(c, SA_RELAXED) + 1, SA_RELAXED);
+}
+static inline void sa_stat_add(_Atomic uint64_t *c, uint64_t n) { atomic_fetch_add_explicit(c, n, SA_RELAXED); }
+static inline void sa_stat_sub(_Atomic uint64_t *c, uint64_t n) { atomic_fetch_sub_explicit(c, n, SA_RELAXED); }
+static inline uint64_t sa_stat(const _Atomic uint64_t *c) { return atomic_load_explicit(c, SA_RELAXED); }
+
+/* ---- fixalloc (sa_mheap.c): fixed-size metadata from mmap, never unmapped ---- */
+
+typedef struct sa_fixalloc {
+    size_t size;
+    void *freelist;
+    char *chunk;
+    size_t left;
+} sa_fixalloc;
+SA_HIDDEN void *sa_fixalloc_alloc(sa_fixalloc *f);
+SA_HIDDEN void sa_fixalloc_free(sa_fixalloc *f, void *p);
+
+#endif

@@ -1,0 +1,418 @@
+/*
+ * sa_malloc.c — the public entry points (include/spanalloc.h): allocation
+ * and its fast path, the free path, realloc and aligned allocation,
+ * statistics, introspection, the hook, the heap checker and fork support.
+ *
+ * Owns: the hook and the fallback counters. Takes locks only through the
+ * layers below (mcache registry, mcentral, mheap).
+ *
+ * Cost of the fast paths (x86-64, -O2): allocation is a class lookup, a TLS
+ * load, the span's allocCache, ctz and four stores, with one branch to the
+ * slow path; a free by the owning thread is the page-map walk (three
+ * dependent loads), a multiply for the slot, the double-free check against
+ * the span's bitmaps and one store. Statistics are per-thread counters
+ * written with plain stores.
+ */
+#include "sa_internal.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+
+static _Atomic(sa_hook_fn) hook;
+static _Atomic(void *) hook_ctx;
+static _Atomic uint64_t orphan_frees[SA_NUM_CLASSES]; /* frees by a thread with no cache (OOM) */
+
+/* ---- size classes --------------------------------------------------------- */
+
+SA_FAST_PATH int size_to_class(size_t size) {
+    if (SA_LIKELY(size <= SA_SMALL_SIZE_MAX)) return sa_size_to_class8[(size + 7) >> 3];
+    return sa_size_to_class128[(size - SA_SMALL_SIZE_MAX + SA_LARGE_SIZE_DIV - 1) >> 7];
+}
+
+int sa_size_to_class(size_t size) { return size > SA_MAX_SMALL_SIZE ? 0 : size_to_class(size); }
+size_t sa_class_size(int c) { return (c > 0 && c < SA_NUM_CLASSES) ? sa_class_size_tab[c] : 0; }
+size_t sa_class_pages(int c) { return (c > 0 && c < SA_NUM_CLASSES) ? sa_class_npages_tab[c] : 0; }
+size_t sa_class_objects(int c) { return (c > 0 && c < SA_NUM_CLASSES) ? sa_class_nelems_tab[c] : 0; }
+
+/* ---- introspection -------------------------------------------------------- */
+
+static void fill_info(const sa_mspan *s, sa_span_info *out, size_t alloc_count) {
+    out->id = atomic_load_explicit(&s->id, SA_RELAXED);
+    out->span_class = s->spanclass;
+    out->size_class = s->sizeclass;
+    out->noscan = s->spanclass & 1;
+    out->base = s->base;
+    out->npages = s->npages;
+    out->elemsize = s->elemsize;
+    out->nelems = s->nelems;
+    out->alloc_count = alloc_count;
+    out->fresh_pages = s->fresh;
+}
+
+/* Live objects of a span: exact for the owner and for uncached spans (under
+ * the central lock); the count as of the last sweep otherwise. */
+static size_t live_count(sa_mspan *s) {
+    if (atomic_load_explicit(&s->state, SA_RELAXED) != SA_SPAN_SMALL) return 1;
+    sa_mcache *owner = atomic_load_explicit(&s->owner, SA_ACQUIRE);
+    if (owner == sa_tls_cache) return sa_span_count_allocated(s);
+    if (owner == NULL) {
+        sa_mcentral *c = &sa_central[s->spanclass];
+        sa_lock(&c->lock);
+        size_t n = atomic_load_explicit(&s->owner, SA_ACQUIRE) == NULL
+                       ? sa_span_count_allocated(s)
+                       : atomic_load_explicit(&s->allocCount, SA_RELAXED);
+        sa_unlock(&c->lock);
+        return n;
+    }
+    return atomic_load_explicit(&s->allocCount, SA_RELAXED);
+}
+
+bool sa_span_of(const void *ptr, sa_span_info *out) {
+    sa_mspan *s = sa_span_of_addr((uintptr_t)ptr);
+    if (!s) return false;
+    int st = atomic_load_explicit(&s->state, SA_RELAXED);
+    if (st != SA_SPAN_SMALL && st != SA_SPAN_LARGE) return false;
+    fill_info(s, out, live_count(s));
+    return true;
+}
+
+bool sa_owns(const void *ptr) {
+    sa_mspan *s = sa_span_of_addr((uintptr_t)ptr);
+    if (!s) return false;
+    int st = atomic_load_explicit(&s->state, SA_RELAXED);
+    return st == SA_SPAN_SMALL || st == SA_SPAN_LARGE;
+}
+
+/* ---- hook ----------------------------------------------------------------- */
+
+void sa_set_hook(sa_hook_fn fn, void *ctx) {
+    atomic_store(&hook_ctx, ctx);
+    atomic_store(&hook, fn);
+}
+
+SA_SLOW_PATH static void call_hook(int event, void *p, size_t size) {
+    sa_hook_fn fn = atomic_load(&hook);
+    sa_mspan *s = sa_span_of_addr((uintptr_t)p);
+    if (!fn || !s) return;
+    sa_span_info info;
+    fill_info(s, &info, atomic_load_explicit(&s->allocCount, SA_RELAXED));
+    fn(event, p, size, &info, atomic_load(&hook_ctx));
+}
+
+/* ---- allocation ----------------------------------------------------------- */
+
+SA_SLOW_PATH static void *alloc_large(size_t size, size_t align_pages, unsigned flags) {
+    if (size > SA_MAX_ALLOC) { errno = ENOMEM; return NULL; }
+    size_t npages = (size + SA_PAGE_SIZE - 1) >> SA_PAGE_SHIFT;
+    if (npages == 0) npages = 1;
+    sa_mspan *s = sa_heap_alloc_span(npages, align_pages, (int)(flags & SA_NOSCAN), NULL);
+    if (!s) { errno = ENOMEM; return NULL; }
+    void *p = (void *)s->base;
+    if ((flags & SA_ZERO) && s->needzero) memset(p, 0, size);
+    if (SA_UNLIKELY(atomic_load_explicit(&hook, SA_RELAXED))) call_hook(SA_EVENT_ALLOC, p, size);
+    return p;
+}
+
+/* The fast path: the next free slot of the thread's span for the class. */
+SA_FAST_PATH void *alloc_small(int cls, size_t size, unsigned flags) {
+    int spc = (cls << 1) | (int)(flags & SA_NOSCAN);
+    sa_mcache *c = sa_get_cache();
+    sa_mspan *s = c->alloc[spc];
+    uint64_t cache = s->allocCache;
+    void *p;
+    if (SA_LIKELY(cache)) {
+        unsigned bit = (unsigned)__builtin_ctzll(cache);
+        uint32_t idx = s->freeindex + bit;
+        s->allocCache = cache >> bit >> 1;
+        s->freeindex = idx + 1;
+        sa_counter_inc(&c->nmalloc[cls]);
+        p = (void *)(s->base + (uintptr_t)idx * s->elemsize);
+    } else {
+        p = sa_cache_next_free(c, spc);
+        if (SA_UNLIKELY(!p)) return NULL;
+    }
+    if (flags & SA_ZERO) memset(p, 0, size);
+    if (SA_UNLIKELY(atomic_load_explicit(&hook, SA_RELAXED))) call_hook(SA_EVENT_ALLOC, p, size);
+    return p;
+}
+
+void *sa_alloc(size_t size, unsigned flags) {
+    if (SA_LIKELY(size <= SA_MAX_SMALL_SIZE)) return alloc_small(size_to_class(size), size, flags);
+    return alloc_large(size, 1, flags);
+}
+
+void *sa_calloc(size_t count, size_t size, unsigned flags) {
+    size_t total;
+    if (__builtin_mul_overflow(count, size, &total)) { errno = ENOMEM; return NULL; }
+    return sa_alloc(total, flags | SA_ZERO);
+}
+
+void *sa_alloc_aligned(size_t size, size_t alignment, unsigned flags) {
+    if (alignment == 0 || (alignment & (alignment - 1)) || alignment > ((size_t)1 << 30)) {
+        errno = EINVAL;
+        return NULL;
+    }
+    if (alignment <= 8) return sa_alloc(size, flags);
+    if (size <= SA_MAX_SMALL_SIZE && alignment <= SA_PAGE_SIZE) {
+        /* Objects sit at base + i * size with base page-aligned: a class
+         * whose size is a multiple of the alignment aligns every object. */
+        for (int cls = size_to_class(size); cls < SA_NUM_CLASSES; cls++)
+            if (sa_class_size_tab[cls] % alignment == 0) return alloc_small(cls, size, flags);
+    }
+    size_t align_pages = alignment > SA_PAGE_SIZE ? alignment >> SA_PAGE_SHIFT : 1;
+    return alloc_large(size, align_pages, flags);
+}
+
+/* ---- free ------------------------------------------------------------------ */
+
+SA_SLOW_PATH __attribute__((noreturn)) static void bad_free(const void *p, const char *what) {
+    sa_fatal("%s: %p", what, p);
+}
+
+/* Validates p and returns its span (small or large); stops on a bad pointer. */
+SA_FAST_PATH sa_mspan *checked_span(const void *p, const char *op, uint32_t *idx_out) {
+    uintptr_t a = (uintptr_t)p;
+    sa_mspan *s = sa_span_of_addr(a);
+    if (SA_UNLIKELY(!s)) {
+        sa_fatal("%s of pointer %p not allocated by SpanAlloc (or already freed)", op, p);
+    }
+    int st = atomic_load_explicit(&s->state, SA_RELAXED);
+    if (SA_LIKELY(st == SA_SPAN_SMALL)) {
+        uintptr_t off = a - s->base;
+        uint32_t idx = (uint32_t)(((uint64_t)off * s->divmul) >> 32);
+        if (SA_UNLIKELY((uintptr_t)idx * s->elemsize != off || idx >= s->nelems))
+            sa_fatal("%s of interior pointer %p (span %p, object size %zu)", op, p, (void *)s->base, s->elemsize);
+        *idx_out = idx;
+        return s;
+    }
+    if (SA_UNLIKELY(st != SA_SPAN_LARGE)) sa_fatal("%s of pointer %p: already freed (double free) or never allocated", op, p);
+    if (SA_UNLIKELY(a != s->base))
+        sa_fatal("%s of interior pointer %p (large object at %p)", op, p, (void *)s->base);
+    *idx_out = 0;
+    return s;
+}
+
+SA_SLOW_PATH static void free_remote(sa_mcache *c, sa_mspan *s, uint32_t idx, const void *p) {
+    uint64_t id = atomic_load_explicit(&s->id, SA_RELAXED);
+    int cls = s->sizeclass;
+    uint64_t m = (uint64_t)1 << (idx & 63);
+    uint64_t old = __atomic_fetch_or(&SA_SPAN_REMOTE(s)[idx >> 6], m, __ATOMIC_SEQ_CST);
+    if (SA_UNLIKELY(old & m)) sa_fatal("double free of pointer %p", p);
+    int32_t n = atomic_fetch_add_explicit(&s->remoteFreed, 1, SA_SEQCST) + 1;
+    if (atomic_load_explicit(&s->owner, SA_SEQCST) == NULL) {
+        int32_t allocated = (int32_t)atomic_load_explicit(&s->allocCount, SA_RELAXED);
+        if (n == 1 || n >= allocated) sa_central_free_fixup(s, id);
+    }
+    if (c == &sa_emptycache) c = sa_cache_create();
+    if (SA_LIKELY(c)) {
+        sa_counter_inc(&c->nfree[cls]);
+        sa_counter_inc(&c->nremote);
+    } else {
+        atomic_fetch_add_explicit(&orphan_frees[cls], 1, SA_RELAXED);
+    }
+}
+
+SA_SLOW_PATH static void free_large(sa_mspan *s) {
+    sa_heap_free_span(s);
+}
+
+void sa_free(void *p) {
+    if (SA_UNLIKELY(!p)) return;
+    uint32_t idx;
+    sa_mspan *s = checked_span(p, "free", &idx);
+    if (SA_UNLIKELY(atomic_load_explicit(&hook, SA_RELAXED))) call_hook(SA_EVENT_FREE, p, s->elemsize);
+    if (SA_UNLIKELY(s->sizeclass == 0)) { free_large(s); return; }
+    sa_mcache *c = sa_get_cache();
+    if (SA_LIKELY(atomic_load_explicit(&s->owner, SA_RELAXED) == c)) {
+        /* Owner: the span's bitmaps are ours, plain loads and stores. */
+        uint32_t w = idx >> 6;
+        uint64_t m = (uint64_t)1 << (idx & 63);
+        bool taken = idx < s->freeindex || (SA_SPAN_ALLOC(s)[w] & m);
+        if (SA_UNLIKELY(!taken || (SA_SPAN_FREEW(s)[w] & m) ||
+                        (__atomic_load_n(&SA_SPAN_REMOTE(s)[w], __ATOMIC_RELAXED) & m)))
+            sa_fatal("double free (or free of an unallocated object) of pointer %p", p);
+        SA_SPAN_FREEW(s)[w] |= m;
+        sa_counter_inc(&c->nfree[s->sizeclass]);
+        return;
+    }
+    free_remote(c, s, idx, p);
+}
+
+size_t sa_usable_size(const void *p) {
+    if (!p) return 0;
+    sa_mspan *s = sa_span_of_addr((uintptr_t)p);
+    if (!s) return 0;
+    int st = atomic_load_explicit(&s->state, SA_RELAXED);
+    if (st != SA_SPAN_SMALL && st != SA_SPAN_LARGE) return 0;
+    return s->elemsize;
+}
+
+void *sa_realloc(void *p, size_t size) {
+    if (!p) return sa_alloc(size, 0);
+    if (size == 0) { sa_free(p); return NULL; }
+    uint32_t idx;
+    sa_mspan *s = checked_span(p, "realloc", &idx);
+    unsigned flags = s->spanclass & 1;
+    size_t old = s->elemsize;
+    if (s->sizeclass) {
+        if (size <= old && size_to_class(size) == s->sizeclass) return p;
+    } else if (size > SA_MAX_SMALL_SIZE) {
+        if (size > SA_MAX_ALLOC) { errno = ENOMEM; return NULL; }
+        size_t npages = (size + SA_PAGE_SIZE - 1) >> SA_PAGE_SHIFT;
+        if (npages <= s->npages) {
+            sa_heap_resize_large(s, npages);
+            return p;
+        }
+        if (sa_heap_resize_large(s, npages)) return p;
+    }
+    void *q = sa_alloc(size, flags);
+    if (!q) return NULL;
+    memcpy(q, p, size < old ? size : old);
+    sa_free(p);
+    return q;
+}
+
+/* ---- statistics ------------------------------------------------------------ */
+
+void sa_read_mem_stats(sa_mem_stats *out) {
+    static sa_cache_totals t; /* large: keep it off the stack of small threads */
+    static sa_lock_t stats_lock = SA_LOCK_INIT;
+    sa_lock(&stats_lock);
+    sa_cache_totals_read(&t);
+    memset(out, 0, sizeof *out);
+    uint64_t small_mallocs = 0, small_frees = 0, small_bytes = 0, small_live = 0;
+    for (int c = 1; c < SA_NUM_CLASSES; c++) {
+        uint64_t frees = t.nfree[c] + atomic_load_explicit(&orphan_frees[c], SA_RELAXED);
+        uint64_t mallocs = t.nmalloc[c];
+        if (frees > mallocs) mallocs = frees; /* counters read a moment apart */
+        out->by_size[c].size = sa_class_size_tab[c];
+        out->by_size[c].mallocs = mallocs;
+        out->by_size[c].frees = frees;
+        small_mallocs += mallocs;
+        small_frees += frees;
+        small_bytes += mallocs * sa_class_size_tab[c];
+        small_live += (mallocs - frees) * sa_class_size_tab[c];
+    }
+    sa_unlock(&stats_lock);
+    uint64_t la = sa_stat(&sa_heap.large_allocs), lf = sa_stat(&sa_heap.large_frees);
+    out->mallocs = small_mallocs + la;
+    out->frees = small_frees + lf;
+    out->total_alloc = small_bytes + sa_stat(&sa_heap.large_bytes_alloc);
+    out->heap_alloc = small_live + sa_stat(&sa_heap.large_live_bytes);
+    out->alloc = out->heap_alloc;
+    out->heap_objects = out->mallocs - out->frees;
+    out->heap_sys = sa_stat(&sa_heap.heap_sys);
+    out->metadata_sys = sa_stat(&sa_heap.metadata_sys);
+    out->sys = out->heap_sys + out->metadata_sys;
+    out->heap_inuse = sa_stat(&sa_heap.pages_inuse) << SA_PAGE_SHIFT;
+    out->heap_idle = sa_stat(&sa_heap.pages_free) << SA_PAGE_SHIFT;
+    out->heap_released = sa_stat(&sa_heap.pages_released) << SA_PAGE_SHIFT;
+    out->cache_allocs = small_mallocs;
+    out->large_allocs = la;
+    out->large_frees = lf;
+    out->cache_refills = t.nrefill;
+    out->cache_sweeps = t.nsweep;
+    out->central_grows = t.ngrow;
+    out->spans_fresh = sa_stat(&sa_heap.spans_fresh);
+    out->spans_reused = sa_stat(&sa_heap.spans_reused);
+    out->spans_returned = sa_stat(&sa_heap.spans_returned);
+    out->spans_inuse = sa_stat(&sa_heap.spans_inuse);
+    out->arenas_mapped = sa_stat(&sa_heap.arenas);
+    out->remote_frees = t.nremote;
+    out->pages_scavenged = sa_stat(&sa_heap.pages_scavenged);
+    out->scavenge_runs = sa_stat(&sa_heap.scavenge_runs);
+    out->threads_exited = t.nexited;
+}
+
+size_t sa_mem_stats_json(char *buf, size_t cap) {
+    sa_mem_stats s;
+    sa_read_mem_stats(&s);
+    char tmp[8192];
+    size_t n = 0;
+#define EMIT(...) do { int k = snprintf(tmp + n, sizeof tmp - n, __VA_ARGS__); if (k > 0) n += (size_t)k; if (n >= sizeof tmp) n = sizeof tmp - 1; } while (0)
+#define FIELD(name, v) EMIT("\"%s\":%llu,", name, (unsigned long long)(v))
+    EMIT("{");
+    FIELD("Alloc", s.alloc); FIELD("TotalAlloc", s.total_alloc); FIELD("Sys", s.sys);
+    FIELD("Mallocs", s.mallocs); FIELD("Frees", s.frees); FIELD("HeapAlloc", s.heap_alloc);
+    FIELD("HeapSys", s.heap_sys); FIELD("HeapIdle", s.heap_idle); FIELD("HeapInuse", s.heap_inuse);
+    FIELD("HeapReleased", s.heap_released); FIELD("HeapObjects", s.heap_objects);
+    FIELD("MetadataSys", s.metadata_sys); FIELD("CacheAllocs", s.cache_allocs);
+    FIELD("LargeAllocs", s.large_allocs); FIELD("LargeFrees", s.large_frees);
+    FIELD("CacheRefills", s.cache_refills); FIELD("CacheSweeps", s.cache_sweeps);
+    FIELD("CentralGrows", s.central_grows); FIELD("SpansFresh", s.spans_fresh);
+    FIELD("SpansReused", s.spans_reused); FIELD("SpansReturned", s.spans_returned);
+    FIELD("SpansInuse", s.spans_inuse); FIELD("ArenasMapped", s.arenas_mapped);
+    FIELD("RemoteFrees", s.remote_frees); FIELD("PagesScavenged", s.pages_scavenged);
+    FIELD("ScavengeRuns", s.scavenge_runs); FIELD("ThreadsExited", s.threads_exited);
+    EMIT("\"BySize\":[");
+    for (int c = 1; c < SA_NUM_CLASSES; c++)
+        EMIT("%s{\"Size\":%u,\"Mallocs\":%llu,\"Frees\":%llu}", c > 1 ? "," : "", s.by_size[c].size,
+             (unsigned long long)s.by_size[c].mallocs, (unsigned long long)s.by_size[c].frees);
+    EMIT("]}");
+#undef FIELD
+#undef EMIT
+    if (cap) {
+        size_t k = n < cap - 1 ? n : cap - 1;
+        memcpy(buf, tmp, k);
+        buf[k] = 0;
+    }
+    return n;
+}
+
+/* ---- scavenger, thread caches ----------------------------------------------- */
+
+size_t sa_scavenge(size_t bytes) {
+    sa_central_reclaim();
+    return sa_heap_scavenge(bytes, false);
+}
+
+void sa_get_scavenge_config(sa_scavenge_config *out) { sa_heap_config(out, NULL); }
+void sa_set_scavenge_config(const sa_scavenge_config *cfg) { sa_heap_config(NULL, cfg); }
+
+void sa_thread_flush(void) { sa_cache_flush(sa_get_cache()); }
+
+/* ---- locks: fork and the checker --------------------------------------------- */
+
+void sa_fork_prepare(void) {
+    sa_registry_lock();
+    sa_lock(&sa_heap.lock);
+    for (int i = 0; i < SA_NUM_SPAN_CLASSES; i++) sa_lock(&sa_central[i].lock);
+}
+
+void sa_fork_parent(void) {
+    for (int i = SA_NUM_SPAN_CLASSES - 1; i >= 0; i--) sa_unlock(&sa_central[i].lock);
+    sa_unlock(&sa_heap.lock);
+    sa_registry_unlock();
+}
+
+void sa_fork_child(void) {
+    pthread_mutex_init(&sa_heap.lock, NULL);
+    for (int i = 0; i < SA_NUM_SPAN_CLASSES; i++) pthread_mutex_init(&sa_central[i].lock, NULL);
+    sa_registry_reinit();
+}
+
+int sa_check_heap(char *err, size_t errlen) {
+    char local[256];
+    if (!err || errlen == 0) { err = local; errlen = sizeof local; }
+    err[0] = 0;
+    uint64_t live = 0, nsmall = 0;
+    sa_registry_lock();
+    int others = sa_registry_other_caches();
+    sa_lock(&sa_heap.lock);
+    int rc = sa_heap_check(err, errlen, &live, &nsmall);
+    sa_unlock(&sa_heap.lock);
+    sa_registry_unlock();
+    if (rc == 0) rc = sa_central_check(err, errlen);
+    if (rc == 0 && others == 0) {
+        /* Only this thread has a cache: the counters must match the heap. */
+        sa_mem_stats st;
+        sa_read_mem_stats(&st);
+        if (st.heap_objects != live) {
+            snprintf(err, errlen, "live objects: %llu in spans, statistics say %llu",
+                     (unsigned long long)live, (unsigned long long)st.heap_objects);
+            rc = -1;
+        }
+    }
+    return rc;
+}

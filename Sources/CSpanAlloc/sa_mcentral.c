@@ -1,0 +1,179 @@
+/*
+ * sa_mcentral.c — the central span lists, one per spanClass (Go's
+ * mcentral.go): spans that no thread caches.
+ *
+ * Owns: sa_central[]. Each mcentral's lock guards its lists and, for every
+ * span on them, the span's list links, allocBits, freeindex and allocCount.
+ *
+ * Invariants:
+ *   - a span is on its class's partial or full list iff its owner is NULL;
+ *   - a span on the full list had every slot allocated when it was put
+ *     there; the first remote free after that moves it to partial
+ *     (sa_central_free_fixup), so a span with a free slot is never stranded
+ *     on the full list;
+ *   - a span whose objects are all freed while uncached is released to
+ *     mheap by the free that made it empty (or by sa_central_reclaim).
+ * Lock order (sa_fork_prepare takes them all in it): the mcache registry,
+ * then the heap, then the mcentrals in spanClass order. No path takes the
+ * heap lock while holding an mcentral lock: spans go to and come from mheap
+ * after the central lock is dropped. The heap checker takes one central lock
+ * at a time under the heap lock.
+ */
+#include "sa_internal.h"
+
+#include <stdio.h>
+
+sa_mcentral sa_central[SA_NUM_SPAN_CLASSES] = {[0 ... SA_NUM_SPAN_CLASSES - 1] = {.lock = SA_LOCK_INIT}};
+
+static inline sa_mcentral *central_of(int spc) { return &sa_central[spc]; }
+
+static void list_push(sa_mcentral *c, sa_mspan *s, int which) {
+    sa_mspan **head = which == SA_LIST_FULL ? &c->full : &c->partial;
+    s->list = (uint8_t)which;
+    s->prev = NULL;
+    s->next = *head;
+    if (*head) (*head)->prev = s;
+    *head = s;
+    if (which == SA_LIST_FULL) c->nfull++; else c->npartial++;
+}
+
+static void list_remove(sa_mcentral *c, sa_mspan *s) {
+    sa_mspan **head = s->list == SA_LIST_FULL ? &c->full : &c->partial;
+    if (s->prev) s->prev->next = s->next; else *head = s->next;
+    if (s->next) s->next->prev = s->prev;
+    if (s->list == SA_LIST_FULL) c->nfull--; else c->npartial--;
+    s->next = s->prev = NULL;
+    s->list = SA_LIST_NONE;
+}
+
+/* Every object of an uncached span is free: check the bitmaps agree (a
+ * remote free of an unallocated slot would show here) and release it. */
+static void release_empty(sa_mspan *s) {
+    uint32_t left = sa_span_sweep(s);
+    if (left != s->nelems)
+        sa_fatal("span %p released with %u live objects", (void *)s->base, s->nelems - left);
+    sa_heap_free_span(s);
+}
+
+sa_mspan *sa_central_cache_span(int spc, sa_mcache *owner) {
+    sa_mcentral *c = central_of(spc);
+    sa_lock(&c->lock);
+    sa_mspan *s;
+    while ((s = c->partial) != NULL) {
+        list_remove(c, s);
+        atomic_store_explicit(&s->owner, owner, SA_SEQCST);
+        uint32_t nfree = sa_span_sweep(s);
+        if (nfree) {
+            sa_unlock(&c->lock);
+            return s;
+        }
+        /* Raced with nothing freed after all: park it on full. */
+        atomic_store_explicit(&s->owner, NULL, SA_SEQCST);
+        if (atomic_load_explicit(&s->remoteFreed, SA_SEQCST) > 0) list_push(c, s, SA_LIST_PARTIAL);
+        else list_push(c, s, SA_LIST_FULL);
+        if (c->partial == s) break; /* only this one: avoid spinning */
+    }
+    sa_unlock(&c->lock);
+    s = sa_heap_alloc_span(sa_class_npages_tab[spc >> 1], 1, spc, owner);
+    if (s) sa_counter_inc(&owner->ngrow);
+    return s;
+}
+
+void sa_central_uncache_span(sa_mspan *s, uint32_t allocated) {
+    sa_mcentral *c = central_of(s->spanclass);
+    sa_lock(&c->lock);
+    atomic_store_explicit(&s->allocCount, allocated, SA_RELAXED);
+    atomic_store_explicit(&s->owner, NULL, SA_SEQCST);
+    int32_t pending = atomic_load_explicit(&s->remoteFreed, SA_SEQCST);
+    if (pending >= (int32_t)allocated) {
+        sa_unlock(&c->lock);
+        release_empty(s);
+        return;
+    }
+    list_push(c, s, (allocated == s->nelems && pending == 0) ? SA_LIST_FULL : SA_LIST_PARTIAL);
+    sa_unlock(&c->lock);
+}
+
+void sa_central_free_fixup(sa_mspan *s, uint64_t id) {
+    sa_mcentral *c = central_of(s->spanclass);
+    sa_lock(&c->lock);
+    /* The span may have been cached, emptied and released, even reused for
+     * another span, since the caller's free: the id tells. Span structs are
+     * never unmapped, so reading them is safe. */
+    if (atomic_load_explicit(&s->id, SA_RELAXED) != id ||
+        atomic_load_explicit(&s->state, SA_RELAXED) != SA_SPAN_SMALL ||
+        atomic_load_explicit(&s->owner, SA_SEQCST) != NULL || s->list == SA_LIST_NONE) {
+        sa_unlock(&c->lock);
+        return;
+    }
+    int32_t pending = atomic_load_explicit(&s->remoteFreed, SA_SEQCST);
+    uint32_t allocated = atomic_load_explicit(&s->allocCount, SA_RELAXED);
+    if (pending >= (int32_t)allocated) {
+        list_remove(c, s);
+        sa_unlock(&c->lock);
+        release_empty(s);
+        return;
+    }
+    if (pending > 0 && s->list == SA_LIST_FULL) {
+        list_remove(c, s);
+        list_push(c, s, SA_LIST_PARTIAL);
+    }
+    sa_unlock(&c->lock);
+}
+
+void sa_central_reclaim(void) {
+    for (int spc = 2; spc < SA_NUM_SPAN_CLASSES; spc++) {
+        sa_mcentral *c = central_of(spc);
+        for (;;) {
+            sa_lock(&c->lock);
+            sa_mspan *victim = NULL;
+            for (sa_mspan *s = c->partial; s; s = s->next) {
+                if (atomic_load_explicit(&s->remoteFreed, SA_SEQCST) >= (int32_t)atomic_load_explicit(&s->allocCount, SA_RELAXED)) {
+                    victim = s;
+                    break;
+                }
+            }
+            if (victim) list_remove(c, victim);
+            sa_unlock(&c->lock);
+            if (!victim) break;
+            release_empty(victim);
+        }
+    }
+}
+
+#define CHECK(cond, ...) do { if (!(cond)) { snprintf(err, errlen, __VA_ARGS__); return -1; } } while (0)
+
+static int check_one(sa_mcentral *c, int spc, char *err, size_t errlen) {
+    {
+        uint64_t n[3] = {0, 0, 0};
+        for (int which = SA_LIST_PARTIAL; which <= SA_LIST_FULL; which++) {
+            for (sa_mspan *s = which == SA_LIST_FULL ? c->full : c->partial; s; s = s->next) {
+                n[which]++;
+                CHECK(s->list == which, "spanClass %d: span %p on the wrong list", spc, (void *)s->base);
+                CHECK(s->spanclass == spc, "spanClass %d: span %p has spanClass %d", spc, (void *)s->base, s->spanclass);
+                CHECK(atomic_load_explicit(&s->state, SA_RELAXED) == SA_SPAN_SMALL, "central span %p not in use", (void *)s->base);
+                CHECK(atomic_load_explicit(&s->owner, SA_RELAXED) == NULL, "central span %p has an owner", (void *)s->base);
+                CHECK(sa_span_of_addr(s->base) == s, "central span %p not in the page map", (void *)s->base);
+                for (uint32_t w = 0; w < s->nwords; w++)
+                    CHECK(SA_SPAN_FREEW(s)[w] == 0, "uncached span %p has unswept local frees", (void *)s->base);
+                uint32_t live = sa_span_count_allocated(s);
+                CHECK(live > 0, "empty span %p left on mcentral's list", (void *)s->base);
+                if (which == SA_LIST_FULL)
+                    CHECK(live == s->nelems, "span %p on the full list has %u free slots", (void *)s->base, s->nelems - live);
+            }
+        }
+        CHECK(n[SA_LIST_PARTIAL] == c->npartial && n[SA_LIST_FULL] == c->nfull, "spanClass %d: list counts wrong", spc);
+    }
+    return 0;
+}
+
+/* Takes each central lock in turn. */
+int sa_central_check(char *err, size_t errlen) {
+    for (int spc = 2; spc < SA_NUM_SPAN_CLASSES; spc++) {
+        sa_lock(&sa_central[spc].lock);
+        int rc = check_one(&sa_central[spc], spc, err, errlen);
+        sa_unlock(&sa_central[spc].lock);
+        if (rc) return rc;
+    }
+    return 0;
+}

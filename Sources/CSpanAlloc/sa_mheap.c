@@ -1,0 +1,594 @@
+/*
+ * sa_mheap.c — the page heap (Go's mheap.go): arenas, the arena index and
+ * page map, free page runs, span structures, and the scavenger.
+ *
+ * Owns: sa_heap, the free-run bins, the span-struct fixallocs, the chunk list.
+ * Lock: sa_heap.lock guards all of it; the page map is written under the
+ * lock and read without it (atomic loads) by the free path.
+ *
+ * Invariants (checked by sa_heap_check):
+ *   - every page of every mapped chunk belongs to exactly one span or free run;
+ *   - every page of an in-use span maps to it; a free run's first and last
+ *     pages map to it and its interior pages map to NULL;
+ *   - no two free runs are adjacent (runs coalesce on free);
+ *   - a free run of n pages is on bin n (n < SA_BINS) or on the last bin;
+ *   - pages_inuse + pages_free = pages mapped; pages_released counts the
+ *     scavenged bits of free pages.
+ */
+#include "sa_internal.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+
+sa_mheap sa_heap = {.lock = SA_LOCK_INIT};
+
+#define SA_BINS 128 /* bins[1..127]: runs of exactly n pages; bins[128]: 128 pages or more */
+#define SA_MAX_CHUNKS 8192
+
+static sa_mspan *bins[SA_BINS + 1];
+static uint64_t binmask[(SA_BINS + 1 + 63) / 64];
+static struct { uintptr_t base; size_t npages; } chunks[SA_MAX_CHUNKS];
+static size_t nchunks;
+static uint64_t next_span_id = 1;
+static uint64_t last_pace_ns;
+
+static sa_scavenge_config scav_cfg = {
+    /* Page faults cost microseconds on these VMs: keep up to 64 MiB, or a
+     * tenth of the in-use heap (Go's retained-heap margin is 10%), of idle
+     * memory mapped, and release only runs idle for a second. */
+    .retain_bytes = (size_t)64 << 20,
+    .retain_percent = 10,
+    .delay_ms = 1000,
+    .enabled = true,
+};
+
+/* ---- fixalloc ------------------------------------------------------------ */
+
+#define SA_FIXALLOC_CHUNK ((size_t)256 << 10)
+
+void *sa_fixalloc_alloc(sa_fixalloc *f) {
+    if (f->freelist) {
+        void *p = f->freelist;
+        f->freelist = *(void **)p;
+        return p;
+    }
+    if (f->left < f->size) {
+        char *c = sa_os_map(SA_FIXALLOC_CHUNK);
+        if (!c) return NULL;
+        sa_stat_add(&sa_heap.metadata_sys, SA_FIXALLOC_CHUNK);
+        f->chunk = c;
+        f->left = SA_FIXALLOC_CHUNK;
+    }
+    void *p = f->chunk;
+    f->chunk += f->size;
+    f->left -= f->size;
+    return p;
+}
+
+void sa_fixalloc_free(sa_fixalloc *f, void *p) {
+    *(void **)p = f->freelist;
+    f->freelist = p;
+}
+
+/* Span structs come in sizes of whole cache lines: a header of three lines
+ * plus the three bitmaps for the class. Bucket = size / 64. */
+#define SA_SPAN_BUCKETS 16
+static sa_fixalloc span_alloc[SA_SPAN_BUCKETS];
+
+static size_t span_struct_size(int cls) {
+    size_t words = 0;
+    if (cls) {
+        size_t nw = (sa_class_nelems_tab[cls] + 63u) / 64u;
+        size_t ralloc = ((nw + 1 + 7) & ~(size_t)7) - 1;
+        words = ralloc + 2 * nw;
+    }
+    size_t sz = offsetof(sa_mspan, words) + words * sizeof(uint64_t);
+    return (sz + 63) & ~(size_t)63;
+}
+
+static sa_mspan *span_struct_alloc(int cls) {
+    size_t sz = span_struct_size(cls);
+    unsigned b = (unsigned)(sz / 64);
+    sa_fixalloc *f = &span_alloc[b];
+    f->size = sz;
+    sa_mspan *s = sa_fixalloc_alloc(f);
+    if (!s) return NULL;
+    memset(s, 0, offsetof(sa_mspan, words));
+    s->bucket = (uint8_t)b;
+    return s;
+}
+
+static void span_struct_free(sa_mspan *s) {
+    atomic_store_explicit(&s->state, SA_SPAN_DEAD, SA_RELAXED);
+    atomic_store_explicit(&s->id, 0, SA_RELAXED);
+    atomic_store_explicit(&s->owner, NULL, SA_RELAXED);
+    sa_fixalloc_free(&span_alloc[s->bucket], s);
+}
+
+/* ---- arena index and page map ------------------------------------------- */
+
+static sa_heap_arena *arena_of(uintptr_t a) {
+    _Atomic(sa_heap_arena *) *l2 = atomic_load_explicit(&sa_heap.l1[a >> (SA_ARENA_SHIFT + SA_L2_BITS)], SA_RELAXED);
+    return l2 ? atomic_load_explicit(&l2[(a >> SA_ARENA_SHIFT) & (SA_L2_ENTRIES - 1)], SA_RELAXED) : NULL;
+}
+
+static inline size_t page_index(uintptr_t a) { return (a >> SA_PAGE_SHIFT) & (SA_PAGES_PER_ARENA - 1); }
+
+static inline void map_set(uintptr_t a, sa_mspan *s) {
+    atomic_store_explicit(&arena_of(a)->spans[page_index(a)], s, SA_RELAXED);
+}
+
+static void map_set_range(uintptr_t base, size_t npages, sa_mspan *s) {
+    while (npages) {
+        sa_heap_arena *ha = arena_of(base);
+        size_t i = page_index(base), n = SA_PAGES_PER_ARENA - i;
+        if (n > npages) n = npages;
+        for (size_t k = 0; k < n; k++) atomic_store_explicit(&ha->spans[i + k], s, SA_RELAXED);
+        base += n << SA_PAGE_SHIFT;
+        npages -= n;
+    }
+}
+
+static void run_set_map(sa_mspan *r) {
+    map_set(r->base, r);
+    map_set(r->base + ((uintptr_t)(r->npages - 1) << SA_PAGE_SHIFT), r);
+}
+
+/* Page-range operations on an arena bitmap (used, dirty, scavenged). */
+enum { BITS_COUNT, BITS_SET, BITS_CLEAR };
+static size_t page_bits(uintptr_t base, size_t npages, size_t field, int op) {
+    size_t count = 0;
+    while (npages) {
+        sa_heap_arena *ha = arena_of(base);
+        uint64_t *words = (uint64_t *)((char *)ha + field);
+        size_t i = page_index(base), n = SA_PAGES_PER_ARENA - i;
+        if (n > npages) n = npages;
+        base += n << SA_PAGE_SHIFT;
+        npages -= n;
+        while (n) {
+            size_t w = i / 64, b = i % 64, k = 64 - b < n ? 64 - b : n;
+            uint64_t m = (k == 64 ? ~(uint64_t)0 : (((uint64_t)1 << k) - 1)) << b;
+            if (op == BITS_COUNT) count += (size_t)__builtin_popcountll(words[w] & m);
+            else if (op == BITS_SET) { count += (size_t)__builtin_popcountll(~words[w] & m); words[w] |= m; }
+            else { count += (size_t)__builtin_popcountll(words[w] & m); words[w] &= ~m; }
+            i += k;
+            n -= k;
+        }
+    }
+    return count;
+}
+#define F_USED offsetof(sa_heap_arena, used)
+#define F_DIRTY offsetof(sa_heap_arena, dirty)
+#define F_SCAV offsetof(sa_heap_arena, scavenged)
+
+/* ---- free-run bins -------------------------------------------------------- */
+
+static inline unsigned bin_of(size_t npages) { return npages < SA_BINS ? (unsigned)npages : SA_BINS; }
+
+static void bin_insert(sa_mspan *r) {
+    unsigned b = bin_of(r->npages);
+    r->list = SA_LIST_BIN;
+    r->prev = NULL;
+    r->next = bins[b];
+    if (bins[b]) bins[b]->prev = r;
+    bins[b] = r;
+    binmask[b / 64] |= (uint64_t)1 << (b % 64);
+}
+
+static void bin_remove(sa_mspan *r) {
+    unsigned b = bin_of(r->npages);
+    if (r->prev) r->prev->next = r->next; else bins[b] = r->next;
+    if (r->next) r->next->prev = r->prev;
+    if (!bins[b]) binmask[b / 64] &= ~((uint64_t)1 << (b % 64));
+    r->next = r->prev = NULL;
+    r->list = SA_LIST_NONE;
+}
+
+/* A run of at least `npages` pages: the smallest exact bin that fits, else
+ * best fit among the big runs. Never scans in-use spans. */
+static sa_mspan *find_run(size_t npages) {
+    if (npages < SA_BINS) {
+        for (unsigned w = (unsigned)npages / 64; w < sizeof binmask / sizeof binmask[0]; w++) {
+            uint64_t m = binmask[w];
+            if (w == npages / 64) m &= ~(uint64_t)0 << (npages % 64);
+            if (m) {
+                unsigned b = w * 64 + (unsigned)__builtin_ctzll(m);
+                if (b < SA_BINS) return bins[b];
+                break;
+            }
+        }
+    }
+    sa_mspan *best = NULL;
+    for (sa_mspan *r = bins[SA_BINS]; r; r = r->next)
+        if (r->npages >= npages && (!best || r->npages < best->npages || (r->npages == best->npages && r->base < best->base)))
+            best = r;
+    return best;
+}
+
+/* Adds [base, base+npages) to the free runs, merging with free neighbours.
+ * `r` is a span struct to reuse for the run (or NULL: allocate one). */
+static sa_mspan *insert_free_run(uintptr_t base, size_t npages, sa_mspan *r) {
+    uintptr_t end = base + (npages << SA_PAGE_SHIFT);
+    sa_mspan *prev = sa_span_of_addr(base - SA_PAGE_SIZE);
+    if (prev && atomic_load_explicit(&prev->state, SA_RELAXED) == SA_SPAN_FREE &&
+        prev->base + ((uintptr_t)prev->npages << SA_PAGE_SHIFT) == base) {
+        bin_remove(prev);
+        map_set(base - SA_PAGE_SIZE, NULL);
+        if (prev->npages == 1) map_set(prev->base, NULL);
+        base = prev->base;
+        npages += prev->npages;
+        if (r) span_struct_free(prev); else r = prev;
+    }
+    sa_mspan *next = sa_span_of_addr(end);
+    if (next && atomic_load_explicit(&next->state, SA_RELAXED) == SA_SPAN_FREE && next->base == end) {
+        bin_remove(next);
+        map_set(end, NULL);
+        if (next->npages > 1) map_set(end + ((uintptr_t)(next->npages - 1) << SA_PAGE_SHIFT), NULL);
+        npages += next->npages;
+        if (r) span_struct_free(next); else r = next;
+    }
+    if (!r) {
+        r = span_struct_alloc(0);
+        if (!r) sa_fatal("out of memory for span metadata");
+    }
+    memset(r, 0, offsetof(sa_mspan, words));
+    r->bucket = (uint8_t)(span_struct_size(0) / 64);
+    r->base = base;
+    r->npages = (uint32_t)npages;
+    r->elemsize = npages << SA_PAGE_SHIFT;
+    r->freed_ns = sa_os_now_ns();
+    atomic_store_explicit(&r->state, SA_SPAN_FREE, SA_RELAXED);
+    run_set_map(r);
+    bin_insert(r);
+    return r;
+}
+
+/* ---- growing -------------------------------------------------------------- */
+
+static bool register_arena(uintptr_t a) {
+    size_t i1 = a >> (SA_ARENA_SHIFT + SA_L2_BITS);
+    _Atomic(sa_heap_arena *) *l2 = atomic_load_explicit(&sa_heap.l1[i1], SA_RELAXED);
+    if (!l2) {
+        l2 = sa_os_map(SA_L2_ENTRIES * sizeof(*l2));
+        if (!l2) return false;
+        sa_stat_add(&sa_heap.metadata_sys, SA_L2_ENTRIES * sizeof(*l2));
+        atomic_store_explicit(&sa_heap.l1[i1], l2, SA_RELEASE);
+    }
+    size_t sz = (sizeof(sa_heap_arena) + 4095) & ~(size_t)4095;
+    sa_heap_arena *ha = sa_os_map(sz);
+    if (!ha) return false;
+    sa_stat_add(&sa_heap.metadata_sys, sz);
+    atomic_store_explicit(&l2[(a >> SA_ARENA_SHIFT) & (SA_L2_ENTRIES - 1)], ha, SA_RELEASE);
+    return true;
+}
+
+/* Maps arenas for at least `npages` pages and adds them as one free run. */
+static bool grow(size_t npages) {
+    if (nchunks == SA_MAX_CHUNKS) return false;
+    size_t bytes = npages << SA_PAGE_SHIFT;
+    if (bytes >> SA_PAGE_SHIFT != npages || bytes > SA_MAX_ALLOC) return false;
+    bytes = (bytes + SA_ARENA_BYTES - 1) & ~(SA_ARENA_BYTES - 1);
+    char *p = sa_os_map_aligned(bytes, SA_ARENA_BYTES);
+    if (!p) return false;
+    for (size_t off = 0; off < bytes; off += SA_ARENA_BYTES) {
+        if (!register_arena((uintptr_t)p + off)) {
+            /* Arenas registered so far stay registered (their pages are not
+             * used); unmap the memory and report failure. */
+            sa_os_unmap(p, bytes);
+            return false;
+        }
+    }
+    sa_stat_add(&sa_heap.heap_sys, bytes);
+    sa_stat_add(&sa_heap.arenas, bytes / SA_ARENA_BYTES);
+    sa_stat_add(&sa_heap.pages_free, bytes >> SA_PAGE_SHIFT);
+    chunks[nchunks].base = (uintptr_t)p;
+    chunks[nchunks].npages = bytes >> SA_PAGE_SHIFT;
+    nchunks++;
+    insert_free_run((uintptr_t)p, bytes >> SA_PAGE_SHIFT, NULL);
+    return true;
+}
+
+/* ---- span allocation ------------------------------------------------------ */
+
+sa_mspan *sa_heap_alloc_span(size_t npages, size_t align_pages, int spanclass, sa_mcache *owner) {
+    int cls = spanclass >> 1;
+    size_t need = npages + (align_pages > 1 ? align_pages - 1 : 0);
+    if (need < npages || need > (SA_MAX_ALLOC >> SA_PAGE_SHIFT)) return NULL;
+    sa_lock(&sa_heap.lock);
+    sa_mspan *run = find_run(need);
+    if (!run) {
+        if (!grow(need)) { sa_unlock(&sa_heap.lock); return NULL; }
+        run = find_run(need);
+    }
+    sa_mspan *s = span_struct_alloc(cls);
+    sa_mspan *extra = span_struct_alloc(0);
+    if (!s || !extra) {
+        if (s) span_struct_free(s);
+        if (extra) span_struct_free(extra);
+        sa_unlock(&sa_heap.lock);
+        return NULL;
+    }
+    bin_remove(run);
+    uintptr_t align_bytes = (uintptr_t)(align_pages ? align_pages : 1) << SA_PAGE_SHIFT;
+    uintptr_t start = (run->base + align_bytes - 1) & ~(align_bytes - 1);
+    size_t front = (start - run->base) >> SA_PAGE_SHIFT;
+    size_t back = run->npages - front - npages;
+    uintptr_t run_end = run->base + ((uintptr_t)run->npages << SA_PAGE_SHIFT);
+    uint64_t freed_ns = run->freed_ns;
+    if (front) {
+        run->npages = (uint32_t)front;
+        run->elemsize = front << SA_PAGE_SHIFT;
+        run_set_map(run);
+        bin_insert(run);
+        run = NULL;
+    }
+    if (back) {
+        sa_mspan *b = run ? run : extra;
+        if (b == extra) extra = NULL;
+        memset(b, 0, offsetof(sa_mspan, words));
+        b->bucket = (uint8_t)(span_struct_size(0) / 64);
+        b->base = run_end - ((uintptr_t)back << SA_PAGE_SHIFT);
+        b->npages = (uint32_t)back;
+        b->elemsize = back << SA_PAGE_SHIFT;
+        b->freed_ns = freed_ns;
+        atomic_store_explicit(&b->state, SA_SPAN_FREE, SA_RELAXED);
+        run_set_map(b);
+        bin_insert(b);
+        if (b == run) run = NULL;
+    }
+    if (run) span_struct_free(run);
+    if (extra) span_struct_free(extra);
+
+    s->base = start;
+    s->npages = (uint32_t)npages;
+    atomic_store_explicit(&s->id, next_span_id++, SA_RELAXED);
+    size_t used = page_bits(start, npages, F_USED, BITS_COUNT);
+    s->fresh = used == 0;
+    s->needzero = page_bits(start, npages, F_DIRTY, BITS_SET) != npages; /* some page was dirty */
+    page_bits(start, npages, F_USED, BITS_SET);
+    size_t released = page_bits(start, npages, F_SCAV, BITS_CLEAR);
+    if (released) sa_stat_sub(&sa_heap.pages_released, released);
+    if (cls) {
+        sa_span_init_small(s, spanclass);
+        atomic_store_explicit(&s->owner, owner, SA_RELAXED);
+        atomic_store_explicit(&s->state, SA_SPAN_SMALL, SA_RELAXED);
+    } else {
+        s->spanclass = (uint16_t)spanclass;
+        s->sizeclass = 0;
+        s->elemsize = npages << SA_PAGE_SHIFT;
+        s->nelems = 1;
+        atomic_store_explicit(&s->allocCount, 1, SA_RELAXED);
+        atomic_store_explicit(&s->state, SA_SPAN_LARGE, SA_RELAXED);
+        sa_stat_add(&sa_heap.large_allocs, 1);
+        sa_stat_add(&sa_heap.large_bytes_alloc, s->elemsize);
+        sa_stat_add(&sa_heap.large_live_bytes, s->elemsize);
+    }
+    map_set_range(start, npages, s);
+    sa_stat_add(&sa_heap.pages_inuse, npages);
+    sa_stat_sub(&sa_heap.pages_free, npages);
+    sa_stat_add(&sa_heap.spans_inuse, 1);
+    sa_stat_add(s->fresh ? &sa_heap.spans_fresh : &sa_heap.spans_reused, 1);
+    sa_unlock(&sa_heap.lock);
+    return s;
+}
+
+static void pace_scavenger_locked(void);
+
+void sa_heap_free_span(sa_mspan *s) {
+    sa_lock(&sa_heap.lock);
+    uintptr_t base = s->base;
+    size_t npages = s->npages;
+    int st = atomic_load_explicit(&s->state, SA_RELAXED);
+    if (SA_UNLIKELY(st != SA_SPAN_SMALL && st != SA_SPAN_LARGE))
+        sa_fatal("double free of pointer %p (span already freed)", (void *)base);
+    if (st == SA_SPAN_LARGE) {
+        sa_stat_add(&sa_heap.large_frees, 1);
+        sa_stat_add(&sa_heap.large_bytes_freed, s->elemsize);
+        sa_stat_sub(&sa_heap.large_live_bytes, s->elemsize);
+    }
+    map_set_range(base, npages, NULL);
+    span_struct_free(s);
+    sa_stat_sub(&sa_heap.pages_inuse, npages);
+    sa_stat_add(&sa_heap.pages_free, npages);
+    sa_stat_sub(&sa_heap.spans_inuse, 1);
+    sa_stat_add(&sa_heap.spans_returned, 1);
+    insert_free_run(base, npages, NULL);
+    pace_scavenger_locked();
+    sa_unlock(&sa_heap.lock);
+}
+
+bool sa_heap_resize_large(sa_mspan *s, size_t npages) {
+    if (npages == s->npages) return true;
+    bool ok = false;
+    sa_lock(&sa_heap.lock);
+    uintptr_t end = s->base + ((uintptr_t)s->npages << SA_PAGE_SHIFT);
+    if (npages < s->npages) {
+        size_t tail = s->npages - npages;
+        map_set_range(end - (tail << SA_PAGE_SHIFT), tail, NULL);
+        s->npages = (uint32_t)npages;
+        s->elemsize = npages << SA_PAGE_SHIFT;
+        sa_stat_sub(&sa_heap.large_live_bytes, tail << SA_PAGE_SHIFT);
+        sa_stat_sub(&sa_heap.pages_inuse, tail);
+        sa_stat_add(&sa_heap.pages_free, tail);
+        insert_free_run(end - (tail << SA_PAGE_SHIFT), tail, NULL);
+        ok = true;
+    } else {
+        size_t more = npages - s->npages;
+        sa_mspan *next = sa_span_of_addr(end);
+        if (next && atomic_load_explicit(&next->state, SA_RELAXED) == SA_SPAN_FREE && next->base == end &&
+            next->npages >= more) {
+            bin_remove(next);
+            size_t rest = next->npages - more;
+            map_set(end, NULL);
+            map_set(end + ((uintptr_t)(next->npages - 1) << SA_PAGE_SHIFT), NULL);
+            span_struct_free(next);
+            page_bits(end, more, F_USED, BITS_SET);
+            page_bits(end, more, F_DIRTY, BITS_SET);
+            size_t released = page_bits(end, more, F_SCAV, BITS_CLEAR);
+            if (released) sa_stat_sub(&sa_heap.pages_released, released);
+            map_set_range(end, more, s);
+            if (rest) insert_free_run(end + (more << SA_PAGE_SHIFT), rest, NULL);
+            s->npages = (uint32_t)npages;
+            s->elemsize = npages << SA_PAGE_SHIFT;
+            sa_stat_add(&sa_heap.large_live_bytes, more << SA_PAGE_SHIFT);
+            sa_stat_add(&sa_heap.large_bytes_alloc, more << SA_PAGE_SHIFT);
+            sa_stat_add(&sa_heap.pages_inuse, more);
+            sa_stat_sub(&sa_heap.pages_free, more);
+            ok = true;
+        }
+    }
+    sa_unlock(&sa_heap.lock);
+    return ok;
+}
+
+/* ---- the scavenger -------------------------------------------------------- */
+
+/* Releases unscavenged pages of run r, up to `want` pages; returns pages released. */
+static size_t scavenge_run(sa_mspan *r, size_t want) {
+    size_t done = 0;
+    uintptr_t p = r->base, end = r->base + ((uintptr_t)r->npages << SA_PAGE_SHIFT);
+    while (p < end && done < want) {
+        /* find the next unscavenged page, then the extent of the stretch */
+        while (p < end && page_bits(p, 1, F_SCAV, BITS_COUNT)) p += SA_PAGE_SIZE;
+        uintptr_t q = p;
+        while (q < end && done + ((q - p) >> SA_PAGE_SHIFT) < want && !page_bits(q, 1, F_SCAV, BITS_COUNT))
+            q += SA_PAGE_SIZE;
+        if (q > p) {
+            size_t n = (q - p) >> SA_PAGE_SHIFT;
+            sa_os_release((void *)p, q - p);
+            page_bits(p, n, F_SCAV, BITS_SET);
+            page_bits(p, n, F_DIRTY, BITS_CLEAR);
+            done += n;
+        }
+        p = q;
+    }
+    return done;
+}
+
+static size_t scavenge_locked(size_t pages, bool respect_delay) {
+    uint64_t now = sa_os_now_ns(), delay = (uint64_t)scav_cfg.delay_ms * 1000000u;
+    size_t done = 0;
+    /* Largest runs first: they cost the fewest madvise calls per page. */
+    for (int b = SA_BINS; b >= 1 && done < pages; b--) {
+        for (sa_mspan *r = bins[b]; r && done < pages; r = r->next) {
+            if (respect_delay && now - r->freed_ns < delay) continue;
+            done += scavenge_run(r, pages - done);
+        }
+    }
+    if (done) {
+        sa_stat_add(&sa_heap.pages_released, done);
+        sa_stat_add(&sa_heap.pages_scavenged, done);
+        sa_stat_add(&sa_heap.scavenge_runs, 1);
+    }
+    return done;
+}
+
+/* The background policy, run on the page heap's slow path (Go runs it in a
+ * goroutine at ~1% CPU; here it piggybacks on frees, at most once per
+ * quarter of the delay). */
+static void pace_scavenger_locked(void) {
+    if (!scav_cfg.enabled) return;
+    uint64_t idle = (sa_stat(&sa_heap.pages_free) - sa_stat(&sa_heap.pages_released)) << SA_PAGE_SHIFT;
+    uint64_t inuse = sa_stat(&sa_heap.pages_inuse) << SA_PAGE_SHIFT;
+    uint64_t limit = inuse / 100 * scav_cfg.retain_percent;
+    if (limit < scav_cfg.retain_bytes) limit = scav_cfg.retain_bytes;
+    if (idle <= limit) return;
+    uint64_t now = sa_os_now_ns();
+    if (now - last_pace_ns < (uint64_t)scav_cfg.delay_ms * 250000u) return;
+    last_pace_ns = now;
+    scavenge_locked((size_t)((idle - limit) >> SA_PAGE_SHIFT), true);
+}
+
+size_t sa_heap_scavenge(size_t bytes, bool respect_delay) {
+    sa_lock(&sa_heap.lock);
+    size_t pages = bytes == SIZE_MAX ? SIZE_MAX : (bytes + SA_PAGE_SIZE - 1) >> SA_PAGE_SHIFT;
+    size_t done = scavenge_locked(pages, respect_delay);
+    sa_unlock(&sa_heap.lock);
+    return done << SA_PAGE_SHIFT;
+}
+
+void sa_heap_config(sa_scavenge_config *get, const sa_scavenge_config *set) {
+    sa_lock(&sa_heap.lock);
+    if (get) *get = scav_cfg;
+    if (set) scav_cfg = *set;
+    sa_unlock(&sa_heap.lock);
+}
+
+/* ---- checking ------------------------------------------------------------- */
+
+#define CHECK(cond, ...) do { if (!(cond)) { snprintf(err, errlen, __VA_ARGS__); return -1; } } while (0)
+
+/* Caller holds the heap lock; takes central locks one at a time. */
+int sa_heap_check(char *err, size_t errlen, uint64_t *live_objects, uint64_t *small_spans) {
+    uint64_t inuse = 0, freep = 0, released = 0, live = 0, nsmall = 0, nspans = 0;
+    for (size_t c = 0; c < nchunks; c++) {
+        uintptr_t p = chunks[c].base, end = p + (chunks[c].npages << SA_PAGE_SHIFT);
+        while (p < end) {
+            sa_mspan *s = sa_span_of_addr(p);
+            CHECK(s, "page %p maps to no span", (void *)p);
+            CHECK(s->base == p, "page %p maps to span at %p, expected a span starting here", (void *)p, (void *)s->base);
+            uintptr_t last = p + ((uintptr_t)(s->npages - 1) << SA_PAGE_SHIFT);
+            int st = atomic_load_explicit(&s->state, SA_RELAXED);
+            if (st == SA_SPAN_FREE) {
+                CHECK(sa_span_of_addr(last) == s, "free run %p: last page does not map to it", (void *)p);
+                for (uintptr_t q = p + SA_PAGE_SIZE; q < last; q += SA_PAGE_SIZE)
+                    CHECK(sa_span_of_addr(q) == NULL, "free run %p: interior page %p mapped", (void *)p, (void *)q);
+                CHECK(s->list == SA_LIST_BIN, "free run %p not on a bin", (void *)p);
+                bool found = false;
+                for (sa_mspan *r = bins[bin_of(s->npages)]; r; r = r->next) if (r == s) { found = true; break; }
+                CHECK(found, "free run %p (%u pages) missing from bin %u", (void *)p, s->npages, bin_of(s->npages));
+                sa_mspan *nx = sa_span_of_addr(last + SA_PAGE_SIZE);
+                CHECK(!(nx && nx->base == last + SA_PAGE_SIZE && atomic_load_explicit(&nx->state, SA_RELAXED) == SA_SPAN_FREE),
+                      "free runs %p and %p are adjacent (not coalesced)", (void *)p, (void *)nx->base);
+                freep += s->npages;
+                released += page_bits(p, s->npages, F_SCAV, BITS_COUNT);
+            } else {
+                CHECK(st == SA_SPAN_SMALL || st == SA_SPAN_LARGE, "span %p has state %d", (void *)p, st);
+                for (uintptr_t q = p; q <= last; q += SA_PAGE_SIZE)
+                    CHECK(sa_span_of_addr(q) == s, "span %p: page %p does not map to it", (void *)p, (void *)q);
+                CHECK(page_bits(p, s->npages, F_SCAV, BITS_COUNT) == 0, "span %p has scavenged pages", (void *)p);
+                inuse += s->npages;
+                nspans++;
+                if (st == SA_SPAN_SMALL) {
+                    int cls = s->sizeclass;
+                    CHECK(cls >= 1 && cls < SA_NUM_CLASSES && s->npages == sa_class_npages_tab[cls] &&
+                          s->elemsize == sa_class_size_tab[cls] && s->nelems == sa_class_nelems_tab[cls],
+                          "span %p: geometry does not match class %d", (void *)p, cls);
+                    nsmall++;
+                    /* Spans cached by other threads change under us: count only ours and uncached ones. */
+                    sa_mcache *o = atomic_load_explicit(&s->owner, SA_ACQUIRE);
+                    if (o == sa_tls_cache) {
+                        live += sa_span_count_allocated(s);
+                    } else if (o == NULL) {
+                        sa_lock(&sa_central[s->spanclass].lock);
+                        if (atomic_load_explicit(&s->owner, SA_ACQUIRE) == NULL) live += sa_span_count_allocated(s);
+                        sa_unlock(&sa_central[s->spanclass].lock);
+                    }
+                } else {
+                    CHECK(s->nelems == 1 && s->elemsize == (size_t)s->npages << SA_PAGE_SHIFT, "large span %p geometry", (void *)p);
+                    live++;
+                }
+            }
+            p = last + SA_PAGE_SIZE;
+        }
+        CHECK(p == end, "chunk %zu: spans overrun its end", c);
+    }
+    CHECK(inuse == sa_stat(&sa_heap.pages_inuse), "pages in use: counted %llu, stats say %llu",
+          (unsigned long long)inuse, (unsigned long long)sa_stat(&sa_heap.pages_inuse));
+    CHECK(freep == sa_stat(&sa_heap.pages_free), "free pages: counted %llu, stats say %llu",
+          (unsigned long long)freep, (unsigned long long)sa_stat(&sa_heap.pages_free));
+    CHECK(released == sa_stat(&sa_heap.pages_released), "released pages: counted %llu, stats say %llu",
+          (unsigned long long)released, (unsigned long long)sa_stat(&sa_heap.pages_released));
+    CHECK(nspans == sa_stat(&sa_heap.spans_inuse), "spans in use: counted %llu, stats say %llu",
+          (unsigned long long)nspans, (unsigned long long)sa_stat(&sa_heap.spans_inuse));
+    for (unsigned b = 1; b <= SA_BINS; b++) {
+        CHECK(!bins[b] == !(binmask[b / 64] & ((uint64_t)1 << (b % 64))), "bin %u mask wrong", b);
+        for (sa_mspan *r = bins[b]; r; r = r->next)
+            CHECK(atomic_load_explicit(&r->state, SA_RELAXED) == SA_SPAN_FREE && bin_of(r->npages) == b &&
+                  sa_span_of_addr(r->base) == r, "bin %u holds a stale run", b);
+    }
+    *live_objects = live;
+    *small_spans = nsmall;
+    return 0;
+}

@@ -1,0 +1,121 @@
+/*
+ * sa_mspan.c — one span's slot bookkeeping: allocBits, freeindex and the
+ * allocCache window (as Go's mbitmap.go), and the sweep that folds explicit
+ * frees back into allocBits (Go's sweeper turns gcmarkBits into the next
+ * allocBits; here freeBits and remoteBits play gcmarkBits' part, inverted).
+ *
+ * Locking: the caller owns the span — it is the thread whose mcache holds
+ * it, or holds mcentral's lock while the span is uncached. remoteBits are
+ * the only words other threads write (atomic OR, see sa_malloc.c's free
+ * path); the sweep takes them with an atomic exchange.
+ */
+#include "sa_internal.h"
+
+#include <string.h>
+
+static inline uint64_t last_word_mask(const sa_mspan *s, uint32_t w) {
+    uint32_t rem = s->nelems & 63;
+    if (rem && w == s->nwords - 1u) return ((uint64_t)1 << rem) - 1;
+    return ~(uint64_t)0;
+}
+
+/* Loads the allocCache window starting at slot w*64. */
+static inline void refill_alloc_cache(sa_mspan *s, uint32_t w) {
+    s->allocCache = ~SA_SPAN_ALLOC(s)[w] & last_word_mask(s, w);
+}
+
+void sa_span_init_small(sa_mspan *s, int spanclass) {
+    int cls = spanclass >> 1;
+    s->spanclass = (uint16_t)spanclass;
+    s->sizeclass = (uint8_t)cls;
+    s->elemsize = sa_class_size_tab[cls];
+    s->nelems = sa_class_nelems_tab[cls];
+    s->divmul = sa_class_divmul_tab[cls];
+    s->nwords = (uint16_t)((s->nelems + 63) / 64);
+    s->ralloc = (uint16_t)(((s->nwords + 1 + 7) & ~7u) - 1); /* allocBits on a fresh line */
+    memset(s->words, 0, sizeof(uint64_t) * ((size_t)s->ralloc + 2u * s->nwords));
+    atomic_store_explicit(&s->remoteFreed, 0, SA_RELAXED);
+    atomic_store_explicit(&s->allocCount, 0, SA_RELAXED);
+    s->freeindex = 0;
+    refill_alloc_cache(s, 0);
+}
+
+uint32_t sa_span_next_free_index(sa_mspan *s) {
+    for (;;) {
+        uint64_t cache = s->allocCache;
+        if (cache) {
+            unsigned bit = (unsigned)__builtin_ctzll(cache);
+            uint32_t idx = s->freeindex + bit;
+            s->allocCache = cache >> bit >> 1;
+            s->freeindex = idx + 1;
+            return idx;
+        }
+        /* The window is used up: move to the next 64-slot window. */
+        uint32_t fi = (s->freeindex + 63) & ~63u;
+        if (fi >= s->nelems) {
+            s->freeindex = s->nelems;
+            return s->nelems;
+        }
+        s->freeindex = fi;
+        refill_alloc_cache(s, fi / 64);
+        if (!s->allocCache) s->freeindex = fi + 64 < s->nelems ? fi + 64 : s->nelems;
+    }
+}
+
+/* Slots below freeindex in word w: all taken. */
+static inline uint64_t below_freeindex(const sa_mspan *s, uint32_t w) {
+    uint32_t lo = w * 64;
+    if (s->freeindex >= lo + 64) return ~(uint64_t)0;
+    if (s->freeindex <= lo) return 0;
+    return ((uint64_t)1 << (s->freeindex - lo)) - 1;
+}
+
+bool sa_span_slot_allocated(const sa_mspan *s, uint32_t idx) {
+    uint32_t w = idx >> 6;
+    uint64_t m = (uint64_t)1 << (idx & 63);
+    bool taken = idx < s->freeindex || (SA_SPAN_ALLOC(s)[w] & m);
+    uint64_t r = __atomic_load_n(&SA_SPAN_REMOTE(s)[w], __ATOMIC_RELAXED);
+    return taken && !(SA_SPAN_FREEW(s)[w] & m) && !(r & m);
+}
+
+uint32_t sa_span_count_allocated(const sa_mspan *s) {
+    uint32_t n = 0;
+    for (uint32_t w = 0; w < s->nwords; w++) {
+        uint64_t taken = (SA_SPAN_ALLOC(s)[w] | below_freeindex(s, w)) & last_word_mask(s, w);
+        uint64_t r = __atomic_load_n(&SA_SPAN_REMOTE(s)[w], __ATOMIC_RELAXED);
+        n += (uint32_t)__builtin_popcountll(taken & ~(SA_SPAN_FREEW(s)[w] | r));
+    }
+    return n;
+}
+
+SA_SLOW_PATH static void bad_free_found_by_sweep(const sa_mspan *s, uint32_t w, uint64_t bad, bool twice) {
+    uint32_t idx = w * 64 + (uint32_t)__builtin_ctzll(bad);
+    sa_fatal("%s of pointer %p (span %llu, class %u, slot %u), detected by the sweep",
+             twice ? "double free" : "free of unallocated object",
+             (void *)(s->base + (uintptr_t)idx * s->elemsize),
+             (unsigned long long)atomic_load(&s->id), (unsigned)s->sizeclass, idx);
+}
+
+uint32_t sa_span_sweep(sa_mspan *s) {
+    uint64_t *alloc = SA_SPAN_ALLOC(s), *freew = SA_SPAN_FREEW(s), *remote = SA_SPAN_REMOTE(s);
+    uint32_t live = 0;
+    int32_t nremote = 0;
+    for (uint32_t w = 0; w < s->nwords; w++) {
+        uint64_t r = __atomic_load_n(&remote[w], __ATOMIC_RELAXED);
+        if (r) r = __atomic_exchange_n(&remote[w], 0, __ATOMIC_ACQ_REL);
+        uint64_t f = freew[w];
+        freew[w] = 0;
+        uint64_t taken = (alloc[w] | below_freeindex(s, w)) & last_word_mask(s, w);
+        if (SA_UNLIKELY(r & f)) bad_free_found_by_sweep(s, w, r & f, true);
+        if (SA_UNLIKELY((r | f) & ~taken)) bad_free_found_by_sweep(s, w, (r | f) & ~taken, false);
+        uint64_t now = taken & ~(r | f);
+        alloc[w] = now;
+        nremote += __builtin_popcountll(r);
+        live += (uint32_t)__builtin_popcountll(now);
+    }
+    if (nremote) atomic_fetch_sub_explicit(&s->remoteFreed, nremote, SA_SEQCST);
+    atomic_store_explicit(&s->allocCount, live, SA_RELAXED);
+    s->freeindex = 0;
+    refill_alloc_cache(s, 0);
+    return s->nelems - live;
+}
