@@ -156,7 +156,7 @@ func sameStart<T>(_ a: GoSlice<T>, _ b: GoSlice<T>) -> Bool {
         let ss = try #require(strings.backingSpan)
         #expect(!ss.noscan && ss.sizeClass == 5 && ss.spanClass == 10)
         // []*T grown to 143: 1144 B -> class 1152 (the class Go uses with its header).
-        var ptrs = GoSlice<AnyObject?>(repeating: nil, length: 128)
+        var ptrs = GoSlice<AnyObject?>(repeating: nil, length: 64)
         ptrs.append(nil)
         let ps = try #require(ptrs.backingSpan)
         #expect(ptrs.capacity == 143 && ps.elementSize == 1152 && !ps.noscan)
