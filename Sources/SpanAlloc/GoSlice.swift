@@ -220,7 +220,7 @@ internal func _goPanic(_ message: String) -> Never {
 internal class _GoSliceStorage {
     /// First byte of the backing array (a block from `sa_alloc`). Changes
     /// only when a trivial array that no other slice refers to is resized.
-    @usableFromInline internal final var _block: UnsafeMutableRawPointer
+    @usableFromInline @exclusivity(unchecked) internal final var _block: UnsafeMutableRawPointer
 
     @inlinable
     internal init(_block: UnsafeMutableRawPointer) {
@@ -265,7 +265,7 @@ internal func _goOutOfMemory(_ bytes: Int) -> Never {
 @usableFromInline
 internal final class _GoSliceTypedStorage<Element>: _GoSliceStorage {
     /// Number of initialized slots from the start of the backing array.
-    @usableFromInline internal var _initialized: Int = 0
+    @usableFromInline @exclusivity(unchecked) internal var _initialized: Int = 0
 
     @inlinable
     override internal init(_block: UnsafeMutableRawPointer) {
