@@ -40,12 +40,15 @@ extension GoSlice: RandomAccessCollection, MutableCollection {
     @inlinable
     public var isEmpty: Bool { _count == 0 }
 
+    /// The next position, `i + 1`.
     @inlinable
     public func index(after i: Int) -> Int { i &+ 1 }
 
+    /// The previous position, `i - 1`.
     @inlinable
     public func index(before i: Int) -> Int { i &- 1 }
 
+    /// Calls `body` with the elements in the backing array; never `nil`.
     @inlinable
     public func withContiguousStorageIfAvailable<R>(
         _ body: (UnsafeBufferPointer<Element>) throws -> R
@@ -53,6 +56,8 @@ extension GoSlice: RandomAccessCollection, MutableCollection {
         try withUnsafeBufferPointer(body)
     }
 
+    /// Calls `body` with the elements in the backing array, which it may
+    /// change in place (but not replace); never `nil`.
     @inlinable
     public mutating func withContiguousMutableStorageIfAvailable<R>(
         _ body: (inout UnsafeMutableBufferPointer<Element>) throws -> R

@@ -101,6 +101,7 @@ extension GoSlice {
         _grow(newLength: newLength)
         _put(newElement, at: _count)
         _count = newLength
+        _checkInvariants()
     }
 
     /// Go's `s = append(s, xs...)`: appends all of `newElements`, growing
@@ -128,6 +129,7 @@ extension GoSlice {
             precondition(i == newLength, "GoSlice.append: collection has fewer elements than its count")
         }
         _count = newLength
+        _checkInvariants()
     }
 
     /// Go's `s = append(s, xs...)` for any sequence.

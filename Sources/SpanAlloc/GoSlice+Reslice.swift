@@ -72,8 +72,10 @@ extension GoSlice {
                 _goSliceBoundsPanic("[:\(high)] with initialized capacity \(exposable)")
             }
         }
-        return GoSlice(_owner: _owner, base: _base.map { $0 + low },
-                       count: high &- low, capacity: max &- low)
+        let s = GoSlice(_owner: _owner, base: _base.map { $0 + low },
+                        count: high &- low, capacity: max &- low)
+        s._checkInvariants()
+        return s
     }
 
     /// Go's `copy(dst, src)`: copies `min(dst.count, src.count)` elements

@@ -308,3 +308,36 @@ extension GoSlice {
         return Swift.min(_capacity, t._initialized - _offset)
     }
 }
+
+// MARK: - Internal checks
+
+extension GoSlice {
+#if GOSLICE_INTERNAL_CHECKS
+    /// Checks the header and storage invariants (built with
+    /// `-Xswiftc -DGOSLICE_INTERNAL_CHECKS`):
+    ///
+    ///     0 <= count <= capacity
+    ///     base == nil  =>  owner == nil && capacity == 0          (nil slice)
+    ///     owner != nil =>  (offset + capacity) * elemsize <= usable size of the block
+    ///     non-trivial  =>  offset + count <= initialized <= usable size / elemsize
+    @usableFromInline
+    internal func _checkInvariants() {
+        precondition(_count >= 0 && _count <= _capacity, "GoSlice: len/cap out of order")
+        if _base == nil {
+            precondition(_owner == nil && _capacity == 0, "GoSlice: nil slice with storage")
+        }
+        guard let owner = _owner else { return }
+        let usable = sa_usable_size(owner._block)
+        let size = GoSlice._elementSize
+        precondition((_offset + _capacity) * size <= usable, "GoSlice: capacity past the block")
+        if let t = _typedOwner {
+            precondition(_offset + _count <= t._initialized, "GoSlice: uninitialized element visible")
+            precondition(t._initialized * size <= usable, "GoSlice: initialized prefix past the block")
+        }
+    }
+#else
+    /// Checks the invariants when built with `GOSLICE_INTERNAL_CHECKS`; a no-op here.
+    @inlinable @inline(__always)
+    internal func _checkInvariants() {}
+#endif
+}
