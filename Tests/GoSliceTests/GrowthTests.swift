@@ -173,4 +173,17 @@ func checkGrowth<T>(_ value: T, sourceLocation: SourceLocation = #_sourceLocatio
         let full = ints.reslice(0, ints.capacity)
         #expect(full[5000...].allSatisfy { $0 == 0 })
     }
+
+    /// Elements aligned above 8 bytes get aligned arrays (Go has no such
+    /// types; the capacity still follows Go's rule for their size).
+    @Test func overAlignedElements() {
+        var s = GoSlice<SIMD8<Float>>()   // 32 B, 32-byte aligned
+        for i in 0 ..< 100 {
+            s.append(SIMD8(repeating: Float(i)))
+            let aligned = s.withUnsafeBufferPointer { UInt(bitPattern: $0.baseAddress) % 32 == 0 }
+            #expect(aligned)
+        }
+        #expect(s[99][7] == 99 && s.capacity
+                == GoReference.grownCapacity(needed: 65, old: 64, size: 32, pointers: false))
+    }
 }
