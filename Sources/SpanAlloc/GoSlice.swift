@@ -121,7 +121,7 @@ extension GoSlice {
         let cap = capacity ?? length
         _goCheckMake(length: length, capacity: cap, stride: GoSlice._elementSize)
         self.init(_uninitializedCapacity: cap, zeroed: false)
-        if let base = _base, cap > 0 {
+        if let base = _base, cap > 0, GoSlice._elementSize > 0 {
             base.initialize(repeating: value, count: cap)
             _typedOwner?._initialized = cap
         }
@@ -144,7 +144,7 @@ extension GoSlice {
     @inlinable
     internal init(_copying buffer: UnsafeBufferPointer<Element>) {
         self.init(_uninitializedCapacity: buffer.count, zeroed: false)
-        if let base = _base, let src = buffer.baseAddress, buffer.count > 0 {
+        if let base = _base, let src = buffer.baseAddress, buffer.count > 0, GoSlice._elementSize > 0 {
             base.initialize(from: src, count: buffer.count)
             _typedOwner?._initialized = buffer.count
         }

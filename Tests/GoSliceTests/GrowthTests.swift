@@ -157,6 +157,10 @@ func checkGrowth<T>(_ value: T, sourceLocation: SourceLocation = #_sourceLocatio
         #expect(s.count == 10 && s.capacity == 10)
         let m = GoSlice<Void>(length: 1 << 40)
         #expect(m.count == 1 << 40 && m.backingSpan == nil)
+        let lit: GoSlice<Void> = [(), (), ()]
+        let rep = GoSlice(repeating: (), length: 2, capacity: 5)
+        #expect(lit.count == 3 && lit.capacity == 3 && rep.count == 2 && rep.capacity == 5)
+        #expect(GoSlice(s.reslice(2, 7)).count == 5 && rep.reslice(1, 5).count == 4)
     }
 
     /// Growth keeps the elements, trivial and not.
