@@ -112,6 +112,8 @@ typedef struct sa_mspan {
     uint8_t sizeclass;                   /* 0 for large */
     _Atomic uint8_t state;               /* SA_SPAN_* */
     _Atomic(struct sa_mcache *) owner;   /* cache that holds it, NULL when uncached */
+    uint64_t *allocBits;                 /* = words + ralloc */
+    uint64_t *freeBits;                  /* = allocBits + nwords */
     uint16_t nwords;                     /* 64-bit words per bitmap */
     uint16_t ralloc;                     /* index of allocBits in words[] */
     uint8_t bucket;                      /* fixalloc bucket of this struct */
@@ -135,8 +137,8 @@ typedef struct sa_mspan {
 } sa_mspan;
 
 #define SA_SPAN_REMOTE(s) ((s)->words)
-#define SA_SPAN_ALLOC(s) ((s)->words + (s)->ralloc)
-#define SA_SPAN_FREEW(s) ((s)->words + (s)->ralloc + (s)->nwords)
+#define SA_SPAN_ALLOC(s) ((s)->allocBits)
+#define SA_SPAN_FREEW(s) ((s)->freeBits)
 
 SA_HIDDEN void sa_span_init_small(sa_mspan *s, int spanclass);
 /* Consumes and returns the next free slot, or nelems when the span is full. */
@@ -170,12 +172,38 @@ typedef struct sa_mheap {
 
 SA_HIDDEN extern sa_mheap sa_heap;
 
+/* With SA_L1_BITS == 0 the single L2 table is a static array (zero pages of
+ * BSS cost nothing until an arena is registered), so no load is spent on L1. */
+SA_HIDDEN extern _Atomic(sa_heap_arena *) sa_arena_l2_0[SA_L2_ENTRIES];
+
+SA_FAST_PATH _Atomic(sa_heap_arena *) *sa_arena_l2(uintptr_t a) {
+#if SA_L1_BITS == 0
+    (void)a;
+    return sa_arena_l2_0;
+#else
+    return atomic_load_explicit(&sa_heap.l1[a >> (SA_ARENA_SHIFT + SA_L2_BITS)], SA_RELAXED);
+#endif
+}
+
+/* The heapArena for an address below 2^48, or NULL. */
+SA_FAST_PATH sa_heap_arena *sa_arena_of(uintptr_t a) {
+    _Atomic(sa_heap_arena *) *l2 = sa_arena_l2(a);
+    if (SA_L1_BITS && SA_UNLIKELY(!l2)) return NULL;
+    return atomic_load_explicit(&l2[(a >> SA_ARENA_SHIFT) & (SA_L2_ENTRIES - 1)], SA_RELAXED);
+}
+
+/* As sa_span_of_addr for the free fast path: skips the 2^48 test, since a
+ * wild pointer that aliases an arena then fails the slot check anyway. */
+SA_FAST_PATH sa_mspan *sa_span_of_addr_unchecked(uintptr_t a) {
+    sa_heap_arena *ha = atomic_load_explicit(&sa_arena_l2(a)[(a >> SA_ARENA_SHIFT) & (SA_L2_ENTRIES - 1)], SA_RELAXED);
+    if (SA_UNLIKELY(!ha)) return NULL;
+    return atomic_load_explicit(&ha->spans[(a >> SA_PAGE_SHIFT) & (SA_PAGES_PER_ARENA - 1)], SA_RELAXED);
+}
+
 /* Span for any address, or NULL. Interior pages of free runs map to NULL. */
 SA_FAST_PATH sa_mspan *sa_span_of_addr(uintptr_t a) {
     if (SA_UNLIKELY(a >> SA_ADDR_BITS)) return NULL;
-    _Atomic(sa_heap_arena *) *l2 = atomic_load_explicit(&sa_heap.l1[a >> (SA_ARENA_SHIFT + SA_L2_BITS)], SA_RELAXED);
-    if (SA_UNLIKELY(!l2)) return NULL;
-    sa_heap_arena *ha = atomic_load_explicit(&l2[(a >> SA_ARENA_SHIFT) & (SA_L2_ENTRIES - 1)], SA_RELAXED);
+    sa_heap_arena *ha = sa_arena_of(a);
     if (SA_UNLIKELY(!ha)) return NULL;
     return atomic_load_explicit(&ha->spans[(a >> SA_PAGE_SHIFT) & (SA_PAGES_PER_ARENA - 1)], SA_RELAXED);
 }
@@ -216,6 +244,8 @@ SA_HIDDEN int sa_central_check(char *err, size_t errlen);
 /* ---- mcache (sa_mcache.c) ------------------------------------------------ */
 
 typedef struct sa_mcache {
+    void *last;                                /* last fast-path allocation, until freed or superseded */
+    sa_mspan *lastspan;                        /* its span */
     sa_mspan *alloc[SA_NUM_SPAN_CLASSES];      /* never NULL: &sa_emptyspan when none */
     /* counters: written by the owning thread with relaxed stores, read by stats */
     _Atomic uint64_t nmalloc[SA_NUM_CLASSES];

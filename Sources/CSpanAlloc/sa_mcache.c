@@ -89,6 +89,7 @@ got:
 
 void sa_cache_flush(sa_mcache *c) {
     if (c == &sa_emptycache) return;
+    c->last = NULL;
     for (int spc = 0; spc < SA_NUM_SPAN_CLASSES; spc++) {
         sa_mspan *s = c->alloc[spc];
         if (s == &sa_emptyspan) continue;

@@ -108,10 +108,9 @@ static void span_struct_free(sa_mspan *s) {
 
 /* ---- arena index and page map ------------------------------------------- */
 
-static sa_heap_arena *arena_of(uintptr_t a) {
-    _Atomic(sa_heap_arena *) *l2 = atomic_load_explicit(&sa_heap.l1[a >> (SA_ARENA_SHIFT + SA_L2_BITS)], SA_RELAXED);
-    return l2 ? atomic_load_explicit(&l2[(a >> SA_ARENA_SHIFT) & (SA_L2_ENTRIES - 1)], SA_RELAXED) : NULL;
-}
+_Atomic(sa_heap_arena *) sa_arena_l2_0[SA_L2_ENTRIES];
+
+static inline sa_heap_arena *arena_of(uintptr_t a) { return sa_arena_of(a); }
 
 static inline size_t page_index(uintptr_t a) { return (a >> SA_PAGE_SHIFT) & (SA_PAGES_PER_ARENA - 1); }
 
@@ -248,7 +247,7 @@ static sa_mspan *insert_free_run(uintptr_t base, size_t npages, sa_mspan *r) {
 
 static bool register_arena(uintptr_t a) {
     size_t i1 = a >> (SA_ARENA_SHIFT + SA_L2_BITS);
-    _Atomic(sa_heap_arena *) *l2 = atomic_load_explicit(&sa_heap.l1[i1], SA_RELAXED);
+    _Atomic(sa_heap_arena *) *l2 = sa_arena_l2(a);
     if (!l2) {
         l2 = sa_os_map(SA_L2_ENTRIES * sizeof(*l2));
         if (!l2) return false;

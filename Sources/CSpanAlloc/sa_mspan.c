@@ -33,6 +33,8 @@ void sa_span_init_small(sa_mspan *s, int spanclass) {
     s->divmul = sa_class_divmul_tab[cls];
     s->nwords = (uint16_t)((s->nelems + 63) / 64);
     s->ralloc = (uint16_t)(((s->nwords + 1 + 7) & ~7u) - 1); /* allocBits on a fresh line */
+    s->allocBits = s->words + s->ralloc;
+    s->freeBits = s->allocBits + s->nwords;
     memset(s->words, 0, sizeof(uint64_t) * ((size_t)s->ralloc + 2u * s->nwords));
     atomic_store_explicit(&s->remoteFreed, 0, SA_RELAXED);
     atomic_store_explicit(&s->allocCount, 0, SA_RELAXED);
