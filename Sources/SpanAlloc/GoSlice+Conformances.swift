@@ -51,3 +51,9 @@ extension GoSlice: CustomStringConvertible, CustomDebugStringConvertible {
         return "GoSlice<\(Element.self)>(len: \(_count), cap: \(_capacity)) \(description)"
     }
 }
+
+/// `GoSlice` is not `Sendable`: like Go's slices, copies alias one mutable
+/// backing array, so sharing them across threads without synchronization is
+/// a data race. (Declared unavailable so no module can add the conformance.)
+@available(*, unavailable, message: "GoSlice copies alias mutable memory, like Go's slices")
+extension GoSlice: Sendable {}
