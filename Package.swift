@@ -32,7 +32,9 @@ let package = Package(
                 .product(name: "AsyncAlgorithms", package: "swift-async-algorithms"),
             ]
         ),
-        .testTarget(name: "SpanAllocTests", dependencies: ["SpanAlloc", "CSpanAlloc"]),
+        // HeapTestLock and the .heapShared / .heapExclusive traits, for every test target.
+        .target(name: "SpanAllocTestSupport", dependencies: ["SpanAlloc"], path: "Tests/SpanAllocTestSupport"),
+        .testTarget(name: "SpanAllocTests", dependencies: ["SpanAlloc", "CSpanAlloc", "SpanAllocTestSupport"]),
         .testTarget(name: "GoSliceTests", dependencies: ["SpanAlloc", "CSpanAlloc"]),
         .testTarget(name: "GoChanTests", dependencies: ["SpanAlloc", "CSpanAlloc"]),
         .testTarget(name: "BenchTests", dependencies: ["SpanAlloc", "CSpanAlloc"]),

@@ -27,6 +27,11 @@
 #define SA_SLOW_PATH __attribute__((noinline, cold))
 #define SA_HIDDEN __attribute__((visibility("hidden")))
 
+/* freeindex and allocBits are written only by the span's owner (or under
+ * its mcentral's lock) but read by remote frees to validate the pointer:
+ * writes go through SA_STORE (a plain mov on x86-64), remote reads through
+ * atomic loads; the owner's own reads stay plain. */
+#define SA_STORE(lv, v) __atomic_store_n(&(lv), (v), __ATOMIC_RELAXED)
 #define SA_RELAXED memory_order_relaxed
 #define SA_ACQUIRE memory_order_acquire
 #define SA_RELEASE memory_order_release

@@ -91,13 +91,18 @@ void sa_set_hook(sa_hook_fn fn, void *ctx) {
     atomic_store(&hook, fn);
 }
 
+static __thread int in_hook __attribute__((tls_model("initial-exec")));
+
+/* The hook may allocate; allocations it makes are not reported to it. */
 SA_SLOW_PATH static void call_hook(int event, void *p, size_t size) {
     sa_hook_fn fn = atomic_load(&hook);
     sa_mspan *s = sa_span_of_addr((uintptr_t)p);
-    if (!fn || !s) return;
+    if (!fn || !s || in_hook) return;
     sa_span_info info;
     fill_info(s, &info, atomic_load_explicit(&s->allocCount, SA_RELAXED));
+    in_hook = 1;
     fn(event, p, size, &info, atomic_load(&hook_ctx));
+    in_hook = 0;
 }
 
 /* ---- allocation ----------------------------------------------------------- */
@@ -138,7 +143,7 @@ SA_FAST_PATH void *alloc_small(int cls, size_t size, unsigned flags) {
         unsigned bit = (unsigned)__builtin_ctzll(cache);
         uint32_t idx = s->freeindex + bit;
         s->allocCache = cache >> bit >> 1;
-        s->freeindex = idx + 1;
+        SA_STORE(s->freeindex, idx + 1);
         sa_counter_inc(&c->nmalloc[cls]);
         void *p = (void *)(s->base + (uintptr_t)idx * s->elemsize);
         c->last = p;
@@ -213,6 +218,12 @@ SA_SLOW_PATH static void free_remote(sa_mcache *c, sa_mspan *s, uint32_t idx, co
     uint64_t id = atomic_load_explicit(&s->id, SA_RELAXED);
     int cls = s->sizeclass;
     uint64_t m = (uint64_t)1 << (idx & 63);
+    /* The object must be taken (handed out and not swept free). Read
+     * freeindex first (acquire): a sweep publishes allocBits before it
+     * resets freeindex. A live object stays taken whatever the owner does. */
+    uint32_t fi = __atomic_load_n(&s->freeindex, __ATOMIC_ACQUIRE);
+    if (SA_UNLIKELY(idx >= fi && !(__atomic_load_n(&s->allocBits[idx >> 6], __ATOMIC_RELAXED) & m)))
+        sa_fatal("double free (or free of an unallocated object) of pointer %p", p);
     uint64_t old = __atomic_fetch_or(&SA_SPAN_REMOTE(s)[idx >> 6], m, __ATOMIC_SEQ_CST);
     if (SA_UNLIKELY(old & m)) sa_fatal("double free of pointer %p", p);
     int32_t n = atomic_fetch_add_explicit(&s->remoteFreed, 1, SA_SEQCST) + 1;
@@ -280,7 +291,7 @@ SA_FAST_PATH bool free_last(sa_mcache *c, void *p) {
     if (SA_UNLIKELY((cache >> 63) | ((remote >> (idx & 63)) & 1) | (uintptr_t)atomic_load_explicit(&hook, SA_RELAXED)))
         return false;
     s->allocCache = (cache << 1) | 1;
-    s->freeindex = idx;
+    SA_STORE(s->freeindex, idx);
     sa_counter_inc(&c->nfree[s->sizeclass]);
     (void)p;
     return true;

@@ -74,7 +74,12 @@ sa_mspan *sa_central_cache_span(int spc, sa_mcache *owner) {
         if (c->partial == s) break; /* only this one: avoid spinning */
     }
     sa_unlock(&c->lock);
-    s = sa_heap_alloc_span(sa_class_npages_tab[spc >> 1], 1, spc, owner);
+    /* Objects are aligned to the largest power of two dividing their size:
+     * page alignment gives that except for the 16 KiB and 32 KiB classes,
+     * whose spans are aligned to the object size. */
+    size_t size = sa_class_size_tab[spc >> 1], align_pages = 1;
+    if (size > SA_PAGE_SIZE && (size & (size - 1)) == 0) align_pages = size / SA_PAGE_SIZE;
+    s = sa_heap_alloc_span(sa_class_npages_tab[spc >> 1], align_pages, spc, owner);
     if (s) sa_counter_inc(&owner->ngrow);
     return s;
 }

@@ -206,7 +206,9 @@ static sa_mspan *find_run(size_t npages) {
 }
 
 /* Adds [base, base+npages) to the free runs, merging with free neighbours.
- * `r` is a span struct to reuse for the run (or NULL: allocate one). */
+ * `r` is a span struct to reuse for the run; NULL only when a neighbour is
+ * known to be free (its struct is reused), so this never allocates metadata
+ * on a free path, where running out of memory must not be fatal. */
 static sa_mspan *insert_free_run(uintptr_t base, size_t npages, sa_mspan *r) {
     uintptr_t end = base + (npages << SA_PAGE_SHIFT);
     sa_mspan *prev = sa_span_of_addr(base - SA_PAGE_SIZE);
@@ -231,8 +233,9 @@ static sa_mspan *insert_free_run(uintptr_t base, size_t npages, sa_mspan *r) {
         r = span_struct_alloc(0);
         if (!r) sa_fatal("out of memory for span metadata");
     }
+    uint8_t bucket = r->bucket; /* a freed span's struct may be larger than a run needs */
     memset(r, 0, offsetof(sa_mspan, words));
-    r->bucket = (uint8_t)(span_struct_size(0) / 64);
+    r->bucket = bucket;
     r->base = base;
     r->npages = (uint32_t)npages;
     r->elemsize = npages << SA_PAGE_SHIFT;
@@ -268,13 +271,17 @@ static bool grow(size_t npages) {
     size_t bytes = npages << SA_PAGE_SHIFT;
     if (bytes >> SA_PAGE_SHIFT != npages || bytes > SA_MAX_ALLOC) return false;
     bytes = (bytes + SA_ARENA_BYTES - 1) & ~(SA_ARENA_BYTES - 1);
+    sa_mspan *run = span_struct_alloc(0);
+    if (!run) return false;
     char *p = sa_os_map_aligned(bytes, SA_ARENA_BYTES);
-    if (!p) return false;
+    if (!p) { span_struct_free(run); return false; }
     for (size_t off = 0; off < bytes; off += SA_ARENA_BYTES) {
+        if (sa_arena_of((uintptr_t)p + off)) continue;
         if (!register_arena((uintptr_t)p + off)) {
-            /* Arenas registered so far stay registered (their pages are not
-             * used); unmap the memory and report failure. */
+            /* Arenas registered so far stay registered with no span in them
+             * (nothing maps to them); unmap the memory and report failure. */
             sa_os_unmap(p, bytes);
+            span_struct_free(run);
             return false;
         }
     }
@@ -284,7 +291,7 @@ static bool grow(size_t npages) {
     chunks[nchunks].base = (uintptr_t)p;
     chunks[nchunks].npages = bytes >> SA_PAGE_SHIFT;
     nchunks++;
-    insert_free_run((uintptr_t)p, bytes >> SA_PAGE_SHIFT, NULL);
+    insert_free_run((uintptr_t)p, bytes >> SA_PAGE_SHIFT, run);
     return true;
 }
 
@@ -387,12 +394,13 @@ void sa_heap_free_span(sa_mspan *s) {
         sa_stat_sub(&sa_heap.large_live_bytes, s->elemsize);
     }
     map_set_range(base, npages, NULL);
-    span_struct_free(s);
+    atomic_store_explicit(&s->id, 0, SA_RELAXED);
+    atomic_store_explicit(&s->owner, NULL, SA_RELAXED);
     sa_stat_sub(&sa_heap.pages_inuse, npages);
     sa_stat_add(&sa_heap.pages_free, npages);
     sa_stat_sub(&sa_heap.spans_inuse, 1);
     sa_stat_add(&sa_heap.spans_returned, 1);
-    insert_free_run(base, npages, NULL);
+    insert_free_run(base, npages, s);
     pace_scavenger_locked();
     sa_unlock(&sa_heap.lock);
 }
@@ -404,13 +412,15 @@ bool sa_heap_resize_large(sa_mspan *s, size_t npages) {
     uintptr_t end = s->base + ((uintptr_t)s->npages << SA_PAGE_SHIFT);
     if (npages < s->npages) {
         size_t tail = s->npages - npages;
+        sa_mspan *run = span_struct_alloc(0);
+        if (!run) { sa_unlock(&sa_heap.lock); return false; }
         map_set_range(end - (tail << SA_PAGE_SHIFT), tail, NULL);
         s->npages = (uint32_t)npages;
         s->elemsize = npages << SA_PAGE_SHIFT;
         sa_stat_sub(&sa_heap.large_live_bytes, tail << SA_PAGE_SHIFT);
         sa_stat_sub(&sa_heap.pages_inuse, tail);
         sa_stat_add(&sa_heap.pages_free, tail);
-        insert_free_run(end - (tail << SA_PAGE_SHIFT), tail, NULL);
+        insert_free_run(end - (tail << SA_PAGE_SHIFT), tail, run);
         ok = true;
     } else {
         size_t more = npages - s->npages;
@@ -421,13 +431,13 @@ bool sa_heap_resize_large(sa_mspan *s, size_t npages) {
             size_t rest = next->npages - more;
             map_set(end, NULL);
             map_set(end + ((uintptr_t)(next->npages - 1) << SA_PAGE_SHIFT), NULL);
-            span_struct_free(next);
             page_bits(end, more, F_USED, BITS_SET);
             page_bits(end, more, F_DIRTY, BITS_SET);
             size_t released = page_bits(end, more, F_SCAV, BITS_CLEAR);
             if (released) sa_stat_sub(&sa_heap.pages_released, released);
             map_set_range(end, more, s);
-            if (rest) insert_free_run(end + (more << SA_PAGE_SHIFT), rest, NULL);
+            if (rest) insert_free_run(end + (more << SA_PAGE_SHIFT), rest, next);
+            else span_struct_free(next);
             s->npages = (uint32_t)npages;
             s->elemsize = npages << SA_PAGE_SHIFT;
             sa_stat_add(&sa_heap.large_live_bytes, more << SA_PAGE_SHIFT);

@@ -38,7 +38,7 @@ void sa_span_init_small(sa_mspan *s, int spanclass) {
     memset(s->words, 0, sizeof(uint64_t) * ((size_t)s->ralloc + 2u * s->nwords));
     atomic_store_explicit(&s->remoteFreed, 0, SA_RELAXED);
     atomic_store_explicit(&s->allocCount, 0, SA_RELAXED);
-    s->freeindex = 0;
+    SA_STORE(s->freeindex, 0);
     refill_alloc_cache(s, 0);
 }
 
@@ -49,18 +49,18 @@ uint32_t sa_span_next_free_index(sa_mspan *s) {
             unsigned bit = (unsigned)__builtin_ctzll(cache);
             uint32_t idx = s->freeindex + bit;
             s->allocCache = cache >> bit >> 1;
-            s->freeindex = idx + 1;
+            SA_STORE(s->freeindex, idx + 1);
             return idx;
         }
         /* The window is used up: move to the next 64-slot window. */
         uint32_t fi = (s->freeindex + 63) & ~63u;
         if (fi >= s->nelems) {
-            s->freeindex = s->nelems;
+            SA_STORE(s->freeindex, s->nelems);
             return s->nelems;
         }
-        s->freeindex = fi;
+        SA_STORE(s->freeindex, fi);
         refill_alloc_cache(s, fi / 64);
-        if (!s->allocCache) s->freeindex = fi + 64 < s->nelems ? fi + 64 : s->nelems;
+        if (!s->allocCache) SA_STORE(s->freeindex, fi + 64 < s->nelems ? fi + 64 : s->nelems);
     }
 }
 
@@ -111,13 +111,14 @@ uint32_t sa_span_sweep(sa_mspan *s) {
         if (SA_UNLIKELY(r & f)) bad_free_found_by_sweep(s, w, r & f, true);
         if (SA_UNLIKELY((r | f) & ~taken)) bad_free_found_by_sweep(s, w, (r | f) & ~taken, false);
         uint64_t now = taken & ~(r | f);
-        alloc[w] = now;
+        SA_STORE(alloc[w], now);
         nremote += __builtin_popcountll(r);
         live += (uint32_t)__builtin_popcountll(now);
     }
     if (nremote) atomic_fetch_sub_explicit(&s->remoteFreed, nremote, SA_SEQCST);
     atomic_store_explicit(&s->allocCount, live, SA_RELAXED);
-    s->freeindex = 0;
+    /* Release: a remote free that reads the new freeindex sees the new allocBits. */
+    __atomic_store_n(&s->freeindex, 0, __ATOMIC_RELEASE);
     refill_alloc_cache(s, 0);
     return s->nelems - live;
 }
