@@ -68,6 +68,15 @@ internal func _goGrowCapacity(newLength: Int, oldCapacity: Int, stride: Int, nos
     return _goRoundUpSize(capmem, noscan: noscan) / stride
 }
 
+/// `nil` of `T` when `T` is an optional (or any `ExpressibleByNilLiteral`):
+/// the zero value GoSlice gives non-trivial slots, as Go gives nil to
+/// pointers. Called on growth only.
+@inlinable
+internal func _goNilValue<T>(_: T.Type) -> T? {
+    guard let nilType = T.self as? any ExpressibleByNilLiteral.Type else { return nil }
+    return (nilType.init(nilLiteral: ()) as! T)
+}
+
 // MARK: - append
 
 extension GoSlice {
@@ -229,6 +238,12 @@ extension GoSlice {
                 newBase.initialize(from: _base.unsafelyUnwrapped, count: _count)
                 unsafeDowncast(owner, to: _GoSliceTypedStorage<Element>.self)._initialized = _count
             }
+        }
+        if !pod, let zero = _goNilValue(Element.self) {
+            // Optionals have Go's zero value, nil: give it to every new slot,
+            // as Go zeroes a grown array of pointers.
+            (newBase + _count).initialize(repeating: zero, count: newCapacity - _count)
+            unsafeDowncast(owner, to: _GoSliceTypedStorage<Element>.self)._initialized = newCapacity
         }
         if pod {
             (owner._block + newLength * stride).initializeMemory(

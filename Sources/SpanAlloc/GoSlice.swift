@@ -109,6 +109,30 @@ extension GoSlice where Element: BitwiseCopyable {
     }
 }
 
+extension GoSlice where Element: ExpressibleByNilLiteral {
+    /// Go's `make([]*T, length, capacity)` for optional elements: every slot
+    /// of the new backing array, up to `capacity`, is `nil`, Go's zero value
+    /// of pointers, interfaces, maps and channels. Growth gives new slots
+    /// `nil` too, so such slices reslice up to their capacity exactly as in Go.
+    ///
+    /// Traps as ``init(length:capacity:)`` does.
+    @inlinable
+    public init(length: Int, capacity: Int? = nil) {
+        self.init(repeating: nil, length: length, capacity: capacity)
+    }
+}
+
+extension GoSlice where Element: BitwiseCopyable & ExpressibleByNilLiteral {
+    /// Go's `make` for trivial optionals (`Int?`, `UnsafePointer<T>?`):
+    /// every slot up to `capacity` is `nil`. (Slots that growth adds past the
+    /// new length hold the zero bit pattern, which is `nil` for optional
+    /// pointers but `0` for `Int?`; Go has no optional integers.)
+    @inlinable
+    public init(length: Int, capacity: Int? = nil) {
+        self.init(repeating: nil, length: length, capacity: capacity)
+    }
+}
+
 extension GoSlice {
     /// Go's `make([]T, length, capacity)` for any element type: the zero
     /// value is `value`, so every slot of the new backing array, up to

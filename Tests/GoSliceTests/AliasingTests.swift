@@ -115,6 +115,23 @@ func sameStart<T>(_ a: GoSlice<T>, _ b: GoSlice<T>) -> Bool {
         #expect(s.reslice(0, 3) == ["z", "y", "z"])
     }
 
+    /// Optionals get Go's zero value of pointers, nil, in every slot: from
+    /// make and from growth, so they reslice up to the capacity as in Go.
+    @Test func optionalElementsHaveNilZeroValue() {
+        let p = GoSlice<AnyObject?>(length: 2, capacity: 4)
+        #expect(p.count == 2 && p.capacity == 4 && p.reslice(0, 4).allSatisfy { $0 == nil })
+        var t: GoSlice<String?> = ["a"]
+        t.append("b")
+        t.append("c")                       // 16-byte elements: cap 1 -> 2 -> 4
+        #expect(t.capacity == 4 && t.reslice(0, 4) == ["a", "b", "c", nil])
+        var big = GoSlice<String?>()
+        for i in 0 ..< 300 { big.append("\(i)") }
+        let all = big.reslice(0, big.capacity)
+        #expect(all.count > 300 && all[300...].allSatisfy { $0 == nil } && all[299] == "299")
+        #expect(GoSlice<Int?>(length: 2) == [nil, nil])
+        #expect(GoSlice<UnsafePointer<Int>?>(length: 3).allSatisfy { $0 == nil })
+    }
+
     @Test func collectionBehaviour() {
         let s: GoSlice = [5, 3, 9, 1, 7]
         var mid = s.reslice(1, 4)

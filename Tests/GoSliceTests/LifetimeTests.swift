@@ -132,4 +132,20 @@ struct TrackedPair: Equatable {
             a = GoSlice()
         }
     }
+
+    @Test func optionalElementsGrowWithNil() {
+        checkNoLeakNoDoubleDestroy { t, keep in
+            var s = GoSlice<Tracked?>(length: 1, capacity: 3)
+            for i in 0 ..< 700 {
+                keep.append(t.make(i))
+                s.append(keep[i])
+            }
+            var wide = s.reslice(0, s.capacity)          // nil tail, as in Go
+            wide[wide.count - 1] = keep[5]
+            var sub = s.reslice(10, 20)
+            sub.append(contentsOf: [nil, keep[1]])         // overwrites s[20], s[21]
+            #expect(s[21]?.value == 1 && s[20] == nil && wide.last??.value == 5)
+            wide = GoSlice()
+        }
+    }
 }
