@@ -54,6 +54,21 @@ func sameStart<T>(_ a: GoSlice<T>, _ b: GoSlice<T>) -> Bool {
         #expect(s.reslice(from: 2).capacity == 3)
     }
 
+    /// Growth moves only the appending slice; a slice still holding the old
+    /// array keeps it (GoSlice resizes in place only arrays nobody else sees).
+    @Test func growthLeavesSharedArrayAlone() {
+        var s = GoSlice<Int>(length: 4)
+        for i in 0 ..< 4 { s[i] = i }
+        let old = s
+        s.append(4)
+        s[0] = 100
+        #expect(old == [0, 1, 2, 3] && s == [100, 1, 2, 3, 4] && !sameStart(old, s))
+        // A unique slice that starts inside its array grows into a new one.
+        var t = GoSlice(0 ..< 8).reslice(from: 3)
+        for i in 8 ..< 100 { t.append(i) }
+        #expect(t == GoSlice(3 ..< 100))
+    }
+
     @Test func nilAndEmpty() {
         let n = GoSlice<Int>()
         #expect(n.isNil && n.isEmpty && n.count == 0 && n.capacity == 0 && n.backingSpan == nil)
