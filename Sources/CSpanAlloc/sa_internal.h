@@ -72,10 +72,39 @@ __attribute__((format(printf, 1, 2))) SA_HIDDEN void sa_log(const char *fmt, ...
 
 /* ---- locks --------------------------------------------------------------- */
 
+/* Lock order (rank): the stats lock, the mcache registry, the heap, then
+ * the mcentrals in spanClass order. Debug builds (NDEBUG undefined) check
+ * every acquisition against the ranks the thread already holds and stop
+ * on an inversion. */
 typedef pthread_mutex_t sa_lock_t;
 #define SA_LOCK_INIT PTHREAD_MUTEX_INITIALIZER
-static inline void sa_lock(sa_lock_t *l) { pthread_mutex_lock(l); }
-static inline void sa_unlock(sa_lock_t *l) { pthread_mutex_unlock(l); }
+#ifndef NDEBUG
+SA_HIDDEN void sa_lockrank_acquire(const sa_lock_t *l);
+SA_HIDDEN void sa_lockrank_release(const sa_lock_t *l);
+SA_HIDDEN void sa_lockrank_reset(void);
+#else
+#define sa_lockrank_acquire(l) ((void)0)
+#define sa_lockrank_release(l) ((void)0)
+#define sa_lockrank_reset() ((void)0)
+#endif
+static inline void sa_lock(sa_lock_t *l) { sa_lockrank_acquire(l); pthread_mutex_lock(l); }
+static inline void sa_unlock(sa_lock_t *l) { pthread_mutex_unlock(l); sa_lockrank_release(l); }
+
+/* ---- AddressSanitizer ---------------------------------------------------- */
+
+/* Built with ASan, SpanAlloc poisons free memory and the tail of each block
+ * past the requested size, so use-after-free and overflows on its memory are
+ * reported. sa_usable_size still answers the class size. */
+#if defined(__SANITIZE_ADDRESS__) || __has_feature(address_sanitizer)
+#include <sanitizer/asan_interface.h>
+#define SA_ASAN 1
+#define SA_POISON(p, n) ASAN_POISON_MEMORY_REGION((const void *)(p), (n))
+#define SA_UNPOISON(p, n) ASAN_UNPOISON_MEMORY_REGION((const void *)(p), (n))
+#else
+#define SA_ASAN 0
+#define SA_POISON(p, n) ((void)(p), (void)(n))
+#define SA_UNPOISON(p, n) ((void)(p), (void)(n))
+#endif
 
 /* ---- spans (sa_mspan.c) -------------------------------------------------- */
 
@@ -276,6 +305,8 @@ typedef struct sa_cache_totals {
     uint64_t nremote, nrefill, nsweep, ngrow, nexited;
 } sa_cache_totals;
 SA_HIDDEN void sa_cache_totals_read(sa_cache_totals *t);
+SA_HIDDEN extern sa_lock_t sa_registry_lock_v;
+SA_HIDDEN extern sa_lock_t sa_stats_lock;
 SA_HIDDEN void sa_registry_lock(void);
 SA_HIDDEN void sa_registry_unlock(void);
 SA_HIDDEN void sa_registry_reinit(void);

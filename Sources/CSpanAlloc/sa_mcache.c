@@ -22,7 +22,8 @@ sa_mspan sa_emptyspan; /* allocCache 0, nelems 0: never allocates */
 sa_mcache sa_emptycache = {.alloc = {[0 ... SA_NUM_SPAN_CLASSES - 1] = &sa_emptyspan}};
 __thread sa_mcache *sa_tls_cache __attribute__((tls_model("initial-exec"))) = &sa_emptycache;
 
-static sa_lock_t registry_lock = SA_LOCK_INIT;
+sa_lock_t sa_registry_lock_v = SA_LOCK_INIT;
+#define registry_lock sa_registry_lock_v
 static sa_mcache *registry;
 static sa_fixalloc cache_alloc = {.size = (sizeof(sa_mcache) + 63) & ~(size_t)63};
 static sa_cache_totals exited; /* counters of threads that exited */
