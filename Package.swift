@@ -23,7 +23,7 @@ let package = Package(
         // The Swift face: SpanHeap, MemStats, SpanInfo, GoSlice, GoChan.
         .target(name: "SpanAlloc", dependencies: ["CSpanAlloc"]),
         // Allocator workloads in C so every allocator runs identical code.
-        .target(name: "CBenchKit", path: "Sources/CBenchKit"),
+        .target(name: "CBenchKit", dependencies: ["CSpanAlloc"], path: "Sources/CBenchKit"),
         .executableTarget(
             name: "bench",
             dependencies: [

@@ -234,9 +234,14 @@ SA_SLOW_PATH static void free_remote(sa_mcache *c, sa_mspan *s, uint32_t idx, co
     uint64_t old = __atomic_fetch_or(&SA_SPAN_REMOTE(s)[idx >> 6], m, __ATOMIC_SEQ_CST);
     if (SA_UNLIKELY(old & m)) sa_fatal("double free of pointer %p", p);
     int32_t n = atomic_fetch_add_explicit(&s->remoteFreed, 1, SA_SEQCST) + 1;
-    if (atomic_load_explicit(&s->owner, SA_SEQCST) == NULL) {
+    sa_mcache *owner = atomic_load_explicit(&s->owner, SA_SEQCST);
+    if (owner == NULL) {
         int32_t allocated = (int32_t)atomic_load_explicit(&s->allocCount, SA_RELAXED);
         if (n == 1 || n >= allocated) sa_central_free_fixup(s, id);
+    } else if (n == 1) {
+        /* Tell the owner one of its spans has frees to sweep. Caches are never
+         * unmapped, so a stale owner only gets a spurious look. */
+        atomic_store_explicit(&owner->remote_hint[s->spanclass], 1, SA_RELEASE);
     }
     if (c == &sa_emptycache) c = sa_cache_create();
     if (SA_LIKELY(c)) {
@@ -266,6 +271,7 @@ SA_SLOW_PATH static void free_slow(void *p) {
         SA_SPAN_FREEW(s)[w] |= m;
         sa_counter_inc(&c->nfree[s->sizeclass]);
         SA_POISON(p, s->elemsize);
+        if (s->list != SA_LIST_NONE) sa_cache_free_owned(c, s);
         return;
     }
     free_remote(c, s, idx, p);
@@ -344,6 +350,8 @@ void sa_free(void *p) {
     freew[w] |= m;
     sa_counter_inc(&c->nfree[s->sizeclass]);
     SA_POISON(p, s->elemsize);
+    /* Not the current span but one the thread filled earlier. */
+    if (SA_UNLIKELY(s->list != SA_LIST_NONE)) sa_cache_free_owned(c, s);
 }
 
 size_t sa_usable_size(const void *p) {
