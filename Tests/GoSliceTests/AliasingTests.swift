@@ -1,4 +1,5 @@
 import Testing
+import SpanAllocTestSupport
 import SpanAlloc
 
 /// Whether two slices point into the same backing array at the same element.
@@ -6,7 +7,7 @@ func sameStart<T>(_ a: GoSlice<T>, _ b: GoSlice<T>) -> Bool {
     a.withUnsafeBufferPointer { pa in b.withUnsafeBufferPointer { pb in pa.baseAddress == pb.baseAddress } }
 }
 
-@Suite struct AliasingTests {
+@Suite(.heapShared) struct AliasingTests {
     @Test func appendThroughSubsliceOverwritesParent() {
         let a: GoSlice = [1, 2, 3, 4]
         var b = a.reslice(0, 2)
@@ -177,8 +178,7 @@ func sameStart<T>(_ a: GoSlice<T>, _ b: GoSlice<T>) -> Bool {
         #expect(set.count == 2)
     }
 
-    @Test(.enabled(if: realAllocatorLinked, "needs the real allocator's span introspection"))
-    func backingSpanClasses() throws {
+    @Test func backingSpanClasses() throws {
         // make([]byte, 64): 64 B, noscan, class 6 -> spanClass 13.
         let bytes = GoSlice<UInt8>(length: 64)
         let bs = try #require(bytes.backingSpan)

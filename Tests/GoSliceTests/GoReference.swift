@@ -55,13 +55,3 @@ enum GoReference {
         return caps
     }
 }
-
-/// Whether the real SpanAlloc heap is linked (the temporary stub over malloc
-/// reports no statistics and fake spans).
-let realAllocatorLinked: Bool = {
-    let before = SpanHeap.default.memStats.mallocs
-    let p = SpanHeap.default.allocate(byteCount: 24)
-    let after = SpanHeap.default.memStats.mallocs
-    SpanHeap.default.deallocate(p)
-    return after > before
-}()

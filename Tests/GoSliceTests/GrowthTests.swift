@@ -1,4 +1,5 @@
 import Testing
+import SpanAllocTestSupport
 @testable import SpanAlloc
 
 /// A pointer-free element of exactly `N` bytes.
@@ -49,7 +50,7 @@ func checkGrowth<T>(_ value: T, sourceLocation: SourceLocation = #_sourceLocatio
     }
 }
 
-@Suite struct GrowthTests {
+@Suite(.heapShared) struct GrowthTests {
     /// Go's growth computation for every element size 1...4096, pointer-free
     /// and pointer-holding, appending one element at a time.
     @Test func everySizeOneAtATime() {

@@ -1,4 +1,5 @@
 import Testing
+import SpanAllocTestSupport
 import SpanAlloc
 
 /// Counts the live instances of ``Tracked``; one tracker per test, so tests
@@ -35,7 +36,7 @@ struct TrackedPair: Equatable {
     var label: String
 }
 
-@Suite struct LifetimeTests {
+@Suite(.heapShared) struct LifetimeTests {
     /// Runs `body` with the values it creates held in `keep`, then checks
     /// that, once every slice is gone, each value is referenced exactly as
     /// often as a control value that never entered a slice (no reference

@@ -1,4 +1,5 @@
 import Testing
+import SpanAllocTestSupport
 import SpanAlloc
 
 #if canImport(Glibc)
@@ -8,9 +9,8 @@ import Glibc
 /// After every slice is gone, the heap holds what it held before. Runs in a
 /// child process (an exit test) so no other test allocates from SpanAlloc
 /// meanwhile; the child exits with failure when the statistics differ.
-@Suite struct MemStatsTests {
-    @Test(.enabled(if: realAllocatorLinked, "the temporary stub allocator reports no statistics"))
-    func heapReturnsToBaseline() async {
+@Suite(.heapShared) struct MemStatsTests {
+    @Test func heapReturnsToBaseline() async {
         await #expect(processExitsWith: .success) {
             let heap = SpanHeap.default
             let before = heap.memStats

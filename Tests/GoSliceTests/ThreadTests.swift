@@ -1,4 +1,5 @@
 import Testing
+import SpanAllocTestSupport
 import SpanAlloc
 
 /// Hands a value to another thread. GoSlice is not Sendable (slices alias
@@ -9,7 +10,7 @@ final class Handoff<T>: @unchecked Sendable {
     init(value: T) { self.value = value }
 }
 
-@Suite struct ThreadTests {
+@Suite(.heapShared) struct ThreadTests {
     /// Slices made on one thread and dropped on another: the backing arrays
     /// are freed by a thread that did not allocate them (SpanAlloc's remote
     /// free), elements destroyed exactly once.

@@ -1,4 +1,5 @@
 import Testing
+import SpanAllocTestSupport
 import SpanAlloc
 
 /// Checks that the child process printed Go's runtime error `message`.
@@ -11,7 +12,7 @@ func expectGoPanic(_ result: ExitTest.Result?, _ message: String,
 }
 
 /// Every trap of GoSlice, each in a child process, with Go's message.
-@Suite struct TrapTests {
+@Suite(.heapShared) struct TrapTests {
     @Test func indexPastLength() async {
         let r = await #expect(processExitsWith: .failure, observing: [\.standardErrorContent]) {
             let s: GoSlice = [1, 2, 3]
