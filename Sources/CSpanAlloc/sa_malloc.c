@@ -313,7 +313,7 @@ SA_FAST_PATH bool free_last(sa_mcache *c, void *p) {
 
 void sa_free(void *p) {
     sa_mcache *c = sa_get_cache();
-    if (p == c->last && SA_LIKELY(p != NULL) && SA_LIKELY(free_last(c, p))) return;
+    if (p == c->last && p != NULL && free_last(c, p)) return;
     uintptr_t a = (uintptr_t)p;
     sa_mspan *s = sa_span_of_addr_unchecked(a); /* NULL for p == NULL too */
     if (SA_UNLIKELY(!s || atomic_load_explicit(&s->state, SA_RELAXED) != SA_SPAN_SMALL)) {
@@ -569,6 +569,7 @@ int sa_check_heap(char *err, size_t errlen) {
     sa_unlock(&sa_heap.lock);
     sa_registry_unlock();
     if (rc == 0) rc = sa_central_check(err, errlen);
+    if (rc == 0) rc = sa_cache_check(err, errlen);
     if (rc == 0 && others == 0) {
         /* Only this thread has a cache: the counters must match the heap. */
         sa_mem_stats st;
