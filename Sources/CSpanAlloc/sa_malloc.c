@@ -135,13 +135,13 @@ SA_SLOW_PATH static void *alloc_small_slow(int cls, size_t size, unsigned flags)
 
 /* The fast path: the next free slot of the thread's span for the class
  * (Go's nextFreeFast). One branch leaves it: no free slot in the current
- * 64-slot window, or zeroing or the hook asked for. */
+ * 64-slot window, or the hook is installed. */
 SA_FAST_PATH void *alloc_small(int cls, size_t size, unsigned flags) {
     int spc = (cls << 1) | (int)(flags & SA_NOSCAN);
     sa_mcache *c = sa_get_cache();
     sa_mspan *s = c->alloc[spc];
     uint64_t cache = s->allocCache;
-    if (SA_LIKELY(cache != 0 && !(flags & SA_ZERO) && !atomic_load_explicit(&hook, SA_RELAXED))) {
+    if (SA_LIKELY(cache != 0 && !atomic_load_explicit(&hook, SA_RELAXED))) {
         unsigned bit = (unsigned)__builtin_ctzll(cache);
         uint32_t idx = s->freeindex + bit;
         s->allocCache = cache >> bit >> 1;
@@ -151,6 +151,7 @@ SA_FAST_PATH void *alloc_small(int cls, size_t size, unsigned flags) {
         c->last = p;
         c->lastspan = s;
         SA_UNPOISON(p, size);
+        if (flags & SA_ZERO) memset(p, 0, size);
         return p;
     }
     return alloc_small_slow(cls, size, flags);
