@@ -5,6 +5,9 @@ let package = Package(
     name: "SpanAlloc",
     products: [
         .library(name: "SpanAlloc", targets: ["SpanAlloc"]),
+        // Linked into an executable, makes SpanAlloc the allocator of the whole
+        // process (malloc, free, …, Swift runtime included). See docs/malloc.md.
+        .library(name: "SpanAllocMalloc", targets: ["SpanAllocMalloc"]),
         .executable(name: "bench", targets: ["bench"]),
     ],
     dependencies: [
@@ -20,10 +23,20 @@ let package = Package(
                 .define("_GNU_SOURCE"),
             ]
         ),
+        // The libc allocation API over CSpanAlloc. Only executables that want
+        // SpanAlloc as their malloc link it; scripts/build-preload.sh builds the
+        // same sources into the LD_PRELOAD library.
+        .target(
+            name: "SpanAllocMalloc",
+            dependencies: ["CSpanAlloc"],
+            cSettings: [.define("_GNU_SOURCE")]
+        ),
+        // A Swift program whose malloc is SpanAlloc's; prints what its MemStats saw.
+        .executableTarget(name: "malloc-demo", dependencies: ["SpanAllocMalloc", "SpanAlloc"]),
         // The Swift face: SpanHeap, MemStats, SpanInfo, GoSlice, GoChan.
         .target(name: "SpanAlloc", dependencies: ["CSpanAlloc"]),
         // Allocator workloads in C so every allocator runs identical code.
-        .target(name: "CBenchKit", path: "Sources/CBenchKit"),
+        .target(name: "CBenchKit", dependencies: ["CSpanAlloc"], path: "Sources/CBenchKit"),
         .executableTarget(
             name: "bench",
             dependencies: [
@@ -35,8 +48,11 @@ let package = Package(
         // HeapTestLock and the .heapShared / .heapExclusive traits, for every test target.
         .target(name: "SpanAllocTestSupport", dependencies: ["SpanAlloc"], path: "Tests/SpanAllocTestSupport"),
         .testTarget(name: "SpanAllocTests", dependencies: ["SpanAlloc", "CSpanAlloc", "SpanAllocTestSupport"]),
-        .testTarget(name: "GoSliceTests", dependencies: ["SpanAlloc", "CSpanAlloc"]),
+        .testTarget(name: "GoSliceTests", dependencies: ["SpanAlloc", "CSpanAlloc", "SpanAllocTestSupport"]),
         .testTarget(name: "GoChanTests", dependencies: ["SpanAlloc", "CSpanAlloc"]),
         .testTarget(name: "BenchTests", dependencies: ["SpanAlloc", "CSpanAlloc"]),
+        // Drives processes only (the C test program, real programs under
+        // LD_PRELOAD, malloc-demo); it must not link SpanAllocMalloc itself.
+        .testTarget(name: "MallocTests"),
     ]
 )

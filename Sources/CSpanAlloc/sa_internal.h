@@ -36,6 +36,7 @@
 #define SA_ACQUIRE memory_order_acquire
 #define SA_RELEASE memory_order_release
 #define SA_SEQCST memory_order_seq_cst
+#define SA_ACQ_REL memory_order_acq_rel
 
 /* ---- geometry ----------------------------------------------------------- */
 
@@ -115,7 +116,11 @@ enum {
     SA_SPAN_LARGE = 3, /* holds one large object */
 };
 
-enum { SA_LIST_NONE = 0, SA_LIST_PARTIAL = 1, SA_LIST_FULL = 2, SA_LIST_BIN = 3 };
+/* Which list a span is on: NONE (a cache's current span, or in transit),
+ * mcentral's PARTIAL / FULL, mheap's BIN, or its owning cache's CPARTIAL /
+ * CFULL (spans the cache still owns but does not allocate from). */
+enum { SA_LIST_NONE = 0, SA_LIST_PARTIAL = 1, SA_LIST_FULL = 2, SA_LIST_BIN = 3,
+       SA_LIST_CPARTIAL = 4, SA_LIST_CFULL = 5 };
 
 struct sa_mcache;
 
@@ -131,6 +136,12 @@ struct sa_mcache;
  *                  (a free sets the bit first, then counts it).
  *   owner == NULL  ⇔ the span is on mcentral's partial or full list, and
  *                  then freeBits is empty (the owner swept it when uncaching).
+ *   owner == c     ⇔ the span is c's current span for its spanClass, or on
+ *                  c's own partial or full list. A thread keeps the spans it
+ *                  filled, so its frees into them are plain stores (mimalloc
+ *                  keeps pages per thread heap the same way); they go back to
+ *                  mcentral when the thread exits or flushes, and to mheap as
+ *                  soon as the thread frees their last object.
  * A free run (state FREE) uses only base, npages, the list links and the
  * free-run fields; its first and last page map to it, interior pages map to NULL.
  */
@@ -160,6 +171,7 @@ typedef struct sa_mspan {
     uint8_t list;                        /* SA_LIST_* */
     uint8_t needzero;                    /* large: pages may hold old data */
     uint8_t fresh;                       /* pages were never used by an earlier span */
+    uint32_t nlocalfree;                 /* owner's frees since the last sweep (non-current spans) */
     struct sa_mspan *next, *prev;        /* central list or heap bin */
     uint64_t freed_ns;                   /* free run: when it last grew */
 
@@ -281,6 +293,12 @@ typedef struct sa_mcache {
     void *last;                                /* last fast-path allocation, until freed or superseded */
     sa_mspan *lastspan;                        /* its span */
     sa_mspan *alloc[SA_NUM_SPAN_CLASSES];      /* never NULL: &sa_emptyspan when none */
+    sa_mspan *partial[SA_NUM_SPAN_CLASSES];    /* owned spans with frees since they were current (FIFO) */
+    sa_mspan *partial_tail[SA_NUM_SPAN_CLASSES];
+    sa_mspan *full[SA_NUM_SPAN_CLASSES];       /* owned spans that were full when they stopped being current */
+    uint16_t npartial[SA_NUM_SPAN_CLASSES];    /* length of partial[] */
+    /* set by a remote free into an owned span of the class: look at full[] */
+    _Atomic uint8_t remote_hint[SA_NUM_SPAN_CLASSES];
     /* counters: written by the owning thread with relaxed stores, read by stats */
     _Atomic uint64_t nmalloc[SA_NUM_CLASSES];
     _Atomic uint64_t nfree[SA_NUM_CLASSES];
@@ -299,6 +317,9 @@ SA_HIDDEN sa_mcache *sa_cache_create(void);
 /* Slow path of small allocation: refill the cache's span for spanclass. */
 SA_HIDDEN void *sa_cache_next_free(sa_mcache *c, int spanclass);
 SA_HIDDEN void sa_cache_flush(sa_mcache *c);
+SA_HIDDEN int sa_cache_check(char *err, size_t errlen);
+/* The owner freed into one of its spans that is not the current one. */
+SA_HIDDEN void sa_cache_free_owned(sa_mcache *c, sa_mspan *s);
 /* Sums the counters of every cache, live and exited. */
 typedef struct sa_cache_totals {
     uint64_t nmalloc[SA_NUM_CLASSES], nfree[SA_NUM_CLASSES];

@@ -135,13 +135,13 @@ SA_SLOW_PATH static void *alloc_small_slow(int cls, size_t size, unsigned flags)
 
 /* The fast path: the next free slot of the thread's span for the class
  * (Go's nextFreeFast). One branch leaves it: no free slot in the current
- * 64-slot window, or zeroing or the hook asked for. */
+ * 64-slot window, or the hook is installed. */
 SA_FAST_PATH void *alloc_small(int cls, size_t size, unsigned flags) {
     int spc = (cls << 1) | (int)(flags & SA_NOSCAN);
     sa_mcache *c = sa_get_cache();
     sa_mspan *s = c->alloc[spc];
     uint64_t cache = s->allocCache;
-    if (SA_LIKELY(cache != 0 && !(flags & SA_ZERO) && !atomic_load_explicit(&hook, SA_RELAXED))) {
+    if (SA_LIKELY(cache != 0 && !atomic_load_explicit(&hook, SA_RELAXED))) {
         unsigned bit = (unsigned)__builtin_ctzll(cache);
         uint32_t idx = s->freeindex + bit;
         s->allocCache = cache >> bit >> 1;
@@ -151,6 +151,7 @@ SA_FAST_PATH void *alloc_small(int cls, size_t size, unsigned flags) {
         c->last = p;
         c->lastspan = s;
         SA_UNPOISON(p, size);
+        if (flags & SA_ZERO) memset(p, 0, size);
         return p;
     }
     return alloc_small_slow(cls, size, flags);
@@ -234,9 +235,14 @@ SA_SLOW_PATH static void free_remote(sa_mcache *c, sa_mspan *s, uint32_t idx, co
     uint64_t old = __atomic_fetch_or(&SA_SPAN_REMOTE(s)[idx >> 6], m, __ATOMIC_SEQ_CST);
     if (SA_UNLIKELY(old & m)) sa_fatal("double free of pointer %p", p);
     int32_t n = atomic_fetch_add_explicit(&s->remoteFreed, 1, SA_SEQCST) + 1;
-    if (atomic_load_explicit(&s->owner, SA_SEQCST) == NULL) {
+    sa_mcache *owner = atomic_load_explicit(&s->owner, SA_SEQCST);
+    if (owner == NULL) {
         int32_t allocated = (int32_t)atomic_load_explicit(&s->allocCount, SA_RELAXED);
         if (n == 1 || n >= allocated) sa_central_free_fixup(s, id);
+    } else if (n == 1) {
+        /* Tell the owner one of its spans has frees to sweep. Caches are never
+         * unmapped, so a stale owner only gets a spurious look. */
+        atomic_store_explicit(&owner->remote_hint[s->spanclass], 1, SA_RELEASE);
     }
     if (c == &sa_emptycache) c = sa_cache_create();
     if (SA_LIKELY(c)) {
@@ -266,6 +272,7 @@ SA_SLOW_PATH static void free_slow(void *p) {
         SA_SPAN_FREEW(s)[w] |= m;
         sa_counter_inc(&c->nfree[s->sizeclass]);
         SA_POISON(p, s->elemsize);
+        if (s->list != SA_LIST_NONE) sa_cache_free_owned(c, s);
         return;
     }
     free_remote(c, s, idx, p);
@@ -307,7 +314,7 @@ SA_FAST_PATH bool free_last(sa_mcache *c, void *p) {
 
 void sa_free(void *p) {
     sa_mcache *c = sa_get_cache();
-    if (p == c->last && SA_LIKELY(p != NULL) && SA_LIKELY(free_last(c, p))) return;
+    if (p == c->last && p != NULL && free_last(c, p)) return;
     uintptr_t a = (uintptr_t)p;
     sa_mspan *s = sa_span_of_addr_unchecked(a); /* NULL for p == NULL too */
     if (SA_UNLIKELY(!s || atomic_load_explicit(&s->state, SA_RELAXED) != SA_SPAN_SMALL)) {
@@ -344,6 +351,8 @@ void sa_free(void *p) {
     freew[w] |= m;
     sa_counter_inc(&c->nfree[s->sizeclass]);
     SA_POISON(p, s->elemsize);
+    /* Not the current span but one the thread filled earlier. */
+    if (SA_UNLIKELY(s->list != SA_LIST_NONE)) sa_cache_free_owned(c, s);
 }
 
 size_t sa_usable_size(const void *p) {
@@ -561,6 +570,7 @@ int sa_check_heap(char *err, size_t errlen) {
     sa_unlock(&sa_heap.lock);
     sa_registry_unlock();
     if (rc == 0) rc = sa_central_check(err, errlen);
+    if (rc == 0) rc = sa_cache_check(err, errlen);
     if (rc == 0 && others == 0) {
         /* Only this thread has a cache: the counters must match the heap. */
         sa_mem_stats st;

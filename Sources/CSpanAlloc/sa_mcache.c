@@ -1,11 +1,16 @@
 /*
- * sa_mcache.c — per-thread caches (Go's mcache.go): one span per spanClass,
- * used without locks by the thread that owns the cache.
+ * sa_mcache.c — per-thread caches (Go's mcache.go): one current span per
+ * spanClass, used without locks by the thread that owns the cache, and the
+ * thread's own lists of spans it filled earlier (partial: FIFO, full: stack).
  *
  * Owns: the thread-local cache pointer, the registry of caches and the
  * counters of exited threads. The registry lock guards the registry list,
- * the exited totals and the cache fixalloc; a cache's spans and counters
- * are written only by its thread.
+ * the exited totals and the cache fixalloc; a cache's spans, lists and
+ * counters are written only by its thread, except remote_hint[], which
+ * remote frees set atomically.
+ *
+ * Invariants: every span on c's lists has owner == c and list == CPARTIAL
+ * or CFULL; c's current spans have list == NONE; npartial[] counts partial[].
  *
  * A thread starts with sa_emptycache, whose every span is sa_emptyspan
  * (allocCache == 0), so the allocation fast path needs no "first use"
@@ -16,6 +21,7 @@
 #include "sa_internal.h"
 
 #include <errno.h>
+#include <stdio.h>
 #include <string.h>
 
 sa_mspan sa_emptyspan; /* allocCache 0, nelems 0: never allocates */
@@ -45,8 +51,15 @@ sa_mcache *sa_cache_create(void) {
         sa_unlock(&registry_lock);
         return NULL;
     }
-    memset(c, 0, sizeof *c);
-    for (int i = 0; i < SA_NUM_SPAN_CLASSES; i++) c->alloc[i] = &sa_emptyspan;
+    /* remote_hint may still be written by a late remote free aimed at the
+     * cache this memory held before: clear it with atomic stores. */
+    memset(c, 0, offsetof(sa_mcache, remote_hint));
+    memset((char *)c + offsetof(sa_mcache, remote_hint) + sizeof c->remote_hint, 0,
+           sizeof *c - offsetof(sa_mcache, remote_hint) - sizeof c->remote_hint);
+    for (int i = 0; i < SA_NUM_SPAN_CLASSES; i++) {
+        c->alloc[i] = &sa_emptyspan;
+        atomic_store_explicit(&c->remote_hint[i], 0, SA_RELAXED);
+    }
     c->live = true;
     c->rnext = registry;
     if (registry) registry->rprev = c;
@@ -55,6 +68,108 @@ sa_mcache *sa_cache_create(void) {
     sa_tls_cache = c;
     pthread_setspecific(cache_key, c);
     return c;
+}
+
+/* ---- the cache's own span lists (owner thread only) ---------------------- */
+
+/* A span the thread empties by its own frees goes back to mheap at once
+ * when the thread already holds this many partial spans of the class;
+ * below that it stays for reuse (a class whose live objects churn would
+ * otherwise trade spans with mheap all the time). */
+#define SA_OWN_KEEP 2
+
+/* The partial list is FIFO: a span is swept again only after the others, so
+ * it has had the longest to collect frees. The full list is a stack. */
+static void own_push(sa_mcache *c, int spc, sa_mspan *s, int which) {
+    s->list = (uint8_t)which;
+    s->next = NULL;
+    if (which == SA_LIST_CPARTIAL) {
+        c->npartial[spc]++;
+        s->prev = c->partial_tail[spc];
+        if (s->prev) s->prev->next = s; else c->partial[spc] = s;
+        c->partial_tail[spc] = s;
+        return;
+    }
+    s->prev = NULL;
+    s->next = c->full[spc];
+    if (s->next) s->next->prev = s;
+    c->full[spc] = s;
+}
+
+static void own_remove(sa_mcache *c, int spc, sa_mspan *s) {
+    if (s->list == SA_LIST_CPARTIAL) {
+        c->npartial[spc]--;
+        if (s->prev) s->prev->next = s->next; else c->partial[spc] = s->next;
+        if (s->next) s->next->prev = s->prev; else c->partial_tail[spc] = s->prev;
+    } else {
+        if (s->prev) s->prev->next = s->next; else c->full[spc] = s->next;
+        if (s->next) s->next->prev = s->prev;
+    }
+    s->next = s->prev = NULL;
+    s->list = SA_LIST_NONE;
+}
+
+/* Hands a span the cache owns back to mcentral (mheap if it is empty). */
+static void own_release(sa_mspan *s) {
+    uint32_t nfree = sa_span_sweep(s);
+    sa_central_uncache_span(s, s->nelems - nfree);
+}
+
+void sa_cache_free_owned(sa_mcache *c, sa_mspan *s) {
+    int spc = s->spanclass;
+    s->nlocalfree++;
+    int32_t remote = atomic_load_explicit(&s->remoteFreed, SA_RELAXED);
+    if ((int64_t)atomic_load_explicit(&s->allocCount, SA_RELAXED) - s->nlocalfree - (remote > 0 ? remote : 0) <= 0 &&
+        c->npartial[spc] >= SA_OWN_KEEP) {
+        /* Its last object, and the thread has spans enough to allocate
+         * from: the pages go back to mheap, for any class. */
+        own_remove(c, spc, s);
+        own_release(s);
+        return;
+    }
+    if (s->list == SA_LIST_CFULL) {
+        own_remove(c, spc, s);
+        own_push(c, spc, s, SA_LIST_CPARTIAL);
+    }
+}
+
+/* A span is worth allocating from again once a sweep recovers a quarter of
+ * its slots; with fewer, the thread takes another span and lets frees pile
+ * up (FIFO, below). A sweep per recovered slot would make a class whose live
+ * objects fill their spans sweep on nearly every allocation. */
+static inline uint32_t sweep_worth(const sa_mspan *s) { return (s->nelems + 3) / 4; }
+
+/* Spans looked at per refill, so a long owned list costs a bounded time. */
+#define SA_OWN_SCAN 8
+
+/* A span the cache owns, swept, worth allocating from; NULL if none is. */
+static sa_mspan *own_take(sa_mcache *c, int spc) {
+    if (atomic_load_explicit(&c->remote_hint[spc], SA_RELAXED) &&
+        atomic_exchange_explicit(&c->remote_hint[spc], 0, SA_ACQ_REL)) {
+        /* Remote frees landed in owned spans: full ones that got some move up. */
+        sa_mspan *next;
+        for (sa_mspan *s = c->full[spc]; s; s = next) {
+            next = s->next;
+            if (atomic_load_explicit(&s->remoteFreed, SA_ACQUIRE) > 0) {
+                own_remove(c, spc, s);
+                own_push(c, spc, s, SA_LIST_CPARTIAL);
+            }
+        }
+    }
+    sa_mspan *s, *low = NULL;
+    for (int n = 0; n < SA_OWN_SCAN && (s = c->partial[spc]) != NULL; n++) {
+        own_remove(c, spc, s);
+        uint32_t nfree = sa_span_sweep(s);
+        if (nfree >= sweep_worth(s)) {
+            while (low) { sa_mspan *l = low; low = l->next; own_push(c, spc, l, SA_LIST_CPARTIAL); }
+            return s;
+        }
+        if (nfree == 0) { own_push(c, spc, s, SA_LIST_CFULL); continue; }
+        s->next = low; /* keep it aside while the scan goes on */
+        low = s;
+    }
+    while (low) { sa_mspan *l = low; low = l->next; own_push(c, spc, l, SA_LIST_CPARTIAL); }
+    return NULL;
 }
 
 void *sa_cache_next_free(sa_mcache *c, int spc) {
@@ -67,21 +182,32 @@ void *sa_cache_next_free(sa_mcache *c, int spc) {
     if (s != &sa_emptyspan) {
         idx = sa_span_next_free_index(s);
         if (idx < s->nelems) goto got;
-        /* Exhausted: sweep the frees it collected since the last sweep and
-         * keep the span if that freed anything. */
+        /* Exhausted: sweep the frees it collected since it was last swept
+         * and keep it if that recovered enough slots. */
         uint32_t nfree = sa_span_sweep(s);
-        if (nfree) {
+        if (nfree >= sweep_worth(s)) {
             sa_counter_inc(&c->nsweep);
             idx = sa_span_next_free_index(s);
             goto got;
         }
         c->alloc[spc] = &sa_emptyspan;
-        sa_central_uncache_span(s, s->nelems);
+        own_push(c, spc, s, nfree ? SA_LIST_CPARTIAL : SA_LIST_CFULL);
     }
-    s = sa_central_cache_span(spc, c);
-    if (!s) { errno = ENOMEM; return NULL; }
+    s = own_take(c, spc);
+    if (s) {
+        sa_counter_inc(&c->nsweep);
+    } else {
+        s = sa_central_cache_span(spc, c);
+        if (!s) {
+            /* Out of memory: settle for an owned span with any free slot. */
+            s = c->partial[spc];
+            if (!s) { errno = ENOMEM; return NULL; }
+            own_remove(c, spc, s);
+        } else {
+            sa_counter_inc(&c->nrefill);
+        }
+    }
     c->alloc[spc] = s;
-    sa_counter_inc(&c->nrefill);
     idx = sa_span_next_free_index(s);
 got:
     sa_counter_inc(&c->nmalloc[spc >> 1]);
@@ -93,10 +219,13 @@ void sa_cache_flush(sa_mcache *c) {
     c->last = NULL;
     for (int spc = 0; spc < SA_NUM_SPAN_CLASSES; spc++) {
         sa_mspan *s = c->alloc[spc];
-        if (s == &sa_emptyspan) continue;
-        c->alloc[spc] = &sa_emptyspan;
-        uint32_t nfree = sa_span_sweep(s);
-        sa_central_uncache_span(s, s->nelems - nfree);
+        if (s != &sa_emptyspan) {
+            c->alloc[spc] = &sa_emptyspan;
+            own_release(s);
+        }
+        while ((s = c->partial[spc]) != NULL) { own_remove(c, spc, s); own_release(s); }
+        while ((s = c->full[spc]) != NULL) { own_remove(c, spc, s); own_release(s); }
+        atomic_store_explicit(&c->remote_hint[spc], 0, SA_RELAXED);
     }
 }
 
@@ -138,4 +267,39 @@ int sa_registry_other_caches(void) {
     int n = 0;
     for (sa_mcache *c = registry; c; c = c->rnext) if (c != sa_tls_cache) n++;
     return n;
+}
+
+/* Checks the calling thread's own span lists (heap checker). */
+int sa_cache_check(char *err, size_t errlen) {
+    sa_mcache *c = sa_tls_cache;
+    if (c == &sa_emptycache) return 0;
+    for (int spc = 0; spc < SA_NUM_SPAN_CLASSES; spc++) {
+        sa_mspan *cur = c->alloc[spc];
+        if (cur != &sa_emptyspan &&
+            (atomic_load_explicit(&cur->owner, SA_RELAXED) != c || cur->list != SA_LIST_NONE || cur->spanclass != spc)) {
+            snprintf(err, errlen, "spanClass %d: the current span %p is not owned by this cache", spc, (void *)cur->base);
+            return -1;
+        }
+        unsigned n = 0;
+        for (int which = SA_LIST_CPARTIAL; which <= SA_LIST_CFULL; which++) {
+            sa_mspan *prev = NULL;
+            for (sa_mspan *s = which == SA_LIST_CPARTIAL ? c->partial[spc] : c->full[spc]; s; prev = s, s = s->next) {
+                if (atomic_load_explicit(&s->owner, SA_RELAXED) != c || s->list != which || s->spanclass != spc ||
+                    s->prev != prev || atomic_load_explicit(&s->state, SA_RELAXED) != SA_SPAN_SMALL) {
+                    snprintf(err, errlen, "spanClass %d: owned span %p is inconsistent", spc, (void *)s->base);
+                    return -1;
+                }
+                if (which == SA_LIST_CPARTIAL) n++;
+                if (which == SA_LIST_CPARTIAL && !s->next && c->partial_tail[spc] != s) {
+                    snprintf(err, errlen, "spanClass %d: partial tail is wrong", spc);
+                    return -1;
+                }
+            }
+        }
+        if (n != c->npartial[spc]) {
+            snprintf(err, errlen, "spanClass %d: %u partial spans, count says %u", spc, n, (unsigned)c->npartial[spc]);
+            return -1;
+        }
+    }
+    return 0;
 }

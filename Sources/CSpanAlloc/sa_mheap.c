@@ -333,8 +333,9 @@ sa_mspan *sa_heap_alloc_span(size_t npages, size_t align_pages, int spanclass, s
     if (back) {
         sa_mspan *b = run ? run : extra;
         if (b == extra) extra = NULL;
+        uint8_t bucket = b->bucket; /* the run's struct may be a freed span's, larger */
         memset(b, 0, offsetof(sa_mspan, words));
-        b->bucket = (uint8_t)(span_struct_size(0) / 64);
+        b->bucket = bucket;
         b->base = run_end - ((uintptr_t)back << SA_PAGE_SHIFT);
         b->npages = (uint32_t)back;
         b->elemsize = back << SA_PAGE_SHIFT;
