@@ -285,3 +285,50 @@ func goChanParkThreadLocked(_ c: UnsafeMutablePointer<GoChanControl>, elem: Unsa
 func goChanPanic(_ message: StaticString) -> Never {
     fatalError("\(message)")
 }
+
+extension GoChan {
+    /// Checks the control block's invariants under the lock (the list at the
+    /// top of this file) and returns the first violation, or `nil`. For tests
+    /// and debugging; never called by the channel itself.
+    func _checkInvariants() -> String? {
+        let c = control
+        c.pointee.lock.lock()
+        defer { c.pointee.lock.unlock() }
+        let cap = c.pointee.dataqsiz
+        let q = c.pointee.qcount.load(ordering: .relaxed)
+        let st = c.state.pointee
+        if q < 0 || q > cap { return "qcount \(q) outside 0...\(cap)" }
+        if cap > 0 {
+            if !(0..<cap).contains(st.sendx) || !(0..<cap).contains(st.recvx) {
+                return "sendx \(st.sendx) or recvx \(st.recvx) outside the ring of \(cap)"
+            }
+            if st.sendx != (st.recvx + q) % cap { return "sendx \(st.sendx) != recvx \(st.recvx) + qcount \(q)" }
+        } else if st.sendx != 0 || st.recvx != 0 {
+            return "unbuffered channel moved its ring indices"
+        }
+        func scan(_ queue: GoChanWaitQueue, send: Bool) -> (live: Int, error: String?) {
+            var live = 0
+            var prev: Unmanaged<GoChanWaiter>? = nil
+            var w = queue.first
+            while let u = w {
+                let waiter = u.takeUnretainedValue()
+                if waiter.prev?.toOpaque() != prev?.toOpaque() { return (live, "broken prev link") }
+                if !waiter.queued || waiter.isSend != send || waiter.control != c {
+                    return (live, "waiter in the wrong queue")
+                }
+                if waiter.sleeper.outcome == .waiting { live += 1 }
+                prev = u
+                w = waiter.next
+            }
+            return (live, queue.last?.toOpaque() != prev?.toOpaque() ? "last does not end the list" : nil)
+        }
+        let (liveReceivers, e1) = scan(st.recvq, send: false)
+        if let e1 { return "recvq: \(e1)" }
+        let (liveSenders, e2) = scan(st.sendq, send: true)
+        if let e2 { return "sendq: \(e2)" }
+        if liveReceivers > 0 && q > 0 { return "\(liveReceivers) receiver(s) wait on a non-empty buffer" }
+        if liveSenders > 0 && q < cap { return "\(liveSenders) sender(s) wait on a buffer with room" }
+        if liveSenders > 0 && c.pointee.closed.load(ordering: .relaxed) { return "senders wait on a closed channel" }
+        return nil
+    }
+}

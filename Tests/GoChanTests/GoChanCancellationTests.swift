@@ -142,6 +142,7 @@ import Testing
                 cancelled += 1
             }
             #expect(ch.queuedReceivers == 0)
+            #expect(ch._checkInvariants() == nil)
         }
         #expect(delivered + cancelled == rounds)
     }
@@ -168,6 +169,7 @@ import Testing
             case .failure: #expect(taken == nil)
             }
             #expect(ch.queuedSenders == 0)
+            #expect(ch._checkInvariants() == nil)
         }
         tracker.expectAllDestroyedOnce()
     }

@@ -134,6 +134,7 @@ import Glibc
         // Each round one side sends and the other receives what it sent.
         #expect(s[0] + s[1] > 0)
         #expect(x.queuedSenders + x.queuedReceivers + y.queuedSenders + y.queuedReceivers == 0)
+        #expect(x._checkInvariants() == nil && y._checkInvariants() == nil)
     }
 
     @Test func sameChannelTwiceInOneSelect() {
