@@ -139,6 +139,14 @@ void *_Nullable sa_realloc(void *_Nullable ptr, size_t size);
  */
 void sa_free(void *_Nullable ptr);
 
+/**
+ * Frees `ptr` when it lies in one of SpanAlloc's arenas and returns true
+ * (NULL too). Returns false, doing nothing, for memory outside every arena,
+ * such as a pointer from another allocator. A pointer inside an arena that
+ * is not a live object stops the process, as sa_free does.
+ */
+bool sa_free_if_ours(void *_Nullable ptr);
+
 /** Usable size of a live block (its class size for small objects), O(1). */
 size_t sa_usable_size(const void *_Nullable ptr);
 
