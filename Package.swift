@@ -55,7 +55,7 @@ let package = Package(
         .target(name: "SpanAllocTestSupport", dependencies: ["SpanAlloc"], path: "Tests/SpanAllocTestSupport"),
         .testTarget(name: "SpanAllocTests", dependencies: ["SpanAlloc", "CSpanAlloc", "SpanAllocTestSupport"]),
         .testTarget(name: "GoSliceTests", dependencies: ["SpanAlloc", "CSpanAlloc", "SpanAllocTestSupport"]),
-        .testTarget(name: "GoChanTests", dependencies: ["SpanAlloc", "CSpanAlloc"]),
+        .testTarget(name: "GoChanTests", dependencies: ["SpanAlloc", "CSpanAlloc", "SpanAllocTestSupport"]),
         .testTarget(name: "BenchTests", dependencies: ["SpanAlloc", "CSpanAlloc"]),
         // Drives processes only (the C test program, real programs under
         // LD_PRELOAD, malloc-demo); it must not link SpanAllocMalloc itself.

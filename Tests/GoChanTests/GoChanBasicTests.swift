@@ -1,7 +1,8 @@
 import Testing
 @testable import SpanAlloc
+import SpanAllocTestSupport
 
-@Suite struct GoChanBasicTests {
+@Suite(.heapShared) struct GoChanBasicTests {
     @Test func bufferedFIFOCountAndCapacity() {
         let ch = GoChan<Int>(capacity: 4)
         #expect(ch.capacity == 4)
@@ -144,7 +145,7 @@ import Testing
 /// Compiles only if `T` is `Sendable`.
 func requireSendable<T: Sendable>(_: T.Type) {}
 
-@Suite struct GoChanConformanceTests {
+@Suite(.heapShared) struct GoChanConformanceTests {
     @Test func sendableWhenElementIs() async throws {
         requireSendable(GoChan<Int>.self)
         requireSendable(GoChan<String>.self)
@@ -159,7 +160,7 @@ func requireSendable<T: Sendable>(_: T.Type) {}
     }
 }
 
-@Suite struct GoChanInvariantCheckerTests {
+@Suite(.heapShared) struct GoChanInvariantCheckerTests {
     /// The checker itself must be able to fail: corrupt a ring index and
     /// see it reported, then restore it.
     @Test func checkerReportsACorruptRing() {

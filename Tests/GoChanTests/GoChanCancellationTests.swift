@@ -1,12 +1,13 @@
 import Synchronization
 import Testing
 @testable import SpanAlloc
+import SpanAllocTestSupport
 
 /// Cancelled async operations throw `CancellationError` exactly when they
 /// did not take place; a cancelled task completes ready operations but never
 /// waits; a cancelled waiter leaves its queue; no value is lost or delivered
 /// twice.
-@Suite struct GoChanCancellationTests {
+@Suite(.heapShared) struct GoChanCancellationTests {
     /// Cancels the current task.
     static func cancelSelf() { withUnsafeCurrentTask { $0!.cancel() } }
 

@@ -1,10 +1,11 @@
 import Testing
 @testable import SpanAlloc
+import SpanAllocTestSupport
 
 /// Every element is destroyed exactly once, wherever it is when its
 /// journey ends: received, still buffered at deinit, held by an unchosen
 /// select case, owned by a cancelled send.
-@Suite struct GoChanLifetimeTests {
+@Suite(.heapShared) struct GoChanLifetimeTests {
     @Test func bufferedValuesDieWithTheChannel() {
         let tracker = LifetimeTracker()
         do {

@@ -1,10 +1,11 @@
 import Testing
 @testable import SpanAlloc
+import SpanAllocTestSupport
 
 /// Where makechan puts a channel: one noscan block for pointer-free
 /// elements, two scan blocks for reference-holding ones, the 112-byte
 /// control block alone for unbuffered channels and zero-size elements.
-@Suite struct GoChanPlacementTests {
+@Suite(.heapShared) struct GoChanPlacementTests {
     let heap = SpanHeap.default
 
     func blocks<T>(_ ch: GoChan<T>) -> (control: UnsafeMutableRawPointer, buf: UnsafeMutableRawPointer) {

@@ -1,5 +1,6 @@
 import Testing
 @testable import SpanAlloc
+import SpanAllocTestSupport
 
 /// 4 producers and 4 consumers move `TestScale.items` values (10^6 in a
 /// plain run) through a buffered channel with no loss, no duplicate and
@@ -7,7 +8,7 @@ import Testing
 /// same channel; a tenth of that through an unbuffered channel, where every
 /// value is a hand-off between two parties. Serialized: the tests would
 /// otherwise oversubscribe the CPUs with each other's threads.
-@Suite(.serialized) struct GoChanTransferTests {
+@Suite(.serialized, .heapShared) struct GoChanTransferTests {
     static let producers = 4
     static let consumers = 4
     static func perProducer(capacity: Int) -> Int {

@@ -3,10 +3,11 @@ import Testing
 
 #if canImport(Glibc)
 import Glibc
+import SpanAllocTestSupport
 #endif
 
 /// Go's panics are traps: each is checked in a child process.
-@Suite struct GoChanTrapTests {
+@Suite(.heapShared) struct GoChanTrapTests {
     @Test func makechanNegativeCapacity() async {
         let r = await #expect(processExitsWith: .failure, observing: [\.standardErrorContent]) { _ = GoChan<Int>(capacity: -1) }
         expectMessage(r, "makechan: size out of range")

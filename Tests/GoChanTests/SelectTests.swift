@@ -4,9 +4,10 @@ import Testing
 
 #if canImport(Glibc)
 import Glibc
+import SpanAllocTestSupport
 #endif
 
-@Suite struct SelectTests {
+@Suite(.heapShared) struct SelectTests {
     @Test func defaultRunsWhenNothingIsReady() {
         let a = GoChan<Int>(), b = GoChan<Int>(capacity: 1)
         b.send(0)
@@ -148,7 +149,7 @@ import Glibc
     }
 }
 
-@Suite struct SelectCaseListTests {
+@Suite(.heapShared) struct SelectCaseListTests {
     @Test func caseListsBuiltAtRunTime() {
         let chans = (0..<5).map { _ in GoChan<Int>(capacity: 1) }
         #expect(chans[3].trySend(33))
@@ -168,7 +169,7 @@ import Glibc
     }
 }
 
-@Suite struct SelectWithdrawalTests {
+@Suite(.heapShared) struct SelectWithdrawalTests {
     /// A blocked select offering values on two channels: once one receiver
     /// takes its value, the other offer is withdrawn (nothing left to take).
     @Test func losingSendCasesAreWithdrawn() {
@@ -204,7 +205,7 @@ import Glibc
 /// A value arriving as the timeout expires: either the select takes it or
 /// it times out and the value is still there to receive, never both and
 /// never neither.
-@Suite struct SelectTimeoutRaceTests {
+@Suite(.heapShared) struct SelectTimeoutRaceTests {
     static let rounds = TestScale.underTSan ? 100 : 400
 
     @Test func blockingSelectTimeoutRacingASender() {
