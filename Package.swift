@@ -48,7 +48,7 @@ let package = Package(
         // HeapTestLock and the .heapShared / .heapExclusive traits, for every test target.
         .target(name: "SpanAllocTestSupport", dependencies: ["SpanAlloc"], path: "Tests/SpanAllocTestSupport"),
         .testTarget(name: "SpanAllocTests", dependencies: ["SpanAlloc", "CSpanAlloc", "SpanAllocTestSupport"]),
-        .testTarget(name: "GoSliceTests", dependencies: ["SpanAlloc", "CSpanAlloc"]),
+        .testTarget(name: "GoSliceTests", dependencies: ["SpanAlloc", "CSpanAlloc", "SpanAllocTestSupport"]),
         .testTarget(name: "GoChanTests", dependencies: ["SpanAlloc", "CSpanAlloc"]),
         .testTarget(name: "BenchTests", dependencies: ["SpanAlloc", "CSpanAlloc"]),
         // Drives processes only (the C test program, real programs under
