@@ -128,8 +128,12 @@ extension Explain {
             .filter { $0.key != cachedID && $0.value.count == perSpanA }
             .min { $0.key < $1.key }
         let old = victims.flatMap { ObservedSpan.of($0.value[0]) }
+        // Free its objects, then hand the thread's spans back (as at thread
+        // exit): a thread keeps a few emptied spans of a class for itself,
+        // the way Go's mcache keeps its current span until the next sweep.
         let (_, freeDelta) = StatsDelta.around {
             for p in victims?.value ?? [] { heap.deallocate(p) }
+            heap.flushThreadCache()
         }
         let goneAfterFree = old.map { ObservedSpan.of(UnsafeRawPointer(bitPattern: $0.base)!) == nil } ?? false
 
@@ -177,7 +181,7 @@ extension Explain {
                 old.map { "Span #\($0.id) (class \($0.sizeClass), \($0.pages) page(s) at \($0.baseHex)) was emptied; "
                     + "afterwards no in-use span covered its base: \(goneAfterFree ? "its pages went back to mheap" : "still in use")." }
                     ?? "No full span to empty was found.",
-                new.map { "The \(b.count)th object of \(sizeB) B (scan) landed on those pages, in new span #\($0.id) "
+                new.map { "Allocation number \(b.count) of \(sizeB) B (scan) landed on those pages, in new span #\($0.id) "
                     + "(class \($0.sizeClass), spanClass \($0.spanClass))." }
                     ?? "No object of class B landed on the old pages within \(limit) allocations.",
                 "spansReturned +\(freeDelta.spansReturned) when freeing; spansReused +\(allocDelta.spansReused), "
@@ -193,7 +197,9 @@ extension Explain {
                 .equal(.article, "Freed spans are reused for the same size class only", expected: true,
                        observed: new != nil && !crossClass),
             ],
-            differences: [noGC + " Here the last free empties the span at once; Go finds it empty when it sweeps after a GC."])
+            differences: [noGC + " Here the last free empties the span at once; Go finds it empty when it sweeps after a GC.",
+                          "A SpanAlloc thread keeps a few emptied spans of a class for itself until its cache is flushed "
+                          + "(flushThreadCache, thread exit); the experiment flushes after freeing, as Go's sweep would free the span."])
     }
 
     // MARK: 10. Hit rate

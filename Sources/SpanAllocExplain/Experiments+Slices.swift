@@ -96,13 +96,13 @@ extension Explain {
         }
         let goOK = steps.filter { $0.newCap == $0.goCap }.count
         let articleOK = steps.filter { $0.newCap == $0.articleCap }.count
-        let firstOver256 = steps.first { $0.oldCap >= 256 }
+        let firstOver256 = steps.first { $0.oldCap > 256 }
         let firstOver1024 = steps.first { $0.oldCap >= 1024 }
         let rounded = steps.filter { $0.newCap != GoModel.nextSliceCap(newLength: $0.oldCap + 1, oldCapacity: $0.oldCap) }
         var obs = ["\(appends) appends grew the slice \(steps.count) times: "
                    + steps.map { "\($0.newCap)" }.joined(separator: " → ") + "."]
         if let f = firstOver256 {
-            obs.append("From capacity \(f.oldCap) (≥ 256) it grew to \(f.newCap), "
+            obs.append("From capacity \(f.oldCap) (above 256) it grew to \(f.newCap), "
                        + String(format: "%.2f×", Double(f.newCap) / Double(f.oldCap)) + ", not 2×: the smooth formula, "
                        + "then rounding up to class \(f.span?.sizeClass ?? -1).")
         }
@@ -120,8 +120,8 @@ extension Explain {
             checks: [
                 .equal(.article, "Every capacity follows 2× below 1024, 1.25× above", expected: steps.count, observed: articleOK),
                 .equal(.go, "Every capacity is nextslicecap rounded up by roundupsize", expected: steps.count, observed: goOK),
-                ExplainCheck(source: .go, statement: "Growth slows down from capacity 256, not 1024",
-                             expected: "factor < 2 at the first step from ≥ 256",
+                ExplainCheck(source: .go, statement: "Growth slows down above capacity 256, not 1024",
+                             expected: "factor < 2 at the first step from above 256",
                              observed: firstOver256.map { String(format: "%.2f×", Double($0.newCap) / Double($0.oldCap)) } ?? "-",
                              holds: firstOver256.map { $0.newCap < 2 * $0.oldCap } ?? false),
                 ExplainCheck(source: .go, statement: "Above 1024 each step is between 1.25× and 2×",
