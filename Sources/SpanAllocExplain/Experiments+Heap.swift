@@ -60,6 +60,16 @@ extension Explain {
             last = s
         }
         let delta = StatsDelta(before: start, after: last)
+        // One large object as big as an arena: straight from mheap, which
+        // has to map new memory from the OS for it.
+        let large = 64 << 20
+        let (largeNs, largeDelta): (Double, StatsDelta) = StatsDelta.around {
+            let t0 = now()
+            let p = heap.allocate(byteCount: large, noscan: true)
+            let t1 = now()
+            heap.deallocate(p)
+            return max(0, Double(t1 - t0) - timer)
+        }
         for p in blocks { heap.deallocate(p) }
         for (i, p) in prep.enumerated() where i % 2 == 0 { heap.deallocate(p) }
 
@@ -71,7 +81,8 @@ extension Explain {
             columns: ["level", "served", "median time", "article"],
             rows: Level.allCases.map { l in
                 [names[l.rawValue], "\(times[l.rawValue].count)", Text.ns(median(times[l.rawValue])), claimText[l.rawValue]]
-            })
+            } + [["large object, 64 MiB (mheap\(largeDelta.arenasMapped > 0 ? " + OS" : ""))", "1", Text.ns(largeNs),
+                  "~1 µs+ (mmap)"]])
         let counters = ExplainTable(title: "MemStats deltas over the sequence", columns: ["counter", "Δ"], rows: delta.rows)
         let hits = times[0].count, central = times[1].count, grows = times[2].count + times[3].count
         let fromPartial = delta.cacheRefills - delta.centralGrows
@@ -91,6 +102,13 @@ extension Explain {
                                        expected: "within 10× of \(Text.ns(claims[l.rawValue]))", observed: Text.ns(m),
                                        holds: m >= claims[l.rawValue] / 10 && m <= claims[l.rawValue] * 10))
         }
+        if largeDelta.arenasMapped > 0 {
+            checks.append(ExplainCheck(source: .article, statement: "mheap + mmap of new memory takes ~1 µs+",
+                                       expected: "within 10× of 1000 ns", observed: Text.ns(largeNs) + " (64 MiB large object)",
+                                       holds: largeNs >= 100 && largeNs <= 10_000))
+        }
+        checks.append(.equal(.go, "A 64 MiB object is a large object straight from mheap", expected: 1,
+                             observed: Int(largeDelta.after.largeAllocs - largeDelta.before.largeAllocs)))
         return Explanation(
             number: 4, title: titles[4]!,
             question: "Which level of the allocator serves an allocation, and what does each level cost?",
@@ -105,6 +123,7 @@ extension Explain {
             observations: [
                 "Of \(count) allocations, \(hits) came from the thread cache, \(central) from a partial span in "
                     + "mcentral and \(grows) needed a new span from mheap (\(delta.arenasMapped) new arena(s) from the OS).",
+                "A 64 MiB large object took \(Text.ns(largeNs)) and mapped \(largeDelta.arenasMapped) new arena(s).",
                 "Times are medians per allocation with the clock's own cost (\(Text.ns(timer))) subtracted; "
                     + "one run on a shared machine, so read them as orders of magnitude.",
             ],
