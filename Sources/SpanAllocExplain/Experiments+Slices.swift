@@ -106,6 +106,10 @@ extension Explain {
                        + String(format: "%.2f×", Double(f.newCap) / Double(f.oldCap)) + ", not 2×: the smooth formula, "
                        + "then rounding up to class \(f.span?.sizeClass ?? -1).")
         }
+        if let big = steps.first(where: { $0.span?.sizeClass == 0 }) {
+            obs.append("At capacity \(big.newCap) (\(big.newCap * 8) B, over 32 KiB) the array became a large object: "
+                       + "class 0, a span of \(big.span?.pages ?? 0) pages of its own, as in Go.")
+        }
         obs.append("\(rounded.count) of \(steps.count) capacities were raised by roundupsize beyond nextslicecap's value.")
         return Explanation(
             number: 5, title: titles[5]!,
@@ -131,6 +135,6 @@ extension Explain {
                                  $0.newCap * 4 >= $0.oldCap * 5 && $0.newCap < 2 * $0.oldCap
                              }),
             ],
-            differences: ["Arrays above 32 KiB are large objects (class 0, a span of their own) in both Go and SpanAlloc.", noGC])
+            differences: [noGC])
     }
 }

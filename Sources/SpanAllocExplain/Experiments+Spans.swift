@@ -47,9 +47,10 @@ extension Explain {
         let otherThreadSame = other.map { o in byteSpans.contains { $0.id == o.id } } ?? true
 
         var table = ExplainTable(
-            title: "Span ids side by side (one row per pair made back to back on this thread)",
-            columns: ["pair", "hchan of make(chan int)", "array of make([]byte, 112)", "same?",
-                      "hchan of make(chan string, 1)", "array of make([]*T, 14)", "same?"])
+            title: "Span id and spanClass (sc) of each block; each pair was made back to back on this thread. "
+                + "chan int = hchan of make(chan int); []byte(112) = array of make([]byte, 112); "
+                + "chan string = hchan of make(chan string, 1); []*T(14) = array of make([]*T, 14)",
+            columns: ["pair", "chan int", "[]byte(112)", "same", "chan string", "[]*T(14)", "same"])
         for i in 0..<n {
             table.rows.append([
                 "\(i + 1)",
@@ -66,6 +67,10 @@ extension Explain {
             "\(crossNoscanBit) of \(n) pairs of the same size class (\(c0?.sizeClass ?? -1)) but different noscan bit "
                 + "(spanClass \(c0?.spanClass ?? -1) vs \(r0?.spanClass ?? -1)) shared a span.",
         ]
+        if let c = events.first(where: { $0.tag == 1 }), let b = events.first(where: { $0.tag == 2 }) {
+            obs.append("First pair: the hchan at \(Text.hex(c.address)) and the array at \(Text.hex(b.address)), "
+                       + "\(Int(bitPattern: b.address &- c.address)) bytes apart, both in span #\(c.span.id) at \(c.span.baseHex).")
+        }
         if let other {
             obs.append("The same make([]byte, 112) on another thread landed in span #\(other.id) (spanClass "
                        + "\(other.spanClass)): that thread's own cached span, not this thread's.")

@@ -33,7 +33,7 @@ public enum ExplainRender {
         for o in e.observations { out.append(wrap(o, width, first: "  - ", rest: "    ")) }
         for t in e.tables {
             out.append("")
-            out.append("  " + t.title + ":")
+            out.append(wrap(t.title + ":", width, first: "  ", rest: "  "))
             out.append(table(t).split(separator: "\n", omittingEmptySubsequences: false).map { "    " + $0 }.joined(separator: "\n"))
         }
         out.append("")
