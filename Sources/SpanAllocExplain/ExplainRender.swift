@@ -54,20 +54,20 @@ public enum ExplainRender {
 
     static func markdown(_ e: Explanation) -> String {
         var out: [String] = []
-        out.append("## \(e.number). \(e.title)")
+        out.append("## \(e.number). \(md(e.title))")
         out.append("")
-        out.append("**Question.** \(e.question)")
+        out.append("**Question.** \(md(e.question))")
         out.append("")
-        out.append("**Article.** \(e.articleClaim)")
+        out.append("**Article.** \(md(e.articleClaim))")
         out.append("")
-        out.append("**Go 1.27.** \(e.goAnswer) (" + e.goSources.map { "`\($0)`" }.joined(separator: "; ") + ")")
+        out.append("**Go 1.27.** \(md(e.goAnswer)) (" + e.goSources.map { "`\($0)`" }.joined(separator: "; ") + ")")
         out.append("")
         out.append("**Observed in this run.**")
         out.append("")
-        for o in e.observations { out.append("- \(o)") }
+        for o in e.observations { out.append("- \(md(o))") }
         for t in e.tables {
             out.append("")
-            out.append("*\(t.title)*")
+            out.append(md(t.title))
             out.append("")
             out.append(markdownTable(t))
         }
@@ -81,12 +81,15 @@ public enum ExplainRender {
             out.append("")
             out.append("**Where SpanAlloc differs from Go on purpose.**")
             out.append("")
-            for d in e.differences { out.append("- \(d)") }
+            for d in e.differences { out.append("- \(md(d))") }
         }
         out.append("")
         out.append("**Verdict.** \(e.verdict.summary)")
         return out.joined(separator: "\n")
     }
+
+    /// Text escaped for Markdown (a `*` in `[]*T` must not start emphasis).
+    static func md(_ text: String) -> String { text.replacingOccurrences(of: "*", with: "\\*") }
 
     /// `label: text`, wrapped, continuation lines indented under the text.
     static func labeled(_ label: String, _ text: String, _ width: Int) -> String {
@@ -138,7 +141,7 @@ public enum ExplainRender {
     }
 
     static func markdownTable(_ t: ExplainTable) -> String {
-        let esc = { (s: String) in s.replacingOccurrences(of: "|", with: "\\|") }
+        let esc = { (s: String) in md(s).replacingOccurrences(of: "|", with: "\\|") }
         var out = ["| " + t.columns.map(esc).joined(separator: " | ") + " |",
                    "|" + t.columns.map { _ in "---" }.joined(separator: "|") + "|"]
         out += t.rows.map { "| " + $0.map(esc).joined(separator: " | ") + " |" }
