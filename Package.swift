@@ -29,7 +29,13 @@ let package = Package(
         .target(
             name: "SpanAllocMalloc",
             dependencies: ["CSpanAlloc"],
-            cSettings: [.define("_GNU_SOURCE")]
+            cSettings: [
+                .define("_GNU_SOURCE"),
+                .define("NDEBUG", .when(configuration: .release)),
+                // The core's inline fast paths (sa_fastpath.h), so malloc and
+                // free cost no extra call.
+                .headerSearchPath("../CSpanAlloc"),
+            ]
         ),
         // A Swift program whose malloc is SpanAlloc's; prints what its MemStats saw.
         .executableTarget(name: "malloc-demo", dependencies: ["SpanAllocMalloc", "SpanAlloc"]),

@@ -53,7 +53,7 @@ if stale "$lib" "${lib_inputs[@]}"; then
         -fno-semantic-interposition -Wl,-Bsymbolic-functions \
         -fno-builtin-malloc -fno-builtin-calloc -fno-builtin-realloc -fno-builtin-free \
         ${CFLAGS_EXTRA:-} \
-        -I Sources/CSpanAlloc/include -I Sources/SpanAllocMalloc/include \
+        -I Sources/CSpanAlloc/include -I Sources/CSpanAlloc -I Sources/SpanAllocMalloc/include \
         Sources/CSpanAlloc/*.c Sources/SpanAllocMalloc/*.c \
         -o "$tmp"
     # The library must not drag a runtime into every preloaded process.

@@ -317,6 +317,7 @@ SA_HIDDEN sa_mcache *sa_cache_create(void);
 /* Slow path of small allocation: refill the cache's span for spanclass. */
 SA_HIDDEN void *sa_cache_next_free(sa_mcache *c, int spanclass);
 SA_HIDDEN void sa_cache_flush(sa_mcache *c);
+SA_HIDDEN int sa_cache_check(char *err, size_t errlen);
 /* The owner freed into one of its spans that is not the current one. */
 SA_HIDDEN void sa_cache_free_owned(sa_mcache *c, sa_mspan *s);
 /* Sums the counters of every cache, live and exited. */

@@ -1,11 +1,16 @@
 /*
- * sa_mcache.c — per-thread caches (Go's mcache.go): one span per spanClass,
- * used without locks by the thread that owns the cache.
+ * sa_mcache.c — per-thread caches (Go's mcache.go): one current span per
+ * spanClass, used without locks by the thread that owns the cache, and the
+ * thread's own lists of spans it filled earlier (partial: FIFO, full: stack).
  *
  * Owns: the thread-local cache pointer, the registry of caches and the
  * counters of exited threads. The registry lock guards the registry list,
- * the exited totals and the cache fixalloc; a cache's spans and counters
- * are written only by its thread.
+ * the exited totals and the cache fixalloc; a cache's spans, lists and
+ * counters are written only by its thread, except remote_hint[], which
+ * remote frees set atomically.
+ *
+ * Invariants: every span on c's lists has owner == c and list == CPARTIAL
+ * or CFULL; c's current spans have list == NONE; npartial[] counts partial[].
  *
  * A thread starts with sa_emptycache, whose every span is sa_emptyspan
  * (allocCache == 0), so the allocation fast path needs no "first use"
@@ -16,6 +21,7 @@
 #include "sa_internal.h"
 
 #include <errno.h>
+#include <stdio.h>
 #include <string.h>
 
 sa_mspan sa_emptyspan; /* allocCache 0, nelems 0: never allocates */
@@ -261,4 +267,39 @@ int sa_registry_other_caches(void) {
     int n = 0;
     for (sa_mcache *c = registry; c; c = c->rnext) if (c != sa_tls_cache) n++;
     return n;
+}
+
+/* Checks the calling thread's own span lists (heap checker). */
+int sa_cache_check(char *err, size_t errlen) {
+    sa_mcache *c = sa_tls_cache;
+    if (c == &sa_emptycache) return 0;
+    for (int spc = 0; spc < SA_NUM_SPAN_CLASSES; spc++) {
+        sa_mspan *cur = c->alloc[spc];
+        if (cur != &sa_emptyspan &&
+            (atomic_load_explicit(&cur->owner, SA_RELAXED) != c || cur->list != SA_LIST_NONE || cur->spanclass != spc)) {
+            snprintf(err, errlen, "spanClass %d: the current span %p is not owned by this cache", spc, (void *)cur->base);
+            return -1;
+        }
+        unsigned n = 0;
+        for (int which = SA_LIST_CPARTIAL; which <= SA_LIST_CFULL; which++) {
+            sa_mspan *prev = NULL;
+            for (sa_mspan *s = which == SA_LIST_CPARTIAL ? c->partial[spc] : c->full[spc]; s; prev = s, s = s->next) {
+                if (atomic_load_explicit(&s->owner, SA_RELAXED) != c || s->list != which || s->spanclass != spc ||
+                    s->prev != prev || atomic_load_explicit(&s->state, SA_RELAXED) != SA_SPAN_SMALL) {
+                    snprintf(err, errlen, "spanClass %d: owned span %p is inconsistent", spc, (void *)s->base);
+                    return -1;
+                }
+                if (which == SA_LIST_CPARTIAL) n++;
+                if (which == SA_LIST_CPARTIAL && !s->next && c->partial_tail[spc] != s) {
+                    snprintf(err, errlen, "spanClass %d: partial tail is wrong", spc);
+                    return -1;
+                }
+            }
+        }
+        if (n != c->npartial[spc]) {
+            snprintf(err, errlen, "spanClass %d: %u partial spans, count says %u", spc, n, (unsigned)c->npartial[spc]);
+            return -1;
+        }
+    }
+    return 0;
 }

@@ -6,7 +6,7 @@ import Synchronization
 ///
 /// ```swift
 /// let ch = GoChan<Int>(capacity: 16)        // make(chan int, 16)
-/// Thread { for i in 0..<100 { ch.send(i) }; ch.close() }
+/// Thread.detachNewThread { for i in 0..<100 { ch.send(i) }; ch.close() }   // Foundation
 /// while let v = ch.receive() { print(v) }    // for v := range ch
 /// ```
 ///
@@ -94,7 +94,7 @@ public final class GoChan<Element> {
             i = i + 1 == control.pointee.dataqsiz ? 0 : i + 1
         }
         let buf = control.pointee.buf
-        let separate = control.pointee.bufIsSeparate
+        let separate = control.state.pointee.bufIsSeparate
         control.deinitializeControl()
         if separate { SpanHeap.default.deallocate(buf) }
         SpanHeap.default.deallocate(UnsafeMutableRawPointer(control))
@@ -282,13 +282,15 @@ public final class GoChan<Element> {
     func sendLocked(_ src: UnsafeMutablePointer<Element>) -> GoChanStep {
         let c = control
         if c.pointee.closed.load(ordering: .relaxed) { return .sendOnClosed }
-        if let r = c.state.pointee.recvq.dequeueClaiming() {
+        let q = c.pointee.qcount.load(ordering: .relaxed)
+        // A live receiver waits only on an empty buffer (Go's invariant),
+        // so a non-empty one needs no look at `recvq`.
+        if q == 0, c.state.pointee.recvq.first != nil, let r = c.state.pointee.recvq.dequeueClaiming() {
             // Direct hand-off: the receiver's storage is valid until it wakes.
             r.elem.assumingMemoryBound(to: Element.self).moveInitialize(from: src, count: 1)
             r.sleeper.success = true
             return .done(received: true, wake: r.sleeper)
         }
-        let q = c.pointee.qcount.load(ordering: .relaxed)
         if q < c.pointee.dataqsiz {
             let x = c.state.pointee.sendx
             slot(x).moveInitialize(from: src, count: 1)
@@ -309,7 +311,9 @@ public final class GoChan<Element> {
         let q = c.pointee.qcount.load(ordering: .relaxed)
         if c.pointee.closed.load(ordering: .relaxed) {
             if q == 0 { return .done(received: false, wake: nil) }
-        } else if let s = c.state.pointee.sendq.dequeueClaiming() {
+        } else if q == c.pointee.dataqsiz, c.state.pointee.sendq.first != nil,
+                  let s = c.state.pointee.sendq.dequeueClaiming() {
+            // A live sender waits only on a full buffer (Go's invariant).
             let src = s.elem.assumingMemoryBound(to: Element.self)
             if c.pointee.dataqsiz == 0 {
                 dst.moveInitialize(from: src, count: 1)

@@ -52,19 +52,16 @@ struct GoChanControl: ~Copyable {
     @usableFromInline let buf: UnsafeMutableRawPointer
     /// Bytes between slots: the element's stride, 0 for zero-size elements. Immutable.
     @usableFromInline let elemStride: Int
-    /// Whether `buf` is a block of its own (pointer-holding elements). Immutable.
-    @usableFromInline let bufIsSeparate: Bool
     /// How long a blocked thread spins before parking, in ns: doubled when a
     /// spin ends with the partner's answer, halved when it ends in a park
     /// (see ``GoChanSpin``). A hint, read and written without the lock.
     @usableFromInline let spinBudget = Atomic<Int>(GoChanSpin.initialBudget)
 
     @usableFromInline
-    init(dataqsiz: Int, buf: UnsafeMutableRawPointer, elemStride: Int, bufIsSeparate: Bool) {
+    init(dataqsiz: Int, buf: UnsafeMutableRawPointer, elemStride: Int) {
         self.dataqsiz = dataqsiz
         self.buf = buf
         self.elemStride = elemStride
-        self.bufIsSeparate = bufIsSeparate
     }
 }
 
@@ -80,12 +77,19 @@ struct GoChanState {
     @usableFromInline var recvq = GoChanWaitQueue()
     /// Blocked senders, FIFO (Go's `sendq`).
     @usableFromInline var sendq = GoChanWaitQueue()
+    /// Whether `buf` is a block of its own (pointer-holding elements); set
+    /// at creation, read at deinit.
+    @usableFromInline var bufIsSeparate: Bool
 
-    @usableFromInline init() {}
+    @usableFromInline init(bufIsSeparate: Bool) { self.bufIsSeparate = bufIsSeparate }
 }
 
-/// Offset of ``GoChanState`` in the control block.
-@usableFromInline let goChanStateOffset = 64
+/// Offset of ``GoChanState`` in the control block: right after
+/// ``GoChanControl`` (48 bytes), so that everything a buffered send or
+/// receive touches without waiters (lock, closed, qcount, buf, stride,
+/// dataqsiz, sendx, recvx) shares the block's first 64-byte cache line, the
+/// one line that moves between the producer's and the consumer's cores.
+@usableFromInline let goChanStateOffset = 48
 
 extension UnsafeMutablePointer where Pointee == GoChanControl {
     /// The lock-protected half of the control block.
@@ -100,10 +104,9 @@ extension UnsafeMutablePointer where Pointee == GoChanControl {
         precondition(MemoryLayout<GoChanControl>.size <= goChanStateOffset
                      && goChanStateOffset + MemoryLayout<GoChanState>.size <= goChanControlSize,
                      "GoChan: control block layout exceeds hchanSize")
-        initialize(to: GoChanControl(dataqsiz: dataqsiz, buf: buf, elemStride: elemStride,
-                                     bufIsSeparate: bufIsSeparate))
+        initialize(to: GoChanControl(dataqsiz: dataqsiz, buf: buf, elemStride: elemStride))
         (UnsafeMutableRawPointer(self) + goChanStateOffset).bindMemory(to: GoChanState.self, capacity: 1)
-            .initialize(to: GoChanState())
+            .initialize(to: GoChanState(bufIsSeparate: bufIsSeparate))
     }
 
     /// Deinitializes both halves (the queues must be empty).
@@ -281,4 +284,51 @@ func goChanParkThreadLocked(_ c: UnsafeMutablePointer<GoChanControl>, elem: Unsa
 @usableFromInline @inline(never)
 func goChanPanic(_ message: StaticString) -> Never {
     fatalError("\(message)")
+}
+
+extension GoChan {
+    /// Checks the control block's invariants under the lock (the list at the
+    /// top of this file) and returns the first violation, or `nil`. For tests
+    /// and debugging; never called by the channel itself.
+    func _checkInvariants() -> String? {
+        let c = control
+        c.pointee.lock.lock()
+        defer { c.pointee.lock.unlock() }
+        let cap = c.pointee.dataqsiz
+        let q = c.pointee.qcount.load(ordering: .relaxed)
+        let st = c.state.pointee
+        if q < 0 || q > cap { return "qcount \(q) outside 0...\(cap)" }
+        if cap > 0 {
+            if !(0..<cap).contains(st.sendx) || !(0..<cap).contains(st.recvx) {
+                return "sendx \(st.sendx) or recvx \(st.recvx) outside the ring of \(cap)"
+            }
+            if st.sendx != (st.recvx + q) % cap { return "sendx \(st.sendx) != recvx \(st.recvx) + qcount \(q)" }
+        } else if st.sendx != 0 || st.recvx != 0 {
+            return "unbuffered channel moved its ring indices"
+        }
+        func scan(_ queue: GoChanWaitQueue, send: Bool) -> (live: Int, error: String?) {
+            var live = 0
+            var prev: Unmanaged<GoChanWaiter>? = nil
+            var w = queue.first
+            while let u = w {
+                let waiter = u.takeUnretainedValue()
+                if waiter.prev?.toOpaque() != prev?.toOpaque() { return (live, "broken prev link") }
+                if !waiter.queued || waiter.isSend != send || waiter.control != c {
+                    return (live, "waiter in the wrong queue")
+                }
+                if waiter.sleeper.outcome == .waiting { live += 1 }
+                prev = u
+                w = waiter.next
+            }
+            return (live, queue.last?.toOpaque() != prev?.toOpaque() ? "last does not end the list" : nil)
+        }
+        let (liveReceivers, e1) = scan(st.recvq, send: false)
+        if let e1 { return "recvq: \(e1)" }
+        let (liveSenders, e2) = scan(st.sendq, send: true)
+        if let e2 { return "sendq: \(e2)" }
+        if liveReceivers > 0 && q > 0 { return "\(liveReceivers) receiver(s) wait on a non-empty buffer" }
+        if liveSenders > 0 && q < cap { return "\(liveSenders) sender(s) wait on a buffer with room" }
+        if liveSenders > 0 && c.pointee.closed.load(ordering: .relaxed) { return "senders wait on a closed channel" }
+        return nil
+    }
 }

@@ -95,8 +95,17 @@ final class GoChanSleeper: @unchecked Sendable {
     /// The select arms, which keep the channels in `controls` alive for a
     /// cancellation handler that runs after the select returned.
     private var owners: [AnyObject] = []
+    /// A plain async send or receive (no arrays): its one waiter, and the
+    /// channel, kept alive for a cancellation handler that runs late.
+    private var single: (waiter: GoChanWaiter, channel: AnyObject)?
 
     init(isAsync: Bool) { self.isAsync = isAsync }
+
+    /// ``publish(waiters:controls:owners:)`` for a single send or receive.
+    func publishSingle(waiter: GoChanWaiter, channel: AnyObject) {
+        single = (waiter, channel)
+        claimWord.store(GoChanOutcome.waiting.rawValue, ordering: .releasing)
+    }
 
     /// Records the waiters and channels, then publishes them with a release
     /// store that every later claim reads from.
@@ -143,10 +152,18 @@ final class GoChanSleeper: @unchecked Sendable {
     @discardableResult
     func interrupt(_ reason: GoChanOutcome) -> Bool {
         guard claim(reason) else { return false }
-        goChanLockAll(controls)
-        for w in waiters { w.unlinkLocked() }
-        let resume = isAsync && suspended
-        goChanUnlockAll(controls)
+        let resume: Bool
+        if let w = single?.waiter {
+            w.control.pointee.lock.lock()
+            w.unlinkLocked()
+            resume = isAsync && suspended
+            w.control.pointee.lock.unlock()
+        } else {
+            goChanLockAll(controls)
+            for w in waiters { w.unlinkLocked() }
+            resume = isAsync && suspended
+            goChanUnlockAll(controls)
+        }
         if resume { continuation!.resume(returning: -1) }
         return true
     }
@@ -269,9 +286,10 @@ func goChanDeadline(after timeout: Duration) -> timespec {
 /// spins. Spinning only helps while the partner runs on another core: as
 /// in Go, at most half the CPUs spin at once; and each channel keeps a spin
 /// budget that doubles when spinning paid off and halves when it ended in a
-/// park anyway, so a machine too busy to run both partners at once soon
-/// parks almost at once instead of burning the CPU the partner needs (with
-/// an occasional full-length probe to notice when that changes).
+/// park anyway, down to not spinning at all, so a machine too busy to run
+/// both partners at once soon parks at once instead of burning the CPU the
+/// partner needs (with an occasional full-length probe to notice when that
+/// changes).
 @usableFromInline
 enum GoChanSpin {
     /// Starting and largest budget: covers a partner's turn-around (a few
@@ -279,12 +297,13 @@ enum GoChanSpin {
     /// (~5-10 µs).
     @usableFromInline static let initialBudget = 4_000
     static let maxBudget = 8_000
-    /// Smallest budget: under a load that keeps the partners from running
-    /// at the same time every spin fails, so it should cost little.
-    static let minBudget = 200
-    /// At the smallest budget, one park in `probeInterval` spins the initial
-    /// budget instead, so a channel whose partners run at once again (the
-    /// load went away) finds out and its budget grows back.
+    /// Below this a spin is not worth its clock reads: the budget drops to
+    /// 0 (park at once). Under a load that keeps the partners from running
+    /// at the same time every spin fails, so spinning should cost nothing.
+    static let minBudget = 250
+    /// At budget 0, one park in `probeInterval` spins the initial budget
+    /// instead (an average 125 ns per park), so a channel whose partners run
+    /// at once again (the load went away) finds out and its budget grows back.
     static let probeInterval = 32
     private static let probes = Atomic<Int>(0)
     /// At most half the online CPUs spin at once (at least one).
@@ -297,21 +316,24 @@ enum GoChanSpin {
     @usableFromInline
     static func spin(adapting c: UnsafeMutablePointer<GoChanControl>?, while blocked: () -> Bool) {
         if !blocked() { return }
+        var limit = c?.pointee.spinBudget.load(ordering: .relaxed) ?? initialBudget
+        let probing = limit == 0
+        if probing {
+            if probes.wrappingAdd(1, ordering: .relaxed).newValue % probeInterval != 0 { return }
+            limit = initialBudget
+        }
         if spinners.wrappingAdd(1, ordering: .relaxed).newValue > maxSpinners {
             spinners.wrappingSubtract(1, ordering: .relaxed)
             return
         }
         defer { spinners.wrappingSubtract(1, ordering: .relaxed) }
-        var limit = c?.pointee.spinBudget.load(ordering: .relaxed) ?? initialBudget
-        if limit <= minBudget && probes.wrappingAdd(1, ordering: .relaxed).newValue % probeInterval == 0 {
-            limit = initialBudget
-        }
         let start = now()
         var i = 0
         while blocked() {
             i &+= 1
             if i & 63 == 0 && now() &- start > limit {
-                c?.pointee.spinBudget.store(Swift.max(minBudget, limit / 2), ordering: .relaxed)
+                // A failed probe leaves the budget at 0.
+                if !probing { c?.pointee.spinBudget.store(limit / 2 < minBudget ? 0 : limit / 2, ordering: .relaxed) }
                 return
             }
         }

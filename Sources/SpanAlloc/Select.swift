@@ -74,7 +74,9 @@ public func select<Result>(_ cases: GoSelectCase<Result>..., timeout: Duration,
 /// its body. Choice, ordering and locking as in the blocking form.
 ///
 /// - Throws: `CancellationError` when the task is cancelled before a case
-///   was chosen; then no case took place (no value was sent or taken).
+///   was chosen and none is ready at once; then no case took place (no
+///   value was sent or taken). A case ready at once is chosen even in a
+///   cancelled task.
 public func select<Result>(_ cases: GoSelectCase<Result>...) async throws(CancellationError) -> Result {
     let i = try await goChanSelectAsync(cases.map(\.arm), timeout: nil)!
     return cases[i].body()
@@ -336,7 +338,12 @@ func goChanSelectBlocking(_ arms: [GoChanArm], nonBlocking: Bool, deadline: time
 /// queued, the claim is already taken when the continuation body runs and
 /// it resumes at once, so an early cancellation is never lost.
 func goChanSelectAsync(_ arms: [GoChanArm], timeout: Duration?) async throws(CancellationError) -> Int? {
-    if Task.isCancelled { throw CancellationError() }
+    // A cancelled task takes a ready case but never waits. (The single-case
+    // callers, async send and receive, have just tried theirs.)
+    if Task.isCancelled {
+        if arms.count > 1, let i = goChanSelectBlocking(arms, nonBlocking: true, deadline: nil) { return i }
+        throw CancellationError()
+    }
     let order = goChanPollOrder(arms.count)
     let controls = goChanLockOrder(arms)
     let sleeper = GoChanSleeper(isAsync: true)

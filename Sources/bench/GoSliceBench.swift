@@ -31,12 +31,13 @@ enum GoSliceBench {
             return Measurement(workload: workload, variant: variant, unit: "ns/op",
                                samples: samples, peakRSSBytes: nil)
         }
+        // The first variant of a workload is the baseline of its table: Array.
         return [
-            measure("slice.append-int", "GoSlice", appendGoSlice),
             measure("slice.append-int", "Array", appendArray),
             measure("slice.append-int", "ContiguousArray", appendContiguousArray),
-            measure("slice.make64", "GoSlice", makeGoSlice64),
+            measure("slice.append-int", "GoSlice", appendGoSlice),
             measure("slice.make64", "Array", makeArray64),
+            measure("slice.make64", "GoSlice", makeGoSlice64),
         ]
     }
 

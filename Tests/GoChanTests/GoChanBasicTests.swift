@@ -14,6 +14,7 @@ import Testing
         ch.send(5)
         #expect((2...5).map { _ in ch.receive()! } == [2, 3, 4, 5])
         #expect(ch.count == 0)
+        #expect(ch._checkInvariants() == nil)
     }
 
     @Test func ringWrapsAroundManyTimes() {
@@ -107,6 +108,7 @@ import Testing
         let t = TestThread { ch.send(3) }
         while ch.queuedSenders == 0 { sleepMilliseconds(1) }
         #expect(ch.count == 2)
+        #expect(ch._checkInvariants() == nil)      // a live sender on a full buffer
         #expect(ch.receive() == 1)
         t.join()                      // the sender was released by that receive
         #expect(ch.count == 2)
@@ -131,6 +133,7 @@ import Testing
         let results = Collected()
         let threads = (0..<3).map { _ in TestThread { results.add([ch.receive() ?? -1]) } }
         while ch.queuedReceivers < 3 { sleepMilliseconds(1) }
+        #expect(ch._checkInvariants() == nil)
         ch.close()
         for t in threads { t.join() }
         #expect(results.all.flatMap { $0 } == [-1, -1, -1])
@@ -153,5 +156,24 @@ func requireSendable<T: Sendable>(_: T.Type) {}
         #expect(try await ch.receive() == "from a task")
         #expect(try await ch.receive() == "from a thread")
         await joinAsync([th])
+    }
+}
+
+@Suite struct GoChanInvariantCheckerTests {
+    /// The checker itself must be able to fail: corrupt a ring index and
+    /// see it reported, then restore it.
+    @Test func checkerReportsACorruptRing() {
+        let ch = GoChan<Int>(capacity: 4)
+        #expect(ch.trySend(1))
+        #expect(ch._checkInvariants() == nil)
+        ch.control.pointee.lock.lock()
+        ch.control.state.pointee.sendx = 3
+        ch.control.pointee.lock.unlock()
+        #expect(ch._checkInvariants() != nil)
+        ch.control.pointee.lock.lock()
+        ch.control.state.pointee.sendx = 1
+        ch.control.pointee.lock.unlock()
+        #expect(ch._checkInvariants() == nil)
+        #expect(ch.receive() == 1)
     }
 }

@@ -3,34 +3,64 @@ import Testing
 @testable import SpanAlloc
 
 /// Cancelled async operations throw `CancellationError` exactly when they
-/// did not take place; a cancelled waiter leaves its queue; no value is lost
-/// or delivered twice.
+/// did not take place; a cancelled task completes ready operations but never
+/// waits; a cancelled waiter leaves its queue; no value is lost or delivered
+/// twice.
 @Suite struct GoChanCancellationTests {
     /// Cancels the current task.
     static func cancelSelf() { withUnsafeCurrentTask { $0!.cancel() } }
 
-    @Test func cancelledBeforeReceiveThrowsAndTakesNothing() async throws {
+    @Test func cancelledBeforeReceiveOnEmptyChannelThrowsWithoutWaiting() async throws {
         let ch = GoChan<Int>(capacity: 2)
-        #expect(ch.trySend(1))
         let r = await Task {
             Self.cancelSelf()
             return try await ch.receive()
         }.result
         #expect(throws: CancellationError.self) { try r.get() }
-        #expect(ch.count == 1)                 // the buffered value is still there
-        #expect(ch.queuedReceivers == 0)
-        #expect(try await ch.receive() == 1)
+        #expect(ch.queuedReceivers == 0)       // it never queued
+        #expect(ch.trySend(1))
+        #expect(ch.count == 1)                 // and takes nothing later
     }
 
-    @Test func cancelledBeforeSendThrowsAndSendsNothing() async throws {
+    @Test func cancelledTaskStillTakesAReadyValue() async throws {
+        let ch = GoChan<Int>(capacity: 2)
+        #expect(ch.trySend(1))
+        let r = await Task {
+            Self.cancelSelf()
+            let v = try await ch.receive()
+            let w = try? await ch.receive()     // now it would wait: throws
+            return (v, w)
+        }.result
+        let (v, w) = try r.get()
+        #expect(v == 1 && w == nil)
+        #expect(ch.count == 0 && ch.queuedReceivers == 0)
+    }
+
+    @Test func cancelledBeforeSendOnFullChannelThrowsAndSendsNothing() async throws {
         let ch = GoChan<Int>(capacity: 1)
+        #expect(ch.trySend(1))
         let r = await Task {
             Self.cancelSelf()
             try await ch.send(5)
         }.result
         #expect(throws: CancellationError.self) { try r.get() }
-        #expect(ch.count == 0)
+        #expect(ch.count == 1)
         #expect(ch.queuedSenders == 0)
+        #expect(try await ch.receive() == 1)
+    }
+
+    @Test func cancelledSelectTakesAReadyCaseButNeverWaits() async throws {
+        let a = GoChan<Int>(), b = GoChan<Int>(capacity: 1)
+        #expect(b.trySend(7))
+        let r = await Task {
+            Self.cancelSelf()
+            let first = try await select(a.onReceive { _ in -1 }, b.onReceive { $0! })
+            let second = try? await select(a.onReceive { _ in -1 }, b.onReceive { $0! })
+            return (first, second)
+        }.result
+        let (first, second) = try r.get()
+        #expect(first == 7 && second == nil)
+        #expect(a.queuedReceivers == 0 && b.queuedReceivers == 0)
     }
 
     @Test func cancelledWhileSuspendedOnReceive() async throws {
@@ -112,6 +142,7 @@ import Testing
                 cancelled += 1
             }
             #expect(ch.queuedReceivers == 0)
+            #expect(ch._checkInvariants() == nil)
         }
         #expect(delivered + cancelled == rounds)
     }
@@ -138,6 +169,7 @@ import Testing
             case .failure: #expect(taken == nil)
             }
             #expect(ch.queuedSenders == 0)
+            #expect(ch._checkInvariants() == nil)
         }
         tracker.expectAllDestroyedOnce()
     }

@@ -32,6 +32,7 @@ import Testing
         ch.close()
         for t in consumers { t.join() }
         checkTransfer(received: out.all, producers: Self.producers, perProducer: per)
+        #expect(ch._checkInvariants() == nil)
     }
 
     @Test(arguments: [0, 64])
@@ -59,6 +60,7 @@ import Testing
             return all
         }
         checkTransfer(received: received, producers: Self.producers, perProducer: per)
+        #expect(ch._checkInvariants() == nil)
     }
 
     @Test(arguments: [0, 64])
@@ -97,6 +99,7 @@ import Testing
         }
         await joinAsync(threadConsumers)
         checkTransfer(received: out.all, producers: Self.producers, perProducer: per)
+        #expect(ch._checkInvariants() == nil)
     }
 
     @Test func selectFanIn() {
@@ -116,6 +119,7 @@ import Testing
         }
         for t in producers { t.join() }
         checkTransfer(received: [got], producers: 2, perProducer: per)
+        #expect(a._checkInvariants() == nil && b._checkInvariants() == nil)
     }
 }
 

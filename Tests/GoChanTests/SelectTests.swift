@@ -134,6 +134,7 @@ import Glibc
         // Each round one side sends and the other receives what it sent.
         #expect(s[0] + s[1] > 0)
         #expect(x.queuedSenders + x.queuedReceivers + y.queuedSenders + y.queuedReceivers == 0)
+        #expect(x._checkInvariants() == nil && y._checkInvariants() == nil)
     }
 
     @Test func sameChannelTwiceInOneSelect() {
@@ -197,5 +198,46 @@ import Glibc
         b.close()
         #expect(try await t.value == "b-1")
         #expect(a.queuedReceivers == 0)
+    }
+}
+
+/// A value arriving as the timeout expires: either the select takes it or
+/// it times out and the value is still there to receive, never both and
+/// never neither.
+@Suite struct SelectTimeoutRaceTests {
+    static let rounds = TestScale.underTSan ? 100 : 400
+
+    @Test func blockingSelectTimeoutRacingASender() {
+        let ch = GoChan<Int>()
+        var viaSelect = 0, afterTimeout = 0
+        for i in 0..<Self.rounds {
+            let sender = TestThread { usleep(UInt32(i % 3) * 300); ch.send(i) }
+            let r = select(ch.onReceive { $0 }, timeout: .microseconds(400)) { nil }
+            if let v = r {
+                #expect(v == i)
+                viaSelect += 1
+            } else {
+                #expect(ch.receive() == i)      // the sender is still waiting
+                afterTimeout += 1
+            }
+            sender.join()
+            #expect(ch.queuedReceivers == 0 && ch.queuedSenders == 0)
+        }
+        #expect(viaSelect + afterTimeout == Self.rounds)
+    }
+
+    @Test func asyncSelectTimeoutRacingASender() async throws {
+        let ch = GoChan<Int>()
+        for i in 0..<Self.rounds {
+            let sender = TestThread { usleep(UInt32(i % 3) * 300); ch.send(i) }
+            let r = try await select(ch.onReceive { $0 }, timeout: .microseconds(400)) { nil }
+            if let v = r {
+                #expect(v == i)
+            } else {
+                #expect(try await ch.receive() == i)
+            }
+            await joinAsync([sender])
+            #expect(ch.queuedReceivers == 0 && ch.queuedSenders == 0)
+        }
     }
 }
