@@ -43,10 +43,12 @@ let package = Package(
         .target(name: "SpanAlloc", dependencies: ["CSpanAlloc"]),
         // Allocator workloads in C so every allocator runs identical code.
         .target(name: "CBenchKit", dependencies: ["CSpanAlloc"], path: "Sources/CBenchKit"),
+        // `bench explain`: the Go allocator questions answered by live experiments.
+        .target(name: "SpanAllocExplain", dependencies: ["SpanAlloc", "CSpanAlloc"]),
         .executableTarget(
             name: "bench",
             dependencies: [
-                "SpanAlloc", "CSpanAlloc", "CBenchKit",
+                "SpanAlloc", "CSpanAlloc", "CBenchKit", "SpanAllocExplain",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "AsyncAlgorithms", package: "swift-async-algorithms"),
             ]
@@ -56,6 +58,7 @@ let package = Package(
         .testTarget(name: "SpanAllocTests", dependencies: ["SpanAlloc", "CSpanAlloc", "SpanAllocTestSupport"]),
         .testTarget(name: "GoSliceTests", dependencies: ["SpanAlloc", "CSpanAlloc", "SpanAllocTestSupport"]),
         .testTarget(name: "GoChanTests", dependencies: ["SpanAlloc", "CSpanAlloc", "SpanAllocTestSupport"]),
+        .testTarget(name: "ExplainTests", dependencies: ["SpanAllocExplain", "SpanAlloc", "CSpanAlloc", "SpanAllocTestSupport"]),
         .testTarget(name: "BenchTests", dependencies: ["SpanAlloc", "CSpanAlloc"]),
         // Drives processes only (the C test program, real programs under
         // LD_PRELOAD, malloc-demo); it must not link SpanAllocMalloc itself.

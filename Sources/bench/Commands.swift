@@ -16,7 +16,7 @@ struct BenchCommand: AsyncParsableCommand {
             Ratios are relative to jemalloc measured in the same run.
             """,
         subcommands: [Compare.self, ReuseCommand.self, PreloadCommand.self, RunOne.self, ReuseOne.self, WorkloadMain.self,
-                      RenderCommand.self, IdleChild.self],
+                      RenderCommand.self, IdleChild.self, ExplainCommand.self],
         defaultSubcommand: Compare.self)
 }
 
