@@ -38,5 +38,7 @@ let package = Package(
         .testTarget(name: "GoSliceTests", dependencies: ["SpanAlloc", "CSpanAlloc"]),
         .testTarget(name: "GoChanTests", dependencies: ["SpanAlloc", "CSpanAlloc"]),
         .testTarget(name: "BenchTests", dependencies: ["SpanAlloc", "CSpanAlloc"]),
+        // Stress, fault injection, the bad-input catalogue, ASan and memory return (docs/reliability.md).
+        .testTarget(name: "ReliabilityTests", dependencies: ["SpanAlloc", "CSpanAlloc", "SpanAllocTestSupport"]),
     ]
 )
