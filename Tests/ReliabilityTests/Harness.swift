@@ -56,11 +56,12 @@ func errnoAfter<R>(_ body: () -> R) -> (result: R, errno: Int32) {
 /// the address the block was filled at (`origin`) and a per-block `seed`,
 /// so a block handed out twice, overwritten by a neighbour, or moved by
 /// realloc without its bytes shows up. Blocks above `fullLimit` bytes are
-/// filled in their first and last 16 KiB and one word per 4 KiB between
-/// (every page is touched, the check stays cheap).
+/// filled in their first and last 16 KiB and one word per 32 KiB between
+/// (so the check stays cheap and most pages stay untouched).
 struct BlockPattern {
     static let fullLimit = 64 << 10
     static let edge = 16 << 10
+    static let gap = 32 << 10
 
     @inline(__always)
     static func word(origin: UInt, seed: UInt64, offset: Int) -> UInt64 {
@@ -76,7 +77,7 @@ struct BlockPattern {
             for w in 0..<words where !body(w * 8) { return false }
         } else {
             for o in stride(from: 0, to: edge, by: 8) where !body(o) { return false }
-            for o in stride(from: edge, to: size - edge, by: 4096) where !body(o) { return false }
+            for o in stride(from: edge, to: size - edge, by: gap) where !body(o) { return false }
             for o in stride(from: (size - edge) & ~7, to: words * 8, by: 8) where !body(o) { return false }
         }
         // The odd tail bytes.
@@ -117,7 +118,7 @@ struct BlockPattern {
     }
 
     /// Whether the block is zero where the pattern would go (every byte up
-    /// to `fullLimit`, the edges and one word per 4 KiB above).
+    /// to `fullLimit`, the edges and one word per 32 KiB above).
     static func isZero(_ p: UnsafeRawPointer, size: Int) -> Bool {
         offsets(size) { o in
             o + 8 <= size ? p.loadUnaligned(fromByteOffset: o, as: UInt64.self) == 0
