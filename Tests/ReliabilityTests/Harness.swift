@@ -172,31 +172,34 @@ struct WyRand: RandomNumberGenerator {
 
 // MARK: - Threads
 
-/// Threads started together and joined together (Foundation `Thread`s with
-/// a counting join, so each body runs on a thread of its own).
-final class ThreadGang: @unchecked Sendable {
-    private let done = NSCondition()
-    private var running = 0
+/// Threads started together and joined together. POSIX threads, joined
+/// with `pthread_join`: when `run` returns, every thread has exited and its
+/// thread-exit work (SpanAlloc hands its cache back) is done, so the heap
+/// checker may run. (Foundation's `Thread` cannot be joined.)
+enum ThreadGang {
+    private final class Body {
+        let run: () -> Void
+        init(_ run: @escaping () -> Void) { self.run = run }
+    }
 
     /// Runs `body(i)` for every i in 0..<count on its own thread and waits
-    /// until all have returned.
+    /// until all have exited.
     static func run(_ count: Int, _ body: @escaping @Sendable (Int) -> Void) {
-        let gang = ThreadGang()
-        gang.running = count
-        for i in 0..<count {
-            let t = Thread {
-                body(i)
-                gang.done.lock()
-                gang.running -= 1
-                gang.done.signal()
-                gang.done.unlock()
-            }
-            t.stackSize = 1 << 20
-            t.start()
+        let ids = (0..<count).map { i -> pthread_t in
+            var attr = pthread_attr_t()
+            pthread_attr_init(&attr)
+            pthread_attr_setstacksize(&attr, 1 << 20)
+            defer { pthread_attr_destroy(&attr) }
+            var id = pthread_t()
+            let box = Unmanaged.passRetained(Body { body(i) }).toOpaque()
+            let rc = pthread_create(&id, &attr, { raw in
+                Unmanaged<Body>.fromOpaque(raw!).takeRetainedValue().run()
+                return nil
+            }, box)
+            precondition(rc == 0, "pthread_create: \(rc)")
+            return id
         }
-        gang.done.lock()
-        while gang.running > 0 { gang.done.wait() }
-        gang.done.unlock()
+        for id in ids { pthread_join(id, nil) }
     }
 }
 

@@ -194,7 +194,7 @@ extension ReliabilityTests {
             #expect(c.failedAllocs == 0, "allocations refused with memory available")
             #expect(c.handedOver == c.receivedFrees, "every handed-over block was freed by its receiver")
             #expect(c.classesUsed.count == 67 || Sanitizer.any, "every size class was used")
-            #expect(c.operations >= 300 * threads, "the run did real work")
+            #expect(c.operations >= (Sanitizer.any ? 100 : 300) * threads, "the run did real work")
             // Balanced: everything allocated was freed, and the checker agrees.
             #expect(after.mallocs - before.mallocs == after.frees - before.frees,
                     "mallocs \(after.mallocs - before.mallocs) vs frees \(after.frees - before.frees)")
