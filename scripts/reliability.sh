@@ -17,7 +17,7 @@ log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 if ! scripts/fuzz.sh > "$log" 2>&1; then
     cat "$log"
-    echo "== reliability: the fuzzer found a crash (input in .build/fuzz/artifacts/); see docs/reliability.md"
+    echo "== reliability: scripts/fuzz.sh failed (a crash leaves its input in .build/fuzz/artifacts/; see docs/reliability.md)"
     exit 1
 fi
 grep -v -E '^\s+NEW_FUNC|^#[0-9]+ +(INITED|DONE)' "$log" | tail -n 12
