@@ -21,8 +21,14 @@ func reportAddress(_ p: UnsafeRawPointer) {
 /// boundary, invalid alignments through both APIs, and the Swift face's traps.
 extension ReliabilityTests {
     @Suite struct BadInputCatalogue {
-        /// Bad inputs tried by the non-exit tests (each exit test is one more).
+        /// Bad inputs tried by the non-exit tests (each exit test is one
+        /// more), printed as a running total for the closing counts.
         static let tried = Guarded(0)
+
+        static func tally(_ n: Int, _ what: String) {
+            let total = tried.withLock { $0 += n; return $0 }
+            print("bad inputs tried: \(n) (\(what)); \(total) by the non-exit tests so far")
+        }
 
         static let freedWords = ["already freed", "double free", "not allocated"]
         static let foreignWords = ["not allocated", "not owned", "foreign"]
@@ -234,7 +240,7 @@ extension ReliabilityTests {
                 #expect(spanHeap.usableSize(of: b.pointer) >= start)
                 sa_free(b.pointer)
             }
-            Self.tried.withLock { $0 += tried }
+            Self.tally(tried, "size \(size) on every entry point")
         }
 
         /// calloc's count × size at the overflow boundary.
@@ -250,7 +256,7 @@ extension ReliabilityTests {
             let (p, err) = errnoAfter { sa_calloc(Int(bitPattern: count), Int(bitPattern: size), 0) }
             #expect(p == nil)
             #expect(err == ENOMEM)
-            Self.tried.withLock { $0 += 1 }
+            Self.tally(1, "calloc \(count) × \(size)")
         }
 
         /// Zero elements, or elements of zero bytes, are a valid (empty) request.
@@ -260,7 +266,7 @@ extension ReliabilityTests {
             #expect(a != b)
             sa_free(a)
             sa_free(b)
-            Self.tried.withLock { $0 += 2 }
+            Self.tally(2, "calloc of zero bytes")
         }
 
         /// Alignments that are not a power of two up to 1 GiB: EINVAL from
@@ -275,7 +281,7 @@ extension ReliabilityTests {
                     #expect(q == nil && err2 == EINVAL, "SpanHeap alignment \(alignment)")
                 }
             }
-            Self.tried.withLock { $0 += 4 }
+            Self.tally(alignment > 8 ? 8 : 4, "alignment \(alignment)")
         }
 
         /// NULL and foreign or freed pointers given to the read-only calls
@@ -299,7 +305,7 @@ extension ReliabilityTests {
                 if let p { #expect(!sa_span_of(p, &info), "\(p) has a span") }
             }
             sa_free(nil)  // freeing NULL does nothing
-            Self.tried.withLock { $0 += candidates.count + 1 }
+            Self.tally(3 * candidates.count + 1, "introspection of pointers it does not own")
         }
 
         // MARK: The Swift face
