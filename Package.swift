@@ -5,6 +5,9 @@ let package = Package(
     name: "SpanAlloc",
     products: [
         .library(name: "SpanAlloc", targets: ["SpanAlloc"]),
+        // Linked into an executable, makes SpanAlloc the allocator of the whole
+        // process (malloc, free, …, Swift runtime included). See docs/malloc.md.
+        .library(name: "SpanAllocMalloc", targets: ["SpanAllocMalloc"]),
         .executable(name: "bench", targets: ["bench"]),
     ],
     dependencies: [
@@ -20,10 +23,20 @@ let package = Package(
                 .define("_GNU_SOURCE"),
             ]
         ),
+        // The libc allocation API over CSpanAlloc. Only executables that want
+        // SpanAlloc as their malloc link it; scripts/build-preload.sh builds the
+        // same sources into the LD_PRELOAD library.
+        .target(
+            name: "SpanAllocMalloc",
+            dependencies: ["CSpanAlloc"],
+            cSettings: [.define("_GNU_SOURCE")]
+        ),
+        // A Swift program whose malloc is SpanAlloc's; prints what its MemStats saw.
+        .executableTarget(name: "malloc-demo", dependencies: ["SpanAllocMalloc", "SpanAlloc"]),
         // The Swift face: SpanHeap, MemStats, SpanInfo, GoSlice, GoChan.
         .target(name: "SpanAlloc", dependencies: ["CSpanAlloc"]),
         // Allocator workloads in C so every allocator runs identical code.
-        .target(name: "CBenchKit", path: "Sources/CBenchKit"),
+        .target(name: "CBenchKit", dependencies: ["CSpanAlloc"], path: "Sources/CBenchKit"),
         .executableTarget(
             name: "bench",
             dependencies: [
@@ -40,5 +53,8 @@ let package = Package(
         .testTarget(name: "BenchTests", dependencies: ["SpanAlloc", "CSpanAlloc"]),
         // Stress, fault injection, the bad-input catalogue, ASan and memory return (docs/reliability.md).
         .testTarget(name: "ReliabilityTests", dependencies: ["SpanAlloc", "CSpanAlloc", "SpanAllocTestSupport"]),
+        // Drives processes only (the C test program, real programs under
+        // LD_PRELOAD, malloc-demo); it must not link SpanAllocMalloc itself.
+        .testTarget(name: "MallocTests"),
     ]
 )

@@ -6,4 +6,5 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 ./scripts/setup.sh
 swift build -c release --product bench >&2
+./scripts/build-preload.sh >&2   # the LD_PRELOAD library, for `bench preload`
 exec .build/release/bench "$@"

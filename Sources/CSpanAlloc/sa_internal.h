@@ -36,6 +36,7 @@
 #define SA_ACQUIRE memory_order_acquire
 #define SA_RELEASE memory_order_release
 #define SA_SEQCST memory_order_seq_cst
+#define SA_ACQ_REL memory_order_acq_rel
 
 /* ---- geometry ----------------------------------------------------------- */
 
@@ -72,10 +73,39 @@ __attribute__((format(printf, 1, 2))) SA_HIDDEN void sa_log(const char *fmt, ...
 
 /* ---- locks --------------------------------------------------------------- */
 
+/* Lock order (rank): the stats lock, the mcache registry, the heap, then
+ * the mcentrals in spanClass order. Debug builds (NDEBUG undefined) check
+ * every acquisition against the ranks the thread already holds and stop
+ * on an inversion. */
 typedef pthread_mutex_t sa_lock_t;
 #define SA_LOCK_INIT PTHREAD_MUTEX_INITIALIZER
-static inline void sa_lock(sa_lock_t *l) { pthread_mutex_lock(l); }
-static inline void sa_unlock(sa_lock_t *l) { pthread_mutex_unlock(l); }
+#ifndef NDEBUG
+SA_HIDDEN void sa_lockrank_acquire(const sa_lock_t *l);
+SA_HIDDEN void sa_lockrank_release(const sa_lock_t *l);
+SA_HIDDEN void sa_lockrank_reset(void);
+#else
+#define sa_lockrank_acquire(l) ((void)0)
+#define sa_lockrank_release(l) ((void)0)
+#define sa_lockrank_reset() ((void)0)
+#endif
+static inline void sa_lock(sa_lock_t *l) { sa_lockrank_acquire(l); pthread_mutex_lock(l); }
+static inline void sa_unlock(sa_lock_t *l) { pthread_mutex_unlock(l); sa_lockrank_release(l); }
+
+/* ---- AddressSanitizer ---------------------------------------------------- */
+
+/* Built with ASan, SpanAlloc poisons free memory and the tail of each block
+ * past the requested size, so use-after-free and overflows on its memory are
+ * reported. sa_usable_size still answers the class size. */
+#if defined(__SANITIZE_ADDRESS__) || __has_feature(address_sanitizer)
+#include <sanitizer/asan_interface.h>
+#define SA_ASAN 1
+#define SA_POISON(p, n) ASAN_POISON_MEMORY_REGION((const void *)(p), (n))
+#define SA_UNPOISON(p, n) ASAN_UNPOISON_MEMORY_REGION((const void *)(p), (n))
+#else
+#define SA_ASAN 0
+#define SA_POISON(p, n) ((void)(p), (void)(n))
+#define SA_UNPOISON(p, n) ((void)(p), (void)(n))
+#endif
 
 /* ---- spans (sa_mspan.c) -------------------------------------------------- */
 
@@ -86,7 +116,11 @@ enum {
     SA_SPAN_LARGE = 3, /* holds one large object */
 };
 
-enum { SA_LIST_NONE = 0, SA_LIST_PARTIAL = 1, SA_LIST_FULL = 2, SA_LIST_BIN = 3 };
+/* Which list a span is on: NONE (a cache's current span, or in transit),
+ * mcentral's PARTIAL / FULL, mheap's BIN, or its owning cache's CPARTIAL /
+ * CFULL (spans the cache still owns but does not allocate from). */
+enum { SA_LIST_NONE = 0, SA_LIST_PARTIAL = 1, SA_LIST_FULL = 2, SA_LIST_BIN = 3,
+       SA_LIST_CPARTIAL = 4, SA_LIST_CFULL = 5 };
 
 struct sa_mcache;
 
@@ -102,6 +136,12 @@ struct sa_mcache;
  *                  (a free sets the bit first, then counts it).
  *   owner == NULL  ⇔ the span is on mcentral's partial or full list, and
  *                  then freeBits is empty (the owner swept it when uncaching).
+ *   owner == c     ⇔ the span is c's current span for its spanClass, or on
+ *                  c's own partial or full list. A thread keeps the spans it
+ *                  filled, so its frees into them are plain stores (mimalloc
+ *                  keeps pages per thread heap the same way); they go back to
+ *                  mcentral when the thread exits or flushes, and to mheap as
+ *                  soon as the thread frees their last object.
  * A free run (state FREE) uses only base, npages, the list links and the
  * free-run fields; its first and last page map to it, interior pages map to NULL.
  */
@@ -131,6 +171,7 @@ typedef struct sa_mspan {
     uint8_t list;                        /* SA_LIST_* */
     uint8_t needzero;                    /* large: pages may hold old data */
     uint8_t fresh;                       /* pages were never used by an earlier span */
+    uint32_t nlocalfree;                 /* owner's frees since the last sweep (non-current spans) */
     struct sa_mspan *next, *prev;        /* central list or heap bin */
     uint64_t freed_ns;                   /* free run: when it last grew */
 
@@ -252,6 +293,11 @@ typedef struct sa_mcache {
     void *last;                                /* last fast-path allocation, until freed or superseded */
     sa_mspan *lastspan;                        /* its span */
     sa_mspan *alloc[SA_NUM_SPAN_CLASSES];      /* never NULL: &sa_emptyspan when none */
+    sa_mspan *partial[SA_NUM_SPAN_CLASSES];    /* owned spans with frees since they were current */
+    sa_mspan *full[SA_NUM_SPAN_CLASSES];       /* owned spans that were full when they stopped being current */
+    uint16_t npartial[SA_NUM_SPAN_CLASSES];    /* length of partial[] */
+    /* set by a remote free into an owned span of the class: look at full[] */
+    _Atomic uint8_t remote_hint[SA_NUM_SPAN_CLASSES];
     /* counters: written by the owning thread with relaxed stores, read by stats */
     _Atomic uint64_t nmalloc[SA_NUM_CLASSES];
     _Atomic uint64_t nfree[SA_NUM_CLASSES];
@@ -270,12 +316,16 @@ SA_HIDDEN sa_mcache *sa_cache_create(void);
 /* Slow path of small allocation: refill the cache's span for spanclass. */
 SA_HIDDEN void *sa_cache_next_free(sa_mcache *c, int spanclass);
 SA_HIDDEN void sa_cache_flush(sa_mcache *c);
+/* The owner freed into one of its spans that is not the current one. */
+SA_HIDDEN void sa_cache_free_owned(sa_mcache *c, sa_mspan *s);
 /* Sums the counters of every cache, live and exited. */
 typedef struct sa_cache_totals {
     uint64_t nmalloc[SA_NUM_CLASSES], nfree[SA_NUM_CLASSES];
     uint64_t nremote, nrefill, nsweep, ngrow, nexited;
 } sa_cache_totals;
 SA_HIDDEN void sa_cache_totals_read(sa_cache_totals *t);
+SA_HIDDEN extern sa_lock_t sa_registry_lock_v;
+SA_HIDDEN extern sa_lock_t sa_stats_lock;
 SA_HIDDEN void sa_registry_lock(void);
 SA_HIDDEN void sa_registry_unlock(void);
 SA_HIDDEN void sa_registry_reinit(void);

@@ -114,6 +114,7 @@ SA_SLOW_PATH static void *alloc_large(size_t size, size_t align_pages, unsigned 
     sa_mspan *s = sa_heap_alloc_span(npages, align_pages, (int)(flags & SA_NOSCAN), NULL);
     if (!s) { errno = ENOMEM; return NULL; }
     void *p = (void *)s->base;
+    SA_UNPOISON(p, size);
     if ((flags & SA_ZERO) && s->needzero) memset(p, 0, size);
     if (SA_UNLIKELY(atomic_load_explicit(&hook, SA_RELAXED))) call_hook(SA_EVENT_ALLOC, p, size);
     return p;
@@ -126,6 +127,7 @@ SA_SLOW_PATH static void *alloc_small_slow(int cls, size_t size, unsigned flags)
     if (c->last) c->last = NULL; /* the LIFO shortcut covers fast-path allocations only */
     void *p = sa_cache_next_free(c, spc);
     if (SA_UNLIKELY(!p)) return NULL;
+    SA_UNPOISON(p, size);
     if (flags & SA_ZERO) memset(p, 0, size);
     if (SA_UNLIKELY(atomic_load_explicit(&hook, SA_RELAXED))) call_hook(SA_EVENT_ALLOC, p, size);
     return p;
@@ -148,12 +150,14 @@ SA_FAST_PATH void *alloc_small(int cls, size_t size, unsigned flags) {
         void *p = (void *)(s->base + (uintptr_t)idx * s->elemsize);
         c->last = p;
         c->lastspan = s;
+        SA_UNPOISON(p, size);
         return p;
     }
     return alloc_small_slow(cls, size, flags);
 }
 
-SA_SLOW_PATH static void *alloc_medium_or_large(size_t size, unsigned flags) {
+/* Not cold: sizes 1 KiB...32 KiB are common. */
+__attribute__((noinline)) static void *alloc_medium_or_large(size_t size, unsigned flags) {
     if (size <= SA_MAX_SMALL_SIZE) return alloc_small(size_to_class(size), size, flags);
     return alloc_large(size, 1, flags);
 }
@@ -224,12 +228,20 @@ SA_SLOW_PATH static void free_remote(sa_mcache *c, sa_mspan *s, uint32_t idx, co
     uint32_t fi = __atomic_load_n(&s->freeindex, __ATOMIC_ACQUIRE);
     if (SA_UNLIKELY(idx >= fi && !(__atomic_load_n(&s->allocBits[idx >> 6], __ATOMIC_RELAXED) & m)))
         sa_fatal("double free (or free of an unallocated object) of pointer %p", p);
+    /* Poison before the bit is published: once it is set, the owner may
+     * sweep the slot and hand it out again. */
+    SA_POISON(p, s->elemsize);
     uint64_t old = __atomic_fetch_or(&SA_SPAN_REMOTE(s)[idx >> 6], m, __ATOMIC_SEQ_CST);
     if (SA_UNLIKELY(old & m)) sa_fatal("double free of pointer %p", p);
     int32_t n = atomic_fetch_add_explicit(&s->remoteFreed, 1, SA_SEQCST) + 1;
-    if (atomic_load_explicit(&s->owner, SA_SEQCST) == NULL) {
+    sa_mcache *owner = atomic_load_explicit(&s->owner, SA_SEQCST);
+    if (owner == NULL) {
         int32_t allocated = (int32_t)atomic_load_explicit(&s->allocCount, SA_RELAXED);
         if (n == 1 || n >= allocated) sa_central_free_fixup(s, id);
+    } else if (n == 1) {
+        /* Tell the owner one of its spans has frees to sweep. Caches are never
+         * unmapped, so a stale owner only gets a spurious look. */
+        atomic_store_explicit(&owner->remote_hint[s->spanclass], 1, SA_RELEASE);
     }
     if (c == &sa_emptycache) c = sa_cache_create();
     if (SA_LIKELY(c)) {
@@ -258,6 +270,8 @@ SA_SLOW_PATH static void free_slow(void *p) {
         if (!sa_span_slot_allocated(s, idx)) sa_fatal("double free (or free of an unallocated object) of pointer %p", p);
         SA_SPAN_FREEW(s)[w] |= m;
         sa_counter_inc(&c->nfree[s->sizeclass]);
+        SA_POISON(p, s->elemsize);
+        if (s->list != SA_LIST_NONE) sa_cache_free_owned(c, s);
         return;
     }
     free_remote(c, s, idx, p);
@@ -293,7 +307,7 @@ SA_FAST_PATH bool free_last(sa_mcache *c, void *p) {
     s->allocCache = (cache << 1) | 1;
     SA_STORE(s->freeindex, idx);
     sa_counter_inc(&c->nfree[s->sizeclass]);
-    (void)p;
+    SA_POISON(p, s->elemsize);
     return true;
 }
 
@@ -335,6 +349,9 @@ void sa_free(void *p) {
     }
     freew[w] |= m;
     sa_counter_inc(&c->nfree[s->sizeclass]);
+    SA_POISON(p, s->elemsize);
+    /* Not the current span but one the thread filled earlier. */
+    if (SA_UNLIKELY(s->list != SA_LIST_NONE)) sa_cache_free_owned(c, s);
 }
 
 size_t sa_usable_size(const void *p) {
@@ -354,18 +371,24 @@ void *sa_realloc(void *p, size_t size) {
     unsigned flags = s->spanclass & 1;
     size_t old = s->elemsize;
     if (s->sizeclass) {
-        if (size <= old && size_to_class(size) == s->sizeclass) return p;
+        if (size <= old && size_to_class(size) == s->sizeclass) {
+            SA_UNPOISON(p, size);
+            SA_POISON((char *)p + size, old - size);
+            return p;
+        }
     } else if (size > SA_MAX_SMALL_SIZE) {
         if (size > SA_MAX_ALLOC) { errno = ENOMEM; return NULL; }
         size_t npages = (size + SA_PAGE_SIZE - 1) >> SA_PAGE_SHIFT;
-        if (npages <= s->npages) {
-            sa_heap_resize_large(s, npages);
+        if (npages <= s->npages || sa_heap_resize_large(s, npages)) {
+            if (npages < s->npages) sa_heap_resize_large(s, npages);
+            SA_UNPOISON(p, size);
+            SA_POISON((char *)p + size, s->elemsize - size);
             return p;
         }
-        if (sa_heap_resize_large(s, npages)) return p;
     }
     void *q = sa_alloc(size, flags);
     if (!q) return NULL;
+    SA_UNPOISON(p, old); /* the old block's tail may be poisoned; it is freed next */
     memcpy(q, p, size < old ? size : old);
     sa_free(p);
     return q;
@@ -373,9 +396,11 @@ void *sa_realloc(void *p, size_t size) {
 
 /* ---- statistics ------------------------------------------------------------ */
 
+sa_lock_t sa_stats_lock = SA_LOCK_INIT;
+#define stats_lock sa_stats_lock
+
 void sa_read_mem_stats(sa_mem_stats *out) {
     static sa_cache_totals t; /* large: keep it off the stack of small threads */
-    static sa_lock_t stats_lock = SA_LOCK_INIT;
     sa_lock(&stats_lock);
     sa_cache_totals_read(&t);
     memset(out, 0, sizeof *out);
@@ -461,6 +486,9 @@ size_t sa_mem_stats_json(char *buf, size_t cap) {
 /* ---- scavenger, thread caches ----------------------------------------------- */
 
 size_t sa_scavenge(size_t bytes) {
+    /* As Go's debug.FreeOSMemory: hand back what the caller caches and what
+     * sits empty in mcentral, then release idle pages. */
+    sa_cache_flush(sa_get_cache());
     sa_central_reclaim();
     return sa_heap_scavenge(bytes, false);
 }
@@ -470,7 +498,45 @@ void sa_set_scavenge_config(const sa_scavenge_config *cfg) { sa_heap_config(NULL
 
 void sa_thread_flush(void) { sa_cache_flush(sa_get_cache()); }
 
-/* ---- locks: fork and the checker --------------------------------------------- */
+/* ---- locks: ranks, fork and the checker ---------------------------------------- */
+
+#ifndef NDEBUG
+/* Ranks held by this thread, in acquisition order (fork_prepare holds all). */
+static __thread int held[SA_NUM_SPAN_CLASSES + 8] __attribute__((tls_model("initial-exec")));
+static __thread int nheld __attribute__((tls_model("initial-exec")));
+
+static int lock_rank(const sa_lock_t *l) {
+    if (l == &sa_stats_lock) return 0;
+    if (l == &sa_registry_lock_v) return 1;
+    if (l == &sa_heap.lock) return 2;
+    uintptr_t a = (uintptr_t)l, c0 = (uintptr_t)&sa_central[0];
+    if (a >= c0 && a < (uintptr_t)&sa_central[SA_NUM_SPAN_CLASSES]) return 3 + (int)((a - c0) / sizeof(sa_mcentral));
+    return -1;
+}
+
+void sa_lockrank_acquire(const sa_lock_t *l) {
+    int r = lock_rank(l);
+    if (r < 0) return;
+    if (nheld && held[nheld - 1] >= r)
+        sa_fatal("lock order violation: taking lock rank %d while holding rank %d", r, held[nheld - 1]);
+    if (nheld < (int)(sizeof held / sizeof held[0])) held[nheld++] = r;
+}
+
+void sa_lockrank_release(const sa_lock_t *l) {
+    int r = lock_rank(l);
+    if (r < 0) return;
+    for (int i = nheld - 1; i >= 0; i--) {
+        if (held[i] == r) {
+            for (int j = i; j < nheld - 1; j++) held[j] = held[j + 1];
+            nheld--;
+            return;
+        }
+    }
+    sa_fatal("lock order: releasing lock rank %d that is not held", r);
+}
+
+void sa_lockrank_reset(void) { nheld = 0; }
+#endif
 
 void sa_fork_prepare(void) {
     sa_registry_lock();
@@ -485,6 +551,7 @@ void sa_fork_parent(void) {
 }
 
 void sa_fork_child(void) {
+    sa_lockrank_reset();
     pthread_mutex_init(&sa_heap.lock, NULL);
     for (int i = 0; i < SA_NUM_SPAN_CLASSES; i++) pthread_mutex_init(&sa_central[i].lock, NULL);
     sa_registry_reinit();

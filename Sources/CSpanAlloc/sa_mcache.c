@@ -22,7 +22,8 @@ sa_mspan sa_emptyspan; /* allocCache 0, nelems 0: never allocates */
 sa_mcache sa_emptycache = {.alloc = {[0 ... SA_NUM_SPAN_CLASSES - 1] = &sa_emptyspan}};
 __thread sa_mcache *sa_tls_cache __attribute__((tls_model("initial-exec"))) = &sa_emptycache;
 
-static sa_lock_t registry_lock = SA_LOCK_INIT;
+sa_lock_t sa_registry_lock_v = SA_LOCK_INIT;
+#define registry_lock sa_registry_lock_v
 static sa_mcache *registry;
 static sa_fixalloc cache_alloc = {.size = (sizeof(sa_mcache) + 63) & ~(size_t)63};
 static sa_cache_totals exited; /* counters of threads that exited */
@@ -44,8 +45,15 @@ sa_mcache *sa_cache_create(void) {
         sa_unlock(&registry_lock);
         return NULL;
     }
-    memset(c, 0, sizeof *c);
-    for (int i = 0; i < SA_NUM_SPAN_CLASSES; i++) c->alloc[i] = &sa_emptyspan;
+    /* remote_hint may still be written by a late remote free aimed at the
+     * cache this memory held before: clear it with atomic stores. */
+    memset(c, 0, offsetof(sa_mcache, remote_hint));
+    memset((char *)c + offsetof(sa_mcache, remote_hint) + sizeof c->remote_hint, 0,
+           sizeof *c - offsetof(sa_mcache, remote_hint) - sizeof c->remote_hint);
+    for (int i = 0; i < SA_NUM_SPAN_CLASSES; i++) {
+        c->alloc[i] = &sa_emptyspan;
+        atomic_store_explicit(&c->remote_hint[i], 0, SA_RELAXED);
+    }
     c->live = true;
     c->rnext = registry;
     if (registry) registry->rprev = c;
@@ -54,6 +62,97 @@ sa_mcache *sa_cache_create(void) {
     sa_tls_cache = c;
     pthread_setspecific(cache_key, c);
     return c;
+}
+
+/* ---- the cache's own span lists (owner thread only) ---------------------- */
+
+/* A span the thread empties by its own frees goes back to mheap at once
+ * when the thread already holds this many partial spans of the class;
+ * below that it stays for reuse (a class whose live objects churn would
+ * otherwise trade spans with mheap all the time). */
+#define SA_OWN_KEEP 2
+
+static void own_push(sa_mcache *c, int spc, sa_mspan *s, int which) {
+    sa_mspan **head = which == SA_LIST_CFULL ? &c->full[spc] : &c->partial[spc];
+    if (which == SA_LIST_CPARTIAL) c->npartial[spc]++;
+    s->list = (uint8_t)which;
+    s->prev = NULL;
+    s->next = *head;
+    if (*head) (*head)->prev = s;
+    *head = s;
+}
+
+static void own_remove(sa_mcache *c, int spc, sa_mspan *s) {
+    sa_mspan **head = s->list == SA_LIST_CFULL ? &c->full[spc] : &c->partial[spc];
+    if (s->list == SA_LIST_CPARTIAL) c->npartial[spc]--;
+    if (s->prev) s->prev->next = s->next; else *head = s->next;
+    if (s->next) s->next->prev = s->prev;
+    s->next = s->prev = NULL;
+    s->list = SA_LIST_NONE;
+}
+
+/* Hands a span the cache owns back to mcentral (mheap if it is empty). */
+static void own_release(sa_mspan *s) {
+    uint32_t nfree = sa_span_sweep(s);
+    sa_central_uncache_span(s, s->nelems - nfree);
+}
+
+void sa_cache_free_owned(sa_mcache *c, sa_mspan *s) {
+    int spc = s->spanclass;
+    s->nlocalfree++;
+    int32_t remote = atomic_load_explicit(&s->remoteFreed, SA_RELAXED);
+    if ((int64_t)atomic_load_explicit(&s->allocCount, SA_RELAXED) - s->nlocalfree - (remote > 0 ? remote : 0) <= 0 &&
+        c->npartial[spc] >= SA_OWN_KEEP) {
+        /* Its last object, and the thread has spans enough to allocate
+         * from: the pages go back to mheap, for any class. */
+        own_remove(c, spc, s);
+        own_release(s);
+        return;
+    }
+    if (s->list == SA_LIST_CFULL) {
+        own_remove(c, spc, s);
+        own_push(c, spc, s, SA_LIST_CPARTIAL);
+    }
+}
+
+/* A sweep costs a pass over the span's bitmap words, so a span is worth
+ * allocating from again when the sweep recovered two slots per word (any
+ * slot for one-word spans); with fewer, the thread takes another span and
+ * lets frees accumulate. (With a sweep per recovered slot, a class whose
+ * live objects fill a 1024-slot span would pay 16 words per allocation.) */
+static inline uint32_t sweep_worth(const sa_mspan *s) { return s->nwords == 1 ? 1 : 2u * s->nwords; }
+
+/* Spans looked at per refill, so a long owned list costs a bounded time. */
+#define SA_OWN_SCAN 8
+
+/* A span the cache owns, swept, worth allocating from; NULL if none is. */
+static sa_mspan *own_take(sa_mcache *c, int spc) {
+    if (atomic_load_explicit(&c->remote_hint[spc], SA_RELAXED) &&
+        atomic_exchange_explicit(&c->remote_hint[spc], 0, SA_ACQ_REL)) {
+        /* Remote frees landed in owned spans: full ones that got some move up. */
+        sa_mspan *next;
+        for (sa_mspan *s = c->full[spc]; s; s = next) {
+            next = s->next;
+            if (atomic_load_explicit(&s->remoteFreed, SA_ACQUIRE) > 0) {
+                own_remove(c, spc, s);
+                own_push(c, spc, s, SA_LIST_CPARTIAL);
+            }
+        }
+    }
+    sa_mspan *s, *low = NULL;
+    for (int n = 0; n < SA_OWN_SCAN && (s = c->partial[spc]) != NULL; n++) {
+        own_remove(c, spc, s);
+        uint32_t nfree = sa_span_sweep(s);
+        if (nfree >= sweep_worth(s)) {
+            while (low) { sa_mspan *l = low; low = l->next; own_push(c, spc, l, SA_LIST_CPARTIAL); }
+            return s;
+        }
+        if (nfree == 0) { own_push(c, spc, s, SA_LIST_CFULL); continue; }
+        s->next = low; /* keep it aside while the scan goes on */
+        low = s;
+    }
+    while (low) { sa_mspan *l = low; low = l->next; own_push(c, spc, l, SA_LIST_CPARTIAL); }
+    return NULL;
 }
 
 void *sa_cache_next_free(sa_mcache *c, int spc) {
@@ -66,21 +165,32 @@ void *sa_cache_next_free(sa_mcache *c, int spc) {
     if (s != &sa_emptyspan) {
         idx = sa_span_next_free_index(s);
         if (idx < s->nelems) goto got;
-        /* Exhausted: sweep the frees it collected since the last sweep and
-         * keep the span if that freed anything. */
+        /* Exhausted: sweep the frees it collected since it was last swept
+         * and keep it if that recovered enough slots. */
         uint32_t nfree = sa_span_sweep(s);
-        if (nfree) {
+        if (nfree >= sweep_worth(s)) {
             sa_counter_inc(&c->nsweep);
             idx = sa_span_next_free_index(s);
             goto got;
         }
         c->alloc[spc] = &sa_emptyspan;
-        sa_central_uncache_span(s, s->nelems);
+        own_push(c, spc, s, nfree ? SA_LIST_CPARTIAL : SA_LIST_CFULL);
     }
-    s = sa_central_cache_span(spc, c);
-    if (!s) { errno = ENOMEM; return NULL; }
+    s = own_take(c, spc);
+    if (s) {
+        sa_counter_inc(&c->nsweep);
+    } else {
+        s = sa_central_cache_span(spc, c);
+        if (!s) {
+            /* Out of memory: settle for an owned span with any free slot. */
+            s = c->partial[spc];
+            if (!s) { errno = ENOMEM; return NULL; }
+            own_remove(c, spc, s);
+        } else {
+            sa_counter_inc(&c->nrefill);
+        }
+    }
     c->alloc[spc] = s;
-    sa_counter_inc(&c->nrefill);
     idx = sa_span_next_free_index(s);
 got:
     sa_counter_inc(&c->nmalloc[spc >> 1]);
@@ -92,10 +202,13 @@ void sa_cache_flush(sa_mcache *c) {
     c->last = NULL;
     for (int spc = 0; spc < SA_NUM_SPAN_CLASSES; spc++) {
         sa_mspan *s = c->alloc[spc];
-        if (s == &sa_emptyspan) continue;
-        c->alloc[spc] = &sa_emptyspan;
-        uint32_t nfree = sa_span_sweep(s);
-        sa_central_uncache_span(s, s->nelems - nfree);
+        if (s != &sa_emptyspan) {
+            c->alloc[spc] = &sa_emptyspan;
+            own_release(s);
+        }
+        while ((s = c->partial[spc]) != NULL) { own_remove(c, spc, s); own_release(s); }
+        while ((s = c->full[spc]) != NULL) { own_remove(c, spc, s); own_release(s); }
+        atomic_store_explicit(&c->remote_hint[spc], 0, SA_RELAXED);
     }
 }
 

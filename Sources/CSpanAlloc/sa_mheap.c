@@ -288,6 +288,7 @@ static bool grow(size_t npages) {
     sa_stat_add(&sa_heap.heap_sys, bytes);
     sa_stat_add(&sa_heap.arenas, bytes / SA_ARENA_BYTES);
     sa_stat_add(&sa_heap.pages_free, bytes >> SA_PAGE_SHIFT);
+    SA_POISON(p, bytes); /* free pages; spans unpoison what they hand out */
     chunks[nchunks].base = (uintptr_t)p;
     chunks[nchunks].npages = bytes >> SA_PAGE_SHIFT;
     nchunks++;
@@ -332,8 +333,9 @@ sa_mspan *sa_heap_alloc_span(size_t npages, size_t align_pages, int spanclass, s
     if (back) {
         sa_mspan *b = run ? run : extra;
         if (b == extra) extra = NULL;
+        uint8_t bucket = b->bucket; /* the run's struct may be a freed span's, larger */
         memset(b, 0, offsetof(sa_mspan, words));
-        b->bucket = (uint8_t)(span_struct_size(0) / 64);
+        b->bucket = bucket;
         b->base = run_end - ((uintptr_t)back << SA_PAGE_SHIFT);
         b->npages = (uint32_t)back;
         b->elemsize = back << SA_PAGE_SHIFT;
@@ -394,6 +396,7 @@ void sa_heap_free_span(sa_mspan *s) {
         sa_stat_sub(&sa_heap.large_live_bytes, s->elemsize);
     }
     map_set_range(base, npages, NULL);
+    SA_POISON(base, npages << SA_PAGE_SHIFT);
     atomic_store_explicit(&s->id, 0, SA_RELAXED);
     atomic_store_explicit(&s->owner, NULL, SA_RELAXED);
     sa_stat_sub(&sa_heap.pages_inuse, npages);
@@ -415,6 +418,7 @@ bool sa_heap_resize_large(sa_mspan *s, size_t npages) {
         sa_mspan *run = span_struct_alloc(0);
         if (!run) { sa_unlock(&sa_heap.lock); return false; }
         map_set_range(end - (tail << SA_PAGE_SHIFT), tail, NULL);
+        SA_POISON(end - (tail << SA_PAGE_SHIFT), tail << SA_PAGE_SHIFT);
         s->npages = (uint32_t)npages;
         s->elemsize = npages << SA_PAGE_SHIFT;
         sa_stat_sub(&sa_heap.large_live_bytes, tail << SA_PAGE_SHIFT);

@@ -117,6 +117,7 @@ uint32_t sa_span_sweep(sa_mspan *s) {
     }
     if (nremote) atomic_fetch_sub_explicit(&s->remoteFreed, nremote, SA_SEQCST);
     atomic_store_explicit(&s->allocCount, live, SA_RELAXED);
+    s->nlocalfree = 0;
     /* Release: a remote free that reads the new freeindex sees the new allocBits. */
     __atomic_store_n(&s->freeindex, 0, __ATOMIC_RELEASE);
     refill_alloc_cache(s, 0);

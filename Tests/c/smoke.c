@@ -104,6 +104,7 @@ int main(void) {
         q.ring[q.tail % 1024] = x; __atomic_store_n(&q.tail, q.tail + 1, __ATOMIC_RELEASE);
     }
     pthread_join(ct, NULL);
+    free(q.ring);
     clock_gettime(CLOCK_MONOTONIC, &t1);
     printf("producer/consumer: %.1f ns/item\n", ((t1.tv_sec - t0.tv_sec) * 1e9 + (t1.tv_nsec - t0.tv_nsec)) / q.n);
     sa_thread_flush();

@@ -242,8 +242,9 @@ void sa_set_hook(sa_hook_fn _Nullable hook, void *_Nullable ctx);
 
 /**
  * Returns idle pages to the OS, at least `bytes` of them when that many are
- * idle (SIZE_MAX: all). Returns the bytes released. Also hands spans that
- * became empty in mcentral back to mheap first.
+ * idle (SIZE_MAX: all). Returns the bytes released. First, as Go's
+ * debug.FreeOSMemory, hands the calling thread's cached spans back and
+ * returns spans that became empty in mcentral to mheap.
  */
 size_t sa_scavenge(size_t bytes);
 

@@ -1,2 +1,0 @@
-#include "benchkit.h"
-int benchkit_version(void) { return 1; }

@@ -1,0 +1,140 @@
+import CBenchKit
+import CSpanAlloc
+import Foundation
+
+/// The allocators `bench` compares. Each maps to one C table (bk_allocator).
+enum AllocatorID: String, CaseIterable, Codable, Sendable {
+    case spanAlloc = "SpanAlloc"
+    case jemalloc
+    case glibc
+    case mimalloc
+    case tcmalloc
+
+    /// The baseline every ratio is relative to.
+    static let baseline = AllocatorID.jemalloc
+
+    var kind: bk_allocator_kind {
+        switch self {
+        case .spanAlloc: BK_SPANALLOC
+        case .jemalloc: BK_JEMALLOC
+        case .glibc: BK_GLIBC
+        case .mimalloc: BK_MIMALLOC
+        case .tcmalloc: BK_TCMALLOC
+        }
+    }
+
+    /// Debian package that provides the allocator, for "install this" notes.
+    var package: String? {
+        switch self {
+        case .jemalloc: "libjemalloc-dev"
+        case .mimalloc: "libmimalloc-dev"
+        case .tcmalloc: "libgoogle-perftools-dev"
+        default: nil
+        }
+    }
+
+    /// The shared library LD_PRELOAD uses (nil for glibc, which needs none, and SpanAlloc, whose path is given).
+    var soname: String? { bk_allocator_soname(kind).map { String(cString: $0) } }
+
+    /// Case-insensitive lookup by name.
+    static func named(_ s: String) -> AllocatorID? {
+        allCases.first { $0.rawValue.lowercased() == s.lowercased() }
+    }
+}
+
+/// Fixed-size C character arrays (imported as tuples) to Swift strings.
+func cString<T>(_ tuple: T) -> String {
+    withUnsafeBytes(of: tuple) { raw in
+        String(decoding: raw.prefix { $0 != 0 }, as: UTF8.self)
+    }
+}
+
+enum Allocators {
+    /// Loads the C table of an allocator, or returns why it cannot be used.
+    static func load(_ id: AllocatorID) -> Result<bk_allocator, LoadError> {
+        var table = bk_allocator()
+        if bk_allocator_load(id.kind, &table) { return .success(table) }
+        return .failure(LoadError(message: cString(table.error)))
+    }
+
+    struct LoadError: Error, CustomStringConvertible {
+        var message: String
+        var description: String { message }
+    }
+
+    /// True when SpanAlloc's statistics stay at zero after allocating, i.e.
+    /// the temporary glibc stub is linked instead of the real allocator.
+    static func spanAllocIsStub() -> Bool {
+        var before = sa_mem_stats()
+        sa_read_mem_stats(&before)
+        var ptrs: [UnsafeMutableRawPointer] = []
+        for _ in 0..<64 { if let p = sa_alloc(48, 0) { ptrs.append(p) } }
+        var after = sa_mem_stats()
+        sa_read_mem_stats(&after)
+        ptrs.forEach { sa_free($0) }
+        return after.mallocs == before.mallocs
+    }
+
+    /// Loads every allocator once to report which are available, their versions and jemalloc's configuration.
+    static func probe() -> [AllocatorInfo] {
+        AllocatorID.allCases.map { id in
+            switch load(id) {
+            case .success(var table):
+                var info = AllocatorInfo(name: id.rawValue, available: true, version: cString(table.version))
+                if id == .spanAlloc {
+                    if spanAllocIsStub() {
+                        info.version = "stub"
+                        info.note = "temporary stub over glibc malloc: the real allocator has not been merged"
+                    } else {
+                        info.version = "native"
+                    }
+                }
+                if id == .jemalloc {
+                    var buf = [CChar](repeating: 0, count: 1024)
+                    bk_jemalloc_config(&table, &buf, buf.count)
+                    info.config = String(decoding: buf.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+                }
+                return info
+            case .failure(let err):
+                var note = "not loaded: \(err.message)"
+                if let pkg = id.package { note += " (install: apt-get install \(pkg))" }
+                return AllocatorInfo(name: id.rawValue, available: false, version: "", note: note)
+            }
+        }
+    }
+}
+
+enum Environment {
+    /// Peak RSS of an idle child process (Swift runtime, Foundation, bench itself).
+    static func idleChildRSS() -> Int? {
+        guard let run = try? Spawn.run(Spawn.selfExe, ["bench", "idle-child"], env: ProcessInfo.processInfo.environment),
+              run.status == 0 else { return nil }
+        return Int(run.stdout.trimmingCharacters(in: .whitespacesAndNewlines))
+    }
+
+    /// Reads the machine's description for the report header.
+    static func current() -> EnvironmentInfo {
+        let cpuinfo = (try? String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8)) ?? ""
+        let model = cpuinfo.split(separator: "\n")
+            .first { $0.hasPrefix("model name") }
+            .flatMap { $0.split(separator: ":", maxSplits: 1).last }
+            .map { $0.trimmingCharacters(in: .whitespaces) } ?? "unknown"
+        var uts = utsname()
+        uname(&uts)
+        let kernel = "\(cString(uts.sysname)) \(cString(uts.release)) \(cString(uts.machine))"
+        let osRelease = (try? String(contentsOfFile: "/etc/os-release", encoding: .utf8)) ?? ""
+        let os = osRelease.split(separator: "\n").first { $0.hasPrefix("PRETTY_NAME=") }
+            .map { $0.dropFirst("PRETTY_NAME=".count).trimmingCharacters(in: CharacterSet(charactersIn: "\"")) }
+            ?? "unknown"
+        let formatter = ISO8601DateFormatter()
+        return EnvironmentInfo(
+            date: formatter.string(from: Date()),
+            cpuModel: model,
+            cores: Int(sysconf(Int32(_SC_NPROCESSORS_ONLN))),
+            kernel: kernel,
+            os: os,
+            glibc: String(cString: bk_glibc_version()),
+            hostname: cString(uts.nodename)
+        )
+    }
+}

@@ -1,0 +1,350 @@
+import ArgumentParser
+import CBenchKit
+import Foundation
+import SpanAlloc
+
+extension OutputFormat: ExpressibleByArgument {}
+
+/// `bench`: SpanAlloc against jemalloc, glibc, mimalloc and tcmalloc.
+struct BenchCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "bench",
+        abstract: "Compares SpanAlloc with jemalloc, glibc, mimalloc and tcmalloc: time, peak RSS and span reuse.",
+        discussion: """
+            Every allocator runs the same C workloads through one table of function pointers; each \
+            (workload, allocator) pair runs in a child process of its own so its peak RSS is its own. \
+            Ratios are relative to jemalloc measured in the same run.
+            """,
+        subcommands: [Compare.self, ReuseCommand.self, PreloadCommand.self, RunOne.self, ReuseOne.self, WorkloadMain.self,
+                      RenderCommand.self, IdleChild.self],
+        defaultSubcommand: Compare.self)
+}
+
+/// Options every reporting command shares.
+struct CommonOptions: ParsableArguments {
+    @Option(help: "Output format: text, json, csv or markdown.")
+    var format: OutputFormat = .text
+    @Option(help: ArgumentHelp("Also write the report to this file.", valueName: "file"))
+    var output: String?
+    @Option(help: ArgumentHelp("Draw the results as an SVG chart into this file.", valueName: "file.svg"))
+    var chart: String?
+    @Option(help: "Timed repetitions per workload and allocator (the median is reported).")
+    var repetitions = 5
+    @Option(help: "Untimed warm-up runs before the repetitions.")
+    var warmup = 1
+    @Flag(help: "Smoke run with fewer operations per repetition (under two minutes).")
+    var quick = false
+    @Option(help: ArgumentHelp("Multiply every workload's operation count (e.g. 0.05 for tests).", visibility: .hidden))
+    var scale = 1.0
+    @Option(help: ArgumentHelp("Only allocators in this comma-separated list.", valueName: "names"))
+    var allocators: String?
+
+    func validate() throws {
+        guard repetitions >= 1 else { throw ValidationError("--repetitions must be at least 1") }
+        guard warmup >= 0 else { throw ValidationError("--warmup must be 0 or more") }
+        guard scale > 0, scale.isFinite else { throw ValidationError("--scale must be positive") }
+        for name in allocatorList where AllocatorID.named(name) == nil {
+            throw ValidationError("unknown allocator \(name); known: "
+                                  + AllocatorID.allCases.map(\.rawValue).joined(separator: ", "))
+        }
+    }
+
+    var allocatorList: [String] {
+        (allocators ?? "").split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
+    }
+
+    /// Probes the allocators and returns their info and the usable ones in report order.
+    func selectAllocators(notes: inout [String]) -> ([AllocatorInfo], [AllocatorID]) {
+        let infos = Allocators.probe()
+        let wanted = Set(allocatorList.compactMap { AllocatorID.named($0) })
+        var usable: [AllocatorID] = []
+        for info in infos {
+            guard let id = AllocatorID.named(info.name) else { continue }
+            if !wanted.isEmpty, !wanted.contains(id) { continue }
+            if info.available { usable.append(id) } else if let n = info.note { notes.append("\(info.name) \(n)") }
+            if id == .spanAlloc, let n = info.note { notes.append("SpanAlloc: \(n)") }
+        }
+        return (infos, usable)
+    }
+
+    func newReport(allocators: [AllocatorInfo], filter: [String]) -> Report {
+        var env = Environment.current()
+        env.idleChildRSSBytes = Environment.idleChildRSS()
+        return Report(
+            environment: env, allocators: allocators,
+            settings: .init(repetitions: repetitions, warmup: warmup, quick: quick, scale: scale, filter: filter,
+                            command: CommandLine.arguments.map { $0.contains(" ") ? "'\($0)'" : $0 }
+                                .joined(separator: " ")))
+    }
+
+    /// Prints the report, and writes the file and chart when asked.
+    func emit(_ report: Report) throws {
+        let text = Render.render(report, as: format)
+        print(text, terminator: "")
+        if let output { try text.write(toFile: output, atomically: true, encoding: .utf8) }
+        if let chart {
+            try Chart.svg(report).write(toFile: chart, atomically: true, encoding: .utf8)
+            Progress.say("chart written to \(chart)")
+        }
+    }
+}
+
+/// The default command: every workload, every allocator, then the reuse experiment.
+struct Compare: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "compare",
+        abstract: "Run the allocator comparison (the default command).")
+
+    @OptionGroup var common: CommonOptions
+    @Option(help: ArgumentHelp("Only workloads whose id contains one of these comma-separated strings.",
+                               valueName: "ids"))
+    var filter: String?
+    @Flag(help: "List the workloads and exit.")
+    var list = false
+    @Flag(help: "Skip the reuse experiment.")
+    var noReuse = false
+    @Flag(inversion: .prefixedNo,
+          help: "Run repetition r of every allocator before repetition r+1 of any (one child per repetition).")
+    var interleave = true
+    @Option(help: "Live bytes the reuse experiment fills (default 256 MiB).")
+    var reuseBytes = 256 << 20
+
+    var filterTokens: [String] {
+        (filter ?? "").split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
+    }
+
+    func run() async throws {
+        if list {
+            for w in Workloads.all { print(w.id.padding(toLength: 16, withPad: " ", startingAt: 0) + w.title) }
+            print("reuse".padding(toLength: 16, withPad: " ", startingAt: 0)
+                  + "span reuse phases: fill 256 MiB, free 90%, refill with other sizes, free all, purge")
+            print("slice.*".padding(toLength: 16, withPad: " ", startingAt: 0) + "GoSlice vs Array (in process)")
+            print("chan.*".padding(toLength: 16, withPad: " ", startingAt: 0)
+                  + "GoChan vs AsyncChannel vs a mutex queue (in process)")
+            return
+        }
+        let tokens = filterTokens
+        var notes: [String] = []
+        let (infos, usable) = common.selectAllocators(notes: &notes)
+        var report = common.newReport(allocators: infos, filter: tokens)
+        report.settings.interleaved = interleave
+        let specs = Workloads.all.filter { Workloads.matches($0.id, filter: tokens) }
+        if !specs.isEmpty {
+            Progress.say("\(specs.count) workloads × \(usable.count) allocators, \(common.repetitions) repetitions each"
+                         + (common.quick ? " (quick)" : ""))
+            report.workloads = WorkloadRunner.runAll(
+                specs: specs, allocators: usable, repetitions: common.repetitions, warmup: common.warmup,
+                quick: common.quick, scale: common.scale, interleave: interleave, notes: &notes)
+        }
+        report.groups = await Groups.run(filter: tokens, repetitions: common.repetitions, quick: common.quick)
+        if !noReuse, Workloads.matches(Workloads.reuseID, filter: tokens) {
+            Progress.say("reuse experiment: \(Format.bytes(reuseBytes)) per allocator")
+            report.reuse = ReuseExperiment.run(allocators: usable, targetBytes: reuseBytes, notes: &notes)
+        }
+        report.notes += notes
+        try common.emit(report)
+    }
+}
+
+/// The GoSlice and GoChan workload groups, measured in this process.
+enum Groups {
+    static func wants(_ prefix: String, filter: [String]) -> Bool {
+        filter.isEmpty || filter.contains { prefix.contains($0) || $0.hasPrefix(prefix) }
+    }
+
+    static func run(filter: [String], repetitions: Int, quick: Bool) async -> [WorkloadTable] {
+        var measurements: [Measurement] = []
+        if wants("slice.", filter: filter) {
+            Progress.say("GoSlice group")
+            measurements += GoSliceBench.run(repetitions: repetitions, quick: quick)
+        }
+        if wants("chan.", filter: filter) {
+            Progress.say("GoChan group")
+            measurements += await GoChanBench.run(repetitions: repetitions, quick: quick)
+        }
+        return tables(measurements.filter { Workloads.matches($0.workload, filter: filter) })
+    }
+
+    /// Groups measurements by workload (first-seen order); the first variant is the baseline.
+    static func tables(_ ms: [Measurement]) -> [WorkloadTable] {
+        var order: [String] = []
+        var byID: [String: [Measurement]] = [:]
+        for m in ms {
+            if byID[m.workload] == nil { order.append(m.workload) }
+            byID[m.workload, default: []].append(m)
+        }
+        return order.map { id in
+            let group = byID[id]!
+            var t = WorkloadTable(
+                id: id, title: id, unit: group[0].unit, baseline: group[0].variant,
+                note: "ratios relative to \(group[0].variant), measured in this process",
+                rows: group.map { Row(name: $0.variant, samples: $0.samples, peakRSSBytes: $0.peakRSSBytes) })
+            t.computeRatios()
+            return t
+        }
+    }
+}
+
+/// `bench reuse`: only the span-reuse experiment.
+struct ReuseCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "reuse",
+        abstract: "Span reuse, phase by phase: SpanAlloc's MemStats next to jemalloc's slab statistics.")
+
+    @OptionGroup var common: CommonOptions
+    @Option(help: "Live bytes to fill (default 256 MiB).")
+    var bytes = 256 << 20
+
+    func run() async throws {
+        var notes: [String] = []
+        let (infos, usable) = common.selectAllocators(notes: &notes)
+        var report = common.newReport(allocators: infos, filter: ["reuse"])
+        report.reuse = ReuseExperiment.run(allocators: usable, targetBytes: bytes, notes: &notes)
+        report.notes += notes
+        try common.emit(report)
+    }
+}
+
+/// `bench preload`: whole programs under each allocator through LD_PRELOAD.
+struct PreloadCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "preload",
+        abstract: "Run a program under each allocator with LD_PRELOAD; report median wall time and peak RSS.",
+        discussion: """
+            Without --program, runs bench's own core workloads (bench workload-main, plain malloc/free). \
+            glibc runs with nothing preloaded.
+            """)
+
+    @OptionGroup var common: CommonOptions
+    @Option(help: ArgumentHelp("SpanAlloc's preload library.", valueName: "path"))
+    var spanallocSo = ".build/spanalloc-preload/libspanalloc.so"
+    @Option(help: ArgumentHelp("Only default workloads whose id contains one of these strings.", valueName: "ids"))
+    var filter: String?
+    @Option(parsing: .remaining, help: ArgumentHelp("The program and its arguments (everything after --program).",
+                                                   valueName: "command"))
+    var program: [String] = []
+
+    func run() async throws {
+        var notes: [String] = []
+        let (infos, _) = common.selectAllocators(notes: &notes)
+        let tokens = (filter ?? "").split(separator: ",").map(String.init)
+        var report = common.newReport(allocators: infos, filter: tokens)
+        var preloads = PreloadRunner.preloadValues(allocators: infos, spanAllocSO: spanallocSo, notes: &notes)
+        let wanted = Set(common.allocatorList.compactMap { AllocatorID.named($0) })
+        if !wanted.isEmpty { preloads = preloads.filter { wanted.contains($0.0) } }
+        let programs: [PreloadRunner.Program]
+        if program.isEmpty {
+            programs = PreloadRunner.defaultPrograms(quick: common.quick, scale: common.scale)
+                .filter { Workloads.matches($0.id, filter: tokens) }
+        } else {
+            programs = [PreloadRunner.Program(id: "program", title: program.joined(separator: " "), argv: program)]
+        }
+        report.preload = PreloadRunner.run(
+            programs: programs, preloads: preloads, repetitions: common.repetitions, warmup: common.warmup,
+            notes: &notes)
+        report.notes += notes
+        try common.emit(report)
+    }
+}
+
+/// Child: one workload under one allocator; prints a ChildResult as JSON.
+struct RunOne: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "run-one", abstract: "(internal) Run one workload under one allocator.",
+        shouldDisplay: false)
+
+    @Option var allocator: String
+    @Option var workload: String
+    @Option var repetitions = 5
+    @Option var warmup = 1
+    @Flag var quick = false
+    @Option var scale = 1.0
+    @Flag(help: "After the run, print SpanAlloc's MemStats as JSON on stderr (for diagnosing a row).")
+    var stats = false
+
+    func run() throws {
+        guard let id = AllocatorID.named(allocator) else { throw ValidationError("unknown allocator \(allocator)") }
+        guard let spec = Workloads.named(workload) else { throw ValidationError("unknown workload \(workload)") }
+        let table = try Allocators.load(id).get()
+        let result = try WorkloadRunner.runInProcess(
+            spec: spec, allocator: table, repetitions: repetitions, warmup: warmup, quick: quick, scale: scale)
+        print(String(decoding: try JSONEncoder().encode(result), as: UTF8.self))
+        if stats, id == .spanAlloc {
+            FileHandle.standardError.write(Data((SpanHeap.default.memStatsJSON + "\n").utf8))
+        }
+    }
+}
+
+/// Child: the reuse phases under one allocator; prints a ReuseRun as JSON.
+struct ReuseOne: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "reuse-one", abstract: "(internal) Run the reuse phases under one allocator.",
+        shouldDisplay: false)
+
+    @Option var allocator: String
+    @Option var bytes = 256 << 20
+
+    func run() throws {
+        guard let id = AllocatorID.named(allocator) else { throw ValidationError("unknown allocator \(allocator)") }
+        let table = try Allocators.load(id).get()
+        let run = try ReuseExperiment.runInProcess(id: id, allocator: table, targetBytes: bytes)
+        print(String(decoding: try JSONEncoder().encode(run), as: UTF8.self))
+    }
+}
+
+/// A workload program for LD_PRELOAD runs: one repetition through the process malloc.
+struct WorkloadMain: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "workload-main",
+        abstract: "Run one workload once through plain malloc/free (the program `bench preload` times).",
+        shouldDisplay: false)
+
+    @Option var workload: String
+    @Flag var quick = false
+    @Option var scale = 1.0
+    @Option var repetitions = 1
+
+    func run() throws {
+        guard let spec = Workloads.named(workload) else { throw ValidationError("unknown workload \(workload)") }
+        var table = bk_allocator()
+        guard bk_allocator_load(BK_PROCESS, &table) else { throw ValidationError("cannot bind the process malloc") }
+        let result = try WorkloadRunner.runInProcess(
+            spec: spec, allocator: table, repetitions: repetitions, warmup: 0, quick: quick, scale: scale)
+        print(String(decoding: try JSONEncoder().encode(result), as: UTF8.self))
+    }
+}
+
+/// Child: does nothing and prints its own peak RSS, the floor under every row's peak RSS.
+struct IdleChild: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "idle-child", abstract: "(internal) Print the peak RSS of an idle bench process.",
+        shouldDisplay: false)
+
+    func run() throws {
+        print(bk_peak_rss())
+    }
+}
+
+/// `bench render`: re-renders a saved JSON report (tables, chart) without measuring again.
+struct RenderCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "render",
+        abstract: "Render a report saved with --format json as text, csv, markdown or an SVG chart.")
+
+    @Argument(help: "A JSON report written by `bench --format json`.")
+    var input: String
+    @Option(help: "Output format: text, json, csv or markdown.")
+    var format: OutputFormat = .text
+    @Option(help: ArgumentHelp("Draw the chart into this file.", valueName: "file.svg"))
+    var chart: String?
+
+    func run() throws {
+        let data = try Data(contentsOf: URL(fileURLWithPath: input))
+        let dec = JSONDecoder()
+        dec.nonConformingFloatDecodingStrategy = .convertFromString(
+            positiveInfinity: "inf", negativeInfinity: "-inf", nan: "nan")
+        let report = try dec.decode(Report.self, from: data)
+        print(Render.render(report, as: format), terminator: "")
+        if let chart { try Chart.svg(report).write(toFile: chart, atomically: true, encoding: .utf8) }
+    }
+}

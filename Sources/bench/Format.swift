@@ -1,0 +1,70 @@
+import Foundation
+
+/// Number formatting shared by every renderer.
+enum Format {
+    /// `value` with `digits` decimals ("-" for NaN or infinity).
+    static func fixed(_ value: Double, _ digits: Int) -> String {
+        guard value.isFinite else { return "-" }
+        return String(format: "%.\(digits)f", value)
+    }
+
+    /// Adaptive precision for times: 3 significant-ish digits.
+    static func time(_ value: Double) -> String {
+        guard value.isFinite else { return "-" }
+        let a = abs(value)
+        return fixed(value, a >= 100 ? 0 : a >= 10 ? 1 : 2)
+    }
+
+    static func ratio(_ value: Double?) -> String {
+        guard let value, value.isFinite else { return "-" }
+        return fixed(value, 2) + "x"
+    }
+
+    /// Bytes in binary units: "12.3 MiB".
+    static func bytes<T: BinaryInteger>(_ value: T?) -> String {
+        guard let value else { return "-" }
+        let v = Double(value)
+        let units = ["B", "KiB", "MiB", "GiB", "TiB"]
+        var x = v
+        var u = 0
+        while abs(x) >= 1024, u < units.count - 1 {
+            x /= 1024
+            u += 1
+        }
+        return u == 0 ? "\(value) B" : fixed(x, 1) + " " + units[u]
+    }
+
+    static func mib<T: BinaryInteger>(_ value: T) -> String { fixed(Double(value) / 1_048_576, 1) }
+}
+
+/// A table of strings rendered as aligned text or Markdown.
+struct TextTable {
+    enum Align { case left, right }
+    var headers: [String]
+    var align: [Align]
+    var rows: [[String]] = []
+
+    func text() -> String {
+        var widths = headers.map(\.count)
+        for row in rows {
+            for (i, cell) in row.enumerated() where i < widths.count { widths[i] = max(widths[i], cell.count) }
+        }
+        func line(_ cells: [String]) -> String {
+            cells.enumerated().map { i, cell in
+                let pad = String(repeating: " ", count: max(0, widths[i] - cell.count))
+                return align[i] == .left ? cell + pad : pad + cell
+            }.joined(separator: "  ").replacingOccurrences(of: "\\s+$", with: "", options: .regularExpression)
+        }
+        var out = [line(headers), widths.map { String(repeating: "-", count: $0) }.joined(separator: "  ")]
+        out += rows.map(line)
+        return out.joined(separator: "\n")
+    }
+
+    func markdown() -> String {
+        let esc = { (s: String) in s.replacingOccurrences(of: "|", with: "\\|") }
+        var out = ["| " + headers.map(esc).joined(separator: " | ") + " |",
+                   "|" + align.map { $0 == .left ? ":---" : "---:" }.joined(separator: "|") + "|"]
+        out += rows.map { "| " + $0.map(esc).joined(separator: " | ") + " |" }
+        return out.joined(separator: "\n")
+    }
+}

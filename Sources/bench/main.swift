@@ -1,2 +1,0 @@
-import SpanAlloc
-print("bench: not yet implemented")

@@ -1,0 +1,242 @@
+import Foundation
+import Testing
+
+/// Runs the `bench` executable that the build put next to this test bundle
+/// and checks its reports. No timing target is tested here (those belong in
+/// `bench` itself): only that every installed allocator is measured and the
+/// numbers hang together.
+@Suite(.serialized) struct BenchOutputTests {
+    // MARK: the slice of the report the test reads
+
+    struct Report: Decodable {
+        var allocators: [Allocator]
+        var workloads: [Table]
+        var preload: [Table]
+        var reuse: Reuse?
+        var environment: [String: JSONValue]
+    }
+    struct Allocator: Decodable {
+        var name: String
+        var available: Bool
+        var version: String
+    }
+    struct Table: Decodable {
+        var id: String
+        var unit: String
+        var baseline: String?
+        var rows: [Row]
+    }
+    struct Row: Decodable {
+        var name: String
+        var samples: [Double]
+        var median: Double
+        var min: Double
+        var max: Double
+        var ratio: Double?
+        var peakRSSBytes: Int?
+        var rssRatio: Double?
+        var innerNsPerOp: Double?
+    }
+    struct Reuse: Decodable {
+        var targetBytes: Int
+        var phases: [String]
+        var runs: [Run]
+    }
+    struct Run: Decodable {
+        var allocator: String
+        var phases: [Phase]
+    }
+    struct Phase: Decodable {
+        var liveBytes: Int
+        var residentBytes: Int
+        var spanAlloc: [String: UInt64]?
+        var jemalloc: [String: UInt64]?
+    }
+    enum JSONValue: Decodable {
+        case string(String), number(Double)
+        init(from decoder: Decoder) throws {
+            let c = try decoder.singleValueContainer()
+            if let s = try? c.decode(String.self) { self = .string(s) } else { self = .number(try c.decode(Double.self)) }
+        }
+    }
+
+    // MARK: helpers
+
+    /// The bench binary: $BENCH_BINARY, or `bench` in the build directory of this test process.
+    static func benchPath() -> String? {
+        if let p = ProcessInfo.processInfo.environment["BENCH_BINARY"] { return p }
+        guard let exe = try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe") else { return nil }
+        // .../debug/SpanAllocPackageTests.xctest → .../debug/bench
+        var dir = URL(fileURLWithPath: exe)
+        for _ in 0..<3 {
+            dir = dir.deletingLastPathComponent()
+            let candidate = dir.appendingPathComponent("bench").path
+            if FileManager.default.isExecutableFile(atPath: candidate) { return candidate }
+        }
+        return nil
+    }
+
+    /// Allocators whose shared library this machine has (so the report must contain them).
+    static func installedAllocators() -> [String] {
+        let ldconfig = run("/sbin/ldconfig", ["-p"]).stdout
+        let dirs = ["/usr/lib/x86_64-linux-gnu", "/lib/x86_64-linux-gnu", "/usr/lib/aarch64-linux-gnu", "/usr/lib",
+                    "/usr/local/lib"]
+        func has(_ soname: String) -> Bool {
+            ldconfig.contains(soname) || dirs.contains { FileManager.default.fileExists(atPath: "\($0)/\(soname)") }
+        }
+        var names = ["SpanAlloc", "glibc"]
+        if has("libjemalloc.so.2") { names.append("jemalloc") }
+        if has("libmimalloc.so.2") { names.append("mimalloc") }
+        if has("libtcmalloc_minimal.so.4") { names.append("tcmalloc") }
+        return names
+    }
+
+    /// True when this test process runs under ThreadSanitizer.
+    static var underTSan: Bool { dlsym(dlopen(nil, RTLD_NOW), "__tsan_init") != nil }
+
+    static func run(_ path: String, _ args: [String]) -> (status: Int32, stdout: String, stderr: String) {
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: path)
+        p.arguments = args
+        let out = Pipe()
+        let errFile = FileManager.default.temporaryDirectory
+            .appendingPathComponent("bench-test-\(getpid())-\(UInt32.random(in: 0...UInt32.max)).err")
+        FileManager.default.createFile(atPath: errFile.path, contents: nil)
+        defer { try? FileManager.default.removeItem(at: errFile) }
+        p.standardOutput = out
+        p.standardError = try? FileHandle(forWritingTo: errFile)
+        do { try p.run() } catch { return (-1, "", "\(error)") }
+        let outData = out.fileHandleForReading.readDataToEndOfFile()
+        p.waitUntilExit()
+        let errText = (try? String(contentsOf: errFile, encoding: .utf8)) ?? ""
+        return (p.terminationStatus, String(decoding: outData, as: UTF8.self), errText)
+    }
+
+    func medianOf(_ xs: [Double]) -> Double {
+        let s = xs.sorted()
+        return s.count % 2 == 1 ? s[s.count / 2] : (s[s.count / 2 - 1] + s[s.count / 2]) / 2
+    }
+
+    func close(_ a: Double, _ b: Double) -> Bool { abs(a - b) <= 1e-9 * Swift.max(abs(a), abs(b), 1) }
+
+    // MARK: tests
+
+    @Test func quickJSONReportIsCompleteAndConsistent() throws {
+        let bench = try #require(Self.benchPath(), "bench binary not found next to the test bundle")
+        // Under TSan the two-thread workload is left out: TSan cannot see the synchronization inside
+        // uninstrumented allocators (jemalloc, glibc's __libc_malloc) and would report their memory reuse.
+        let ids = Self.underTSan ? ["lifo-64", "realloc-growth"] : ["lifo-64", "prodcons"]
+        // (Under TSan every child start is slow: one child per allocator instead of one per repetition.)
+        let result = Self.run(bench, ["--quick", "--format", "json", "--filter", (ids + ["reuse"]).joined(separator: ","),
+                                      "--repetitions", "3", "--scale", "0.05", "--reuse-bytes", String(8 << 20)]
+                                     + (Self.underTSan ? ["--no-interleave"] : []))
+        #expect(result.status == 0, "bench failed: \(result.stderr)")
+        let report = try JSONDecoder().decode(Report.self, from: Data(result.stdout.utf8))
+
+        let installed = Self.installedAllocators()
+        for name in installed {
+            let info = report.allocators.first { $0.name == name }
+            #expect(info?.available == true, "\(name) is installed but the report says it is not available")
+        }
+        #expect(report.environment["cpuModel"] != nil && report.environment["kernel"] != nil)
+        #expect(report.workloads.map(\.id) == ids)
+
+        for table in report.workloads {
+            #expect(table.unit == "ns/op")
+            #expect(table.baseline == (installed.contains("jemalloc") ? "jemalloc" : nil))
+            for name in installed {
+                #expect(table.rows.contains { $0.name == name }, "\(table.id): no row for \(name)")
+            }
+            let base = table.rows.first { $0.name == table.baseline }
+            for row in table.rows {
+                let label = "\(table.id)/\(row.name)"
+                #expect(row.samples.count == 3, "\(label): \(row.samples.count) samples")
+                for x in row.samples + [row.median, row.min, row.max] {
+                    #expect(x.isFinite && x > 0, "\(label): \(x) is not a positive finite time")
+                }
+                #expect(row.min <= row.median && row.median <= row.max, "\(label): min/median/max out of order")
+                #expect(close(row.median, medianOf(row.samples)), "\(label): median is not the samples' median")
+                let rss = try #require(row.peakRSSBytes, "\(label): no peak RSS")
+                #expect(rss > 1 << 20 && rss < 64 << 30, "\(label): implausible peak RSS \(rss)")
+                if let base {
+                    let ratio = try #require(row.ratio, "\(label): no ratio")
+                    #expect(ratio.isFinite && ratio > 0)
+                    #expect(close(ratio, row.median / base.median), "\(label): ratio \(ratio) ≠ median / baseline")
+                    let rssRatio = try #require(row.rssRatio, "\(label): no RSS ratio")
+                    let baseRSS = try #require(base.peakRSSBytes)
+                    #expect(close(rssRatio, Double(rss) / Double(baseRSS)), "\(label): RSS ratio inconsistent")
+                }
+            }
+            if let base { #expect(close(try #require(base.ratio), 1)) }
+        }
+
+        let reuse = try #require(report.reuse, "no reuse report")
+        #expect(reuse.phases.count == 5)
+        for name in installed {
+            let run = try #require(reuse.runs.first { $0.allocator == name }, "reuse: no run for \(name)")
+            #expect(run.phases.count == 5)
+            guard run.phases.count == 5 else { continue }
+            #expect(run.phases[0].liveBytes >= reuse.targetBytes, "\(name): fill did not reach the target")
+            #expect(run.phases[1].liveBytes < run.phases[0].liveBytes / 5, "\(name): 90% were not freed")
+            #expect(run.phases[3].liveBytes == 0 && run.phases[4].liveBytes == 0)
+            if name == "SpanAlloc" { #expect(run.phases.allSatisfy { $0.spanAlloc?["spansFresh"] != nil }) }
+            if name == "jemalloc" {
+                #expect(run.phases.allSatisfy { ($0.jemalloc?["nslabs"] ?? 0) > 0 }, "jemalloc slab stats missing")
+            }
+        }
+    }
+
+    @Test func csvAndMarkdownRenderTheSameRows() throws {
+        let bench = try #require(Self.benchPath())
+        let args = ["--quick", "--filter", "lifo-16", "--repetitions", "1", "--warmup", "0", "--scale", "0.01",
+                    "--allocators", "SpanAlloc,glibc"]
+        let csv = Self.run(bench, args + ["--format", "csv"])
+        #expect(csv.status == 0, "\(csv.stderr)")
+        let lines = csv.stdout.split(separator: "\n")
+        #expect(lines.first?.hasPrefix("section,workload,name,unit,median") == true)
+        #expect(lines.filter { $0.hasPrefix("workload,lifo-16,") }.count == 2)
+        let md = Self.run(bench, args + ["--format", "markdown"])
+        #expect(md.status == 0)
+        #expect(md.stdout.contains("| SpanAlloc |") && md.stdout.contains("| glibc |"))
+    }
+
+    @Test func preloadRunsAProgramUnderEachInstalledAllocator() throws {
+        let bench = try #require(Self.benchPath())
+        let result = Self.run(bench, ["preload", "--format", "json", "--repetitions", "2", "--warmup", "0",
+                                      "--spanalloc-so", "/nonexistent/libspanalloc.so",
+                                      "--program", "/bin/echo", "hello"])
+        #expect(result.status == 0, "\(result.stderr)")
+        let report = try JSONDecoder().decode(Report.self, from: Data(result.stdout.utf8))
+        let table = try #require(report.preload.first)
+        let expected = Self.installedAllocators().filter { $0 != "SpanAlloc" }  // no preload library given
+        #expect(Set(table.rows.map(\.name)) == Set(expected))
+        for row in table.rows {
+            #expect(row.samples.count == 2 && row.samples.allSatisfy { $0 > 0 && $0.isFinite })
+            #expect((row.peakRSSBytes ?? 0) > 0)
+        }
+        #expect(result.stdout.contains("SpanAlloc skipped"))
+    }
+
+    @Test func preloadOfBenchsOwnWorkloadReportsInProcessTimes() throws {
+        // Preloading jemalloc into a TSan-instrumented bench would fight TSan's own malloc: glibc only then.
+        let bench = try #require(Self.benchPath())
+        let allocators = Self.underTSan ? "glibc" : Self.installedAllocators().joined(separator: ",")
+        let result = Self.run(bench, ["preload", "--format", "json", "--filter", "lifo-16", "--repetitions", "1",
+                                      "--warmup", "0", "--scale", "0.01", "--allocators", allocators])
+        #expect(result.status == 0, "\(result.stderr)")
+        let report = try JSONDecoder().decode(Report.self, from: Data(result.stdout.utf8))
+        #expect(report.preload.map(\.id) == ["preload:lifo-16"])
+        for row in report.preload.first?.rows ?? [] {
+            let inner = try #require(row.innerNsPerOp, "\(row.name): no in-process time")
+            #expect(inner > 0 && inner.isFinite)
+        }
+        #expect((report.preload.first?.rows.count ?? 0) >= 1)
+    }
+
+    @Test func badArgumentsFail() throws {
+        let bench = try #require(Self.benchPath())
+        #expect(Self.run(bench, ["--repetitions", "0"]).status != 0)
+        #expect(Self.run(bench, ["--allocators", "nosuchalloc"]).status != 0)
+        #expect(Self.run(bench, ["run-one", "--allocator", "glibc", "--workload", "nope"]).status != 0)
+    }
+}
