@@ -16,7 +16,7 @@
  *
  * Build and run: scripts/fuzz.sh (bounded), or by hand:
  *   /opt/swift/usr/bin/clang -fsanitize=fuzzer,address -O1 -g -D_GNU_SOURCE \
- *     -ISources/CSpanAlloc/include Tests/fuzz/fuzz_alloc.c Sources/CSpanAlloc/*.c -o fuzz_alloc
+ *     -ISources/CSpanAlloc/include Tests/fuzz/fuzz_alloc.c Sources/CSpanAlloc/sa_*.c -o fuzz_alloc
  *   ./fuzz_alloc -runs=100000 /tmp/new-units Tests/fuzz/corpus
  */
 #ifndef _GNU_SOURCE
