@@ -18,10 +18,16 @@ BIN=$OUT/fuzz_alloc
 mkdir -p "$OUT/new" "$OUT/artifacts"
 
 sources=(Tests/fuzz/fuzz_alloc.c Sources/CSpanAlloc/*.c)
-if [[ ! -x $BIN ]] || [[ -n $(find "${sources[@]}" Sources/CSpanAlloc -newer "$BIN" -print -quit) ]]; then
+if [[ ! -x $BIN ]] || [[ -n $(find "${sources[@]}" Sources/CSpanAlloc Tests/fuzz/coverage-ignorelist.txt scripts/fuzz.sh -newer "$BIN" -print -quit) ]]; then
     echo "== building $BIN"
-    "$CLANG" -fsanitize=fuzzer,address -O1 -g -std=gnu11 -D_GNU_SOURCE -pthread \
-        -ISources/CSpanAlloc/include -ISources/CSpanAlloc "${sources[@]}" -o "$BIN"
+    # (the linker's "cannot export local symbol __asan_…" warnings are noise:
+    # the build log is shown only when the build fails)
+    if ! "$CLANG" -fsanitize=fuzzer,address -O1 -g -std=gnu11 -D_GNU_SOURCE -pthread \
+        -fsanitize-coverage-ignorelist=Tests/fuzz/coverage-ignorelist.txt \
+        -ISources/CSpanAlloc/include -ISources/CSpanAlloc "${sources[@]}" -o "$BIN" > "$OUT/build.log" 2>&1; then
+        cat "$OUT/build.log"
+        exit 1
+    fi
 fi
 
 args=("$@")
