@@ -413,8 +413,23 @@ static void run_op(reader *r) {
     }
 }
 
+/* FUZZ_STATS=1: print the heap's size at exit (growth over a long run
+ * that the live set does not explain would be a leak). */
+static void print_stats(void) {
+    sa_mem_stats s;
+    sa_read_mem_stats(&s);
+    fprintf(stderr, "fuzz_alloc: heap_sys %llu MiB, heap_idle %llu MiB, released %llu MiB, metadata %llu KiB, "
+            "spans in use %llu, arenas %llu, mallocs %llu\n",
+            (unsigned long long)s.heap_sys >> 20, (unsigned long long)s.heap_idle >> 20,
+            (unsigned long long)s.heap_released >> 20, (unsigned long long)s.metadata_sys >> 10,
+            (unsigned long long)s.spans_inuse, (unsigned long long)s.arenas_mapped, (unsigned long long)s.mallocs);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
-    if (tracing < 0) tracing = getenv("FUZZ_TRACE") != NULL;
+    if (tracing < 0) {
+        tracing = getenv("FUZZ_TRACE") != NULL;
+        if (getenv("FUZZ_STATS")) atexit(print_stats);
+    }
     sa_mem_stats before, after;
     sa_thread_flush();
     sa_read_mem_stats(&before);
