@@ -29,7 +29,13 @@ let package = Package(
         .target(
             name: "SpanAllocMalloc",
             dependencies: ["CSpanAlloc"],
-            cSettings: [.define("_GNU_SOURCE")]
+            cSettings: [
+                .define("_GNU_SOURCE"),
+                .define("NDEBUG", .when(configuration: .release)),
+                // The core's inline fast paths (sa_fastpath.h), so malloc and
+                // free cost no extra call.
+                .headerSearchPath("../CSpanAlloc"),
+            ]
         ),
         // A Swift program whose malloc is SpanAlloc's; prints what its MemStats saw.
         .executableTarget(name: "malloc-demo", dependencies: ["SpanAllocMalloc", "SpanAlloc"]),
@@ -48,8 +54,8 @@ let package = Package(
         // HeapTestLock and the .heapShared / .heapExclusive traits, for every test target.
         .target(name: "SpanAllocTestSupport", dependencies: ["SpanAlloc"], path: "Tests/SpanAllocTestSupport"),
         .testTarget(name: "SpanAllocTests", dependencies: ["SpanAlloc", "CSpanAlloc", "SpanAllocTestSupport"]),
-        .testTarget(name: "GoSliceTests", dependencies: ["SpanAlloc", "CSpanAlloc"]),
-        .testTarget(name: "GoChanTests", dependencies: ["SpanAlloc", "CSpanAlloc"]),
+        .testTarget(name: "GoSliceTests", dependencies: ["SpanAlloc", "CSpanAlloc", "SpanAllocTestSupport"]),
+        .testTarget(name: "GoChanTests", dependencies: ["SpanAlloc", "CSpanAlloc", "SpanAllocTestSupport"]),
         .testTarget(name: "BenchTests", dependencies: ["SpanAlloc", "CSpanAlloc"]),
         // Stress, fault injection, the bad-input catalogue, ASan and memory return (docs/reliability.md).
         .testTarget(name: "ReliabilityTests", dependencies: ["SpanAlloc", "CSpanAlloc", "SpanAllocTestSupport"]),

@@ -47,10 +47,13 @@ if stale "$lib" "${lib_inputs[@]}"; then
     # points call the core directly instead of through the PLT; only the
     # public names (sa_*, the libc API) are exported.
     # shellcheck disable=SC2086
+    # -fno-builtin-*: the compiler must not turn malloc+memset into calloc
+    # (or similar) inside the allocator itself.
     "$CC" -std=c11 -O2 -g -fPIC -shared -pthread -D_GNU_SOURCE -DNDEBUG \
         -fno-semantic-interposition -Wl,-Bsymbolic-functions \
+        -fno-builtin-malloc -fno-builtin-calloc -fno-builtin-realloc -fno-builtin-free \
         ${CFLAGS_EXTRA:-} \
-        -I Sources/CSpanAlloc/include -I Sources/SpanAllocMalloc/include \
+        -I Sources/CSpanAlloc/include -I Sources/CSpanAlloc -I Sources/SpanAllocMalloc/include \
         Sources/CSpanAlloc/*.c Sources/SpanAllocMalloc/*.c \
         -o "$tmp"
     # The library must not drag a runtime into every preloaded process.
@@ -68,7 +71,9 @@ if [ "$with_tests" = 1 ] && stale "$test_bin" Tests/malloc Sources/CSpanAlloc/in
     tmp=$(mktemp "$out/.malloc-test.XXXXXX")
     # Not linked with the library: it runs under LD_PRELOAD and finds the
     # sa_* functions through weak references.
-    "$CC" -std=c11 -O1 -g -pthread -D_GNU_SOURCE -Wall -Wextra \
+    # -fno-builtin: clang folds calloc(2^33, 2^33) == NULL at compile time
+    # and would never call the allocator it is testing.
+    "$CC" -std=c11 -O1 -g -pthread -D_GNU_SOURCE -Wall -Wextra -fno-builtin \
         -I Sources/CSpanAlloc/include -I Sources/SpanAllocMalloc/include \
         Tests/malloc/malloc_test.c -o "$tmp"
     mv -f "$tmp" "$test_bin"

@@ -293,7 +293,8 @@ typedef struct sa_mcache {
     void *last;                                /* last fast-path allocation, until freed or superseded */
     sa_mspan *lastspan;                        /* its span */
     sa_mspan *alloc[SA_NUM_SPAN_CLASSES];      /* never NULL: &sa_emptyspan when none */
-    sa_mspan *partial[SA_NUM_SPAN_CLASSES];    /* owned spans with frees since they were current */
+    sa_mspan *partial[SA_NUM_SPAN_CLASSES];    /* owned spans with frees since they were current (FIFO) */
+    sa_mspan *partial_tail[SA_NUM_SPAN_CLASSES];
     sa_mspan *full[SA_NUM_SPAN_CLASSES];       /* owned spans that were full when they stopped being current */
     uint16_t npartial[SA_NUM_SPAN_CLASSES];    /* length of partial[] */
     /* set by a remote free into an owned span of the class: look at full[] */
@@ -316,6 +317,7 @@ SA_HIDDEN sa_mcache *sa_cache_create(void);
 /* Slow path of small allocation: refill the cache's span for spanclass. */
 SA_HIDDEN void *sa_cache_next_free(sa_mcache *c, int spanclass);
 SA_HIDDEN void sa_cache_flush(sa_mcache *c);
+SA_HIDDEN int sa_cache_check(char *err, size_t errlen);
 /* The owner freed into one of its spans that is not the current one. */
 SA_HIDDEN void sa_cache_free_owned(sa_mcache *c, sa_mspan *s);
 /* Sums the counters of every cache, live and exited. */

@@ -13,13 +13,14 @@
  * the span's bitmaps and one store. Statistics are per-thread counters
  * written with plain stores.
  */
-#include "sa_internal.h"
+#include "sa_fastpath.h"
 
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
 
-static _Atomic(sa_hook_fn) hook;
+_Atomic(sa_hook_fn) sa_hook;
+#define hook sa_hook
 static _Atomic(void *) hook_ctx;
 static _Atomic uint64_t orphan_frees[SA_NUM_CLASSES]; /* frees by a thread with no cache (OOM) */
 
@@ -121,7 +122,7 @@ SA_SLOW_PATH static void *alloc_large(size_t size, size_t align_pages, unsigned 
 }
 
 /* Everything but the plain fast path: refilling the span, zeroing, the hook. */
-SA_SLOW_PATH static void *alloc_small_slow(int cls, size_t size, unsigned flags) {
+void *sa_alloc_small_slow(int cls, size_t size, unsigned flags) {
     int spc = (cls << 1) | (int)(flags & SA_NOSCAN);
     sa_mcache *c = sa_get_cache();
     if (c->last) c->last = NULL; /* the LIFO shortcut covers fast-path allocations only */
@@ -133,39 +134,12 @@ SA_SLOW_PATH static void *alloc_small_slow(int cls, size_t size, unsigned flags)
     return p;
 }
 
-/* The fast path: the next free slot of the thread's span for the class
- * (Go's nextFreeFast). One branch leaves it: no free slot in the current
- * 64-slot window, or zeroing or the hook asked for. */
-SA_FAST_PATH void *alloc_small(int cls, size_t size, unsigned flags) {
-    int spc = (cls << 1) | (int)(flags & SA_NOSCAN);
-    sa_mcache *c = sa_get_cache();
-    sa_mspan *s = c->alloc[spc];
-    uint64_t cache = s->allocCache;
-    if (SA_LIKELY(cache != 0 && !(flags & SA_ZERO) && !atomic_load_explicit(&hook, SA_RELAXED))) {
-        unsigned bit = (unsigned)__builtin_ctzll(cache);
-        uint32_t idx = s->freeindex + bit;
-        s->allocCache = cache >> bit >> 1;
-        SA_STORE(s->freeindex, idx + 1);
-        sa_counter_inc(&c->nmalloc[cls]);
-        void *p = (void *)(s->base + (uintptr_t)idx * s->elemsize);
-        c->last = p;
-        c->lastspan = s;
-        SA_UNPOISON(p, size);
-        return p;
-    }
-    return alloc_small_slow(cls, size, flags);
-}
-
-/* Not cold: sizes 1 KiB...32 KiB are common. */
-__attribute__((noinline)) static void *alloc_medium_or_large(size_t size, unsigned flags) {
-    if (size <= SA_MAX_SMALL_SIZE) return alloc_small(size_to_class(size), size, flags);
+void *sa_alloc_medium_or_large(size_t size, unsigned flags) {
+    if (size <= SA_MAX_SMALL_SIZE) return sa_alloc_small(size_to_class(size), size, flags);
     return alloc_large(size, 1, flags);
 }
 
-void *sa_alloc(size_t size, unsigned flags) {
-    if (SA_LIKELY(size <= SA_SMALL_SIZE_MAX)) return alloc_small(sa_size_to_class8[(size + 7) >> 3], size, flags);
-    return alloc_medium_or_large(size, flags);
-}
+void *sa_alloc(size_t size, unsigned flags) { return sa_alloc_inline(size, flags); }
 
 void *sa_calloc(size_t count, size_t size, unsigned flags) {
     size_t total;
@@ -183,7 +157,7 @@ void *sa_alloc_aligned(size_t size, size_t alignment, unsigned flags) {
         /* Objects sit at base + i * size with base page-aligned: a class
          * whose size is a multiple of the alignment aligns every object. */
         for (int cls = size_to_class(size); cls < SA_NUM_CLASSES; cls++)
-            if (sa_class_size_tab[cls] % alignment == 0) return alloc_small(cls, size, flags);
+            if (sa_class_size_tab[cls] % alignment == 0) return sa_alloc_small(cls, size, flags);
     }
     size_t align_pages = alignment > SA_PAGE_SIZE ? alignment >> SA_PAGE_SHIFT : 1;
     return alloc_large(size, align_pages, flags);
@@ -218,7 +192,7 @@ SA_FAST_PATH sa_mspan *checked_span(const void *p, const char *op, uint32_t *idx
     return s;
 }
 
-SA_SLOW_PATH static void free_remote(sa_mcache *c, sa_mspan *s, uint32_t idx, const void *p) {
+void sa_free_remote(sa_mcache *c, sa_mspan *s, uint32_t idx, const void *p) {
     uint64_t id = atomic_load_explicit(&s->id, SA_RELAXED);
     int cls = s->sizeclass;
     uint64_t m = (uint64_t)1 << (idx & 63);
@@ -253,7 +227,7 @@ SA_SLOW_PATH static void free_remote(sa_mcache *c, sa_mspan *s, uint32_t idx, co
 }
 
 /* Frees that are not a small object freed by the thread caching its span. */
-SA_SLOW_PATH static void free_slow(void *p) {
+void sa_free_slow(void *p) {
     if (!p) return;
     if (sa_get_cache()->last == p) sa_get_cache()->last = NULL;
     uint32_t idx;
@@ -274,85 +248,23 @@ SA_SLOW_PATH static void free_slow(void *p) {
         if (s->list != SA_LIST_NONE) sa_cache_free_owned(c, s);
         return;
     }
-    free_remote(c, s, idx, p);
+    sa_free_remote(c, s, idx, p);
 }
 
 /* Not noreturn, so the fast path reaches them by a tail jump and needs no
  * stack frame of its own. */
-SA_SLOW_PATH static void free_interior(const void *p, const sa_mspan *s) {
+void sa_free_interior(const void *p, const sa_mspan *s) {
     if ((uintptr_t)p >> SA_ADDR_BITS) sa_fatal("free of pointer %p not allocated by SpanAlloc", p);
     sa_fatal("free of interior pointer %p (span %p, object size %zu)", p, (void *)s->base, s->elemsize);
 }
 
-SA_SLOW_PATH static void free_twice(const void *p) {
+void sa_free_twice(const void *p) {
     sa_fatal("double free (or free of an unallocated object) of pointer %p", p);
 }
 
-/* Frees the object the thread allocated last, when that is p (Go has no
- * explicit free; this is SpanAlloc's LIFO shortcut, which makes an
- * alloc/free pair reuse one warm slot as a free list would). p == last
- * proves p is live, small, in the thread's cached span and was the slot at
- * freeindex - 1 that the allocCache handed out, so giving the slot back is
- * undoing that step: shift its bit back into allocCache. It is refused when
- * the bit would fall off the window, when another thread already freed p
- * (a remote double free, reported by the next sweep), or with a hook. */
-SA_FAST_PATH bool free_last(sa_mcache *c, void *p) {
-    sa_mspan *s = c->lastspan;
-    c->last = NULL;
-    uint32_t idx = s->freeindex - 1;
-    uint64_t cache = s->allocCache;
-    uint64_t remote = __atomic_load_n(&SA_SPAN_REMOTE(s)[idx >> 6], __ATOMIC_RELAXED);
-    if (SA_UNLIKELY((cache >> 63) | ((remote >> (idx & 63)) & 1) | (uintptr_t)atomic_load_explicit(&hook, SA_RELAXED)))
-        return false;
-    s->allocCache = (cache << 1) | 1;
-    SA_STORE(s->freeindex, idx);
-    sa_counter_inc(&c->nfree[s->sizeclass]);
-    SA_POISON(p, s->elemsize);
-    return true;
-}
+void sa_free(void *p) { sa_free_inline(p); }
 
-void sa_free(void *p) {
-    sa_mcache *c = sa_get_cache();
-    if (p == c->last && SA_LIKELY(p != NULL) && SA_LIKELY(free_last(c, p))) return;
-    uintptr_t a = (uintptr_t)p;
-    sa_mspan *s = sa_span_of_addr_unchecked(a); /* NULL for p == NULL too */
-    if (SA_UNLIKELY(!s || atomic_load_explicit(&s->state, SA_RELAXED) != SA_SPAN_SMALL)) {
-        free_slow(p);
-        return;
-    }
-    uintptr_t off = a - s->base;
-    uint32_t idx = (uint32_t)(((uint64_t)off * s->divmul) >> 32);
-    /* idx == nelems (an address in the span's tail) passes this test but
-     * finds its slot not taken below, so it is refused there; no class has
-     * both a tail and nelems % 64 == 0. */
-    if (SA_UNLIKELY((uintptr_t)idx * s->elemsize != off)) {
-        free_interior(p, s);
-        return;
-    }
-    if (SA_UNLIKELY(atomic_load_explicit(&hook, SA_RELAXED))) {
-        free_slow(p);
-        return;
-    }
-    if (atomic_load_explicit(&s->owner, SA_RELAXED) != c) {
-        free_remote(c, s, idx, p);
-        return;
-    }
-    /* The owner: the span's bitmaps are ours, plain loads and stores. A
-     * remote free of the same object shows up as an overlap at the sweep. */
-    uint32_t w = idx >> 6;
-    uint64_t m = (uint64_t)1 << (idx & 63);
-    uint64_t *freew = s->freeBits;
-    bool taken = idx < s->freeindex || (s->allocBits[w] & m);
-    if (SA_UNLIKELY(!taken || (freew[w] & m))) {
-        free_twice(p);
-        return;
-    }
-    freew[w] |= m;
-    sa_counter_inc(&c->nfree[s->sizeclass]);
-    SA_POISON(p, s->elemsize);
-    /* Not the current span but one the thread filled earlier. */
-    if (SA_UNLIKELY(s->list != SA_LIST_NONE)) sa_cache_free_owned(c, s);
-}
+bool sa_free_if_ours(void *p) { return sa_free_inline_if_ours(p); }
 
 size_t sa_usable_size(const void *p) {
     if (!p) return 0;
@@ -569,6 +481,7 @@ int sa_check_heap(char *err, size_t errlen) {
     sa_unlock(&sa_heap.lock);
     sa_registry_unlock();
     if (rc == 0) rc = sa_central_check(err, errlen);
+    if (rc == 0) rc = sa_cache_check(err, errlen);
     if (rc == 0 && others == 0) {
         /* Only this thread has a cache: the counters must match the heap. */
         sa_mem_stats st;

@@ -1,11 +1,16 @@
 /*
- * sa_mcache.c — per-thread caches (Go's mcache.go): one span per spanClass,
- * used without locks by the thread that owns the cache.
+ * sa_mcache.c — per-thread caches (Go's mcache.go): one current span per
+ * spanClass, used without locks by the thread that owns the cache, and the
+ * thread's own lists of spans it filled earlier (partial: FIFO, full: stack).
  *
  * Owns: the thread-local cache pointer, the registry of caches and the
  * counters of exited threads. The registry lock guards the registry list,
- * the exited totals and the cache fixalloc; a cache's spans and counters
- * are written only by its thread.
+ * the exited totals and the cache fixalloc; a cache's spans, lists and
+ * counters are written only by its thread, except remote_hint[], which
+ * remote frees set atomically.
+ *
+ * Invariants: every span on c's lists has owner == c and list == CPARTIAL
+ * or CFULL; c's current spans have list == NONE; npartial[] counts partial[].
  *
  * A thread starts with sa_emptycache, whose every span is sa_emptyspan
  * (allocCache == 0), so the allocation fast path needs no "first use"
@@ -16,6 +21,7 @@
 #include "sa_internal.h"
 
 #include <errno.h>
+#include <stdio.h>
 #include <string.h>
 
 sa_mspan sa_emptyspan; /* allocCache 0, nelems 0: never allocates */
@@ -72,21 +78,33 @@ sa_mcache *sa_cache_create(void) {
  * otherwise trade spans with mheap all the time). */
 #define SA_OWN_KEEP 2
 
+/* The partial list is FIFO: a span is swept again only after the others, so
+ * it has had the longest to collect frees. The full list is a stack. */
 static void own_push(sa_mcache *c, int spc, sa_mspan *s, int which) {
-    sa_mspan **head = which == SA_LIST_CFULL ? &c->full[spc] : &c->partial[spc];
-    if (which == SA_LIST_CPARTIAL) c->npartial[spc]++;
     s->list = (uint8_t)which;
+    s->next = NULL;
+    if (which == SA_LIST_CPARTIAL) {
+        c->npartial[spc]++;
+        s->prev = c->partial_tail[spc];
+        if (s->prev) s->prev->next = s; else c->partial[spc] = s;
+        c->partial_tail[spc] = s;
+        return;
+    }
     s->prev = NULL;
-    s->next = *head;
-    if (*head) (*head)->prev = s;
-    *head = s;
+    s->next = c->full[spc];
+    if (s->next) s->next->prev = s;
+    c->full[spc] = s;
 }
 
 static void own_remove(sa_mcache *c, int spc, sa_mspan *s) {
-    sa_mspan **head = s->list == SA_LIST_CFULL ? &c->full[spc] : &c->partial[spc];
-    if (s->list == SA_LIST_CPARTIAL) c->npartial[spc]--;
-    if (s->prev) s->prev->next = s->next; else *head = s->next;
-    if (s->next) s->next->prev = s->prev;
+    if (s->list == SA_LIST_CPARTIAL) {
+        c->npartial[spc]--;
+        if (s->prev) s->prev->next = s->next; else c->partial[spc] = s->next;
+        if (s->next) s->next->prev = s->prev; else c->partial_tail[spc] = s->prev;
+    } else {
+        if (s->prev) s->prev->next = s->next; else c->full[spc] = s->next;
+        if (s->next) s->next->prev = s->prev;
+    }
     s->next = s->prev = NULL;
     s->list = SA_LIST_NONE;
 }
@@ -115,12 +133,11 @@ void sa_cache_free_owned(sa_mcache *c, sa_mspan *s) {
     }
 }
 
-/* A sweep costs a pass over the span's bitmap words, so a span is worth
- * allocating from again when the sweep recovered two slots per word (any
- * slot for one-word spans); with fewer, the thread takes another span and
- * lets frees accumulate. (With a sweep per recovered slot, a class whose
- * live objects fill a 1024-slot span would pay 16 words per allocation.) */
-static inline uint32_t sweep_worth(const sa_mspan *s) { return s->nwords == 1 ? 1 : 2u * s->nwords; }
+/* A span is worth allocating from again once a sweep recovers a quarter of
+ * its slots; with fewer, the thread takes another span and lets frees pile
+ * up (FIFO, below). A sweep per recovered slot would make a class whose live
+ * objects fill their spans sweep on nearly every allocation. */
+static inline uint32_t sweep_worth(const sa_mspan *s) { return (s->nelems + 3) / 4; }
 
 /* Spans looked at per refill, so a long owned list costs a bounded time. */
 #define SA_OWN_SCAN 8
@@ -250,4 +267,39 @@ int sa_registry_other_caches(void) {
     int n = 0;
     for (sa_mcache *c = registry; c; c = c->rnext) if (c != sa_tls_cache) n++;
     return n;
+}
+
+/* Checks the calling thread's own span lists (heap checker). */
+int sa_cache_check(char *err, size_t errlen) {
+    sa_mcache *c = sa_tls_cache;
+    if (c == &sa_emptycache) return 0;
+    for (int spc = 0; spc < SA_NUM_SPAN_CLASSES; spc++) {
+        sa_mspan *cur = c->alloc[spc];
+        if (cur != &sa_emptyspan &&
+            (atomic_load_explicit(&cur->owner, SA_RELAXED) != c || cur->list != SA_LIST_NONE || cur->spanclass != spc)) {
+            snprintf(err, errlen, "spanClass %d: the current span %p is not owned by this cache", spc, (void *)cur->base);
+            return -1;
+        }
+        unsigned n = 0;
+        for (int which = SA_LIST_CPARTIAL; which <= SA_LIST_CFULL; which++) {
+            sa_mspan *prev = NULL;
+            for (sa_mspan *s = which == SA_LIST_CPARTIAL ? c->partial[spc] : c->full[spc]; s; prev = s, s = s->next) {
+                if (atomic_load_explicit(&s->owner, SA_RELAXED) != c || s->list != which || s->spanclass != spc ||
+                    s->prev != prev || atomic_load_explicit(&s->state, SA_RELAXED) != SA_SPAN_SMALL) {
+                    snprintf(err, errlen, "spanClass %d: owned span %p is inconsistent", spc, (void *)s->base);
+                    return -1;
+                }
+                if (which == SA_LIST_CPARTIAL) n++;
+                if (which == SA_LIST_CPARTIAL && !s->next && c->partial_tail[spc] != s) {
+                    snprintf(err, errlen, "spanClass %d: partial tail is wrong", spc);
+                    return -1;
+                }
+            }
+        }
+        if (n != c->npartial[spc]) {
+            snprintf(err, errlen, "spanClass %d: %u partial spans, count says %u", spc, n, (unsigned)c->npartial[spc]);
+            return -1;
+        }
+    }
+    return 0;
 }

@@ -102,8 +102,11 @@ uint32_t sa_span_sweep(sa_mspan *s) {
     uint64_t *alloc = SA_SPAN_ALLOC(s), *freew = SA_SPAN_FREEW(s), *remote = SA_SPAN_REMOTE(s);
     uint32_t live = 0;
     int32_t nremote = 0;
+    /* A remote free sets its bit before it counts it: with a zero count,
+     * bits that are set belong to frees still counting, left for next time. */
+    bool remotes = atomic_load_explicit(&s->remoteFreed, SA_ACQUIRE) != 0;
     for (uint32_t w = 0; w < s->nwords; w++) {
-        uint64_t r = __atomic_load_n(&remote[w], __ATOMIC_RELAXED);
+        uint64_t r = remotes ? __atomic_load_n(&remote[w], __ATOMIC_RELAXED) : 0;
         if (r) r = __atomic_exchange_n(&remote[w], 0, __ATOMIC_ACQ_REL);
         uint64_t f = freew[w];
         freew[w] = 0;

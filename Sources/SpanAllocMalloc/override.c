@@ -25,6 +25,7 @@
  *     they are registered before any library's, and run last in prepare.
  */
 #include "override_internal.h"
+#include "sa_fastpath.h" /* the core's inline fast paths */
 
 #include <dlfcn.h>
 #include <errno.h>
@@ -153,16 +154,15 @@ static inline bool power_of_two(size_t a) { return a != 0 && (a & (a - 1)) == 0;
 
 void *malloc(size_t size) {
     ensure_started();
-    void *p = sa_alloc(libc_size(size), 0);
+    void *p = sa_alloc_inline(libc_size(size), 0);
     return SA_OV_LIKELY(p != NULL) ? p : failed("malloc", size, 0);
 }
 
 void free(void *p) {
-    if (SA_OV_LIKELY(sa_owns(p))) {
-        sa_free(p);
-        return;
-    }
-    if (p) free_foreign(p);
+    /* One page-map walk: frees SpanAlloc's pointers (stopping on a bad one),
+     * and says no for memory outside its arenas. */
+    if (SA_OV_LIKELY(sa_free_inline_if_ours(p))) return;
+    free_foreign(p);
 }
 
 void *calloc(size_t count, size_t size) {
@@ -173,7 +173,7 @@ void *calloc(size_t count, size_t size) {
         return failed("calloc", SIZE_MAX, 0);
     }
     /* The core skips the memset for a large span fresh from the OS. */
-    void *p = sa_alloc(libc_size(total), SA_ZERO);
+    void *p = sa_alloc_inline(libc_size(total), SA_ZERO);
     return SA_OV_LIKELY(p != NULL) ? p : failed("calloc", total, 0);
 }
 

@@ -21,8 +21,9 @@
  *                 by any other thread, set with an atomic OR).
  *   sa_mcentral.c one central list per spanClass (Go's mcentral): partial and
  *                 full spans that no thread caches, one lock each.
- *   sa_mcache.c   the per-thread cache (Go's mcache): one span per spanClass,
- *                 handed back to mcentral when the thread exits.
+ *   sa_mcache.c   the per-thread cache (Go's mcache): one current span per
+ *                 spanClass, plus the spans the thread filled earlier, which it
+ *                 keeps (partial and full lists of its own) until it exits.
  *   sa_malloc.c   the public entry points below, the free path, statistics,
  *                 introspection and the hook.
  *
@@ -30,14 +31,16 @@
  *
  *   1. mcache: take the next free slot of the thread's span for the spanClass
  *      (ctz of allocCache; no lock, no atomic read-modify-write). ~1 ns.
- *   2. the cached span is exhausted: sweep it (fold the frees recorded in
- *      freeBits/remoteBits into allocBits) and keep using it if that freed
- *      anything; otherwise hand it to mcentral and take a partial span from
+ *   2. the current span is exhausted: sweep it (fold the frees recorded in
+ *      freeBits/remoteBits into allocBits) and keep using it if that
+ *      recovered a quarter of its slots; otherwise keep it aside and sweep
+ *      the thread's oldest partial span (no lock).
+ *   3. the thread has no span worth sweeping: take a partial span from
  *      mcentral (one lock per span, i.e. per 1..1024 objects).
- *   3. mcentral has no partial span: mheap allocates a run of pages for a
+ *   4. mcentral has no partial span: mheap allocates a run of pages for a
  *      new span (heap lock), preferring pages freed by earlier spans
  *      ("span reuse") to pages never touched.
- *   4. mheap has no free run large enough: map a new arena from the OS.
+ *   5. mheap has no free run large enough: map a new arena from the OS.
  *
  * Sizes above 32 KiB skip steps 1 and 2: a large object is a span of its
  * own (class 0) allocated from mheap under the heap lock.
@@ -48,10 +51,14 @@
  *   p's span through the page map, checks that p is the start of an allocated
  *   object (a wrong pointer or a second free stops the process with a message
  *   naming the pointer), and then:
- *     - the thread that caches the span sets p's bit in freeBits (plain store);
+ *     - the object the thread allocated last goes straight back to the
+ *       allocCache window (the LIFO shortcut: an alloc/free pair reuses one
+ *       slot);
+ *     - the thread that owns the span sets p's bit in freeBits (plain
+ *       store); a span of its own that it empties goes back to mheap;
  *     - any other thread sets p's bit in remoteBits with one atomic OR and
- *       counts it in the span's remote-free counter. When the span is cached
- *       nowhere, the free that makes it non-full moves it to mcentral's
+ *       counts it in the span's remote-free counter. When the span is owned
+ *       by no thread, the free that makes it non-full moves it to mcentral's
  *       partial list and the free that makes it empty returns its pages to
  *       mheap, where they can serve any size class.
  *   The owner sweeps both bitmaps into allocBits when its cache runs dry, as
@@ -131,6 +138,14 @@ void *_Nullable sa_realloc(void *_Nullable ptr, size_t size);
  * that names the pointer and the fault.
  */
 void sa_free(void *_Nullable ptr);
+
+/**
+ * Frees `ptr` when it lies in one of SpanAlloc's arenas and returns true
+ * (NULL too). Returns false, doing nothing, for memory outside every arena,
+ * such as a pointer from another allocator. A pointer inside an arena that
+ * is not a live object stops the process, as sa_free does.
+ */
+bool sa_free_if_ours(void *_Nullable ptr);
 
 /** Usable size of a live block (its class size for small objects), O(1). */
 size_t sa_usable_size(const void *_Nullable ptr);

@@ -1,0 +1,409 @@
+import Synchronization
+
+/// A Go channel: a FIFO queue that threads and tasks use to hand values to
+/// each other, with Go's exact semantics (`make(chan T, n)`, `ch <- v`,
+/// `<-ch`, `close`, `len`, `cap`, `select`).
+///
+/// ```swift
+/// let ch = GoChan<Int>(capacity: 16)        // make(chan int, 16)
+/// Thread.detachNewThread { for i in 0..<100 { ch.send(i) }; ch.close() }   // Foundation
+/// while let v = ch.receive() { print(v) }    // for v := range ch
+/// ```
+///
+/// ## Blocking contract
+/// - ``send(_:)`` blocks while the buffer is full; on an unbuffered channel
+///   (capacity 0) it blocks until a receiver takes the value. A value handed
+///   to a waiting receiver goes straight to it, without passing through the
+///   buffer. When a receiver frees a slot of a full channel, the first
+///   blocked sender's value moves to the tail, so FIFO order holds.
+/// - ``receive()`` blocks while the channel is empty and open. After
+///   ``close()`` it returns the values still buffered, then `nil` forever.
+/// - Sending on a closed channel traps with "send on closed channel",
+///   including a sender that was blocked when the channel was closed.
+///   Closing a closed channel traps with "close of closed channel".
+/// - A blocked thread spins briefly, then parks on its own semaphore; the
+///   thread that completes its operation wakes it after unlocking.
+/// - The async forms (`try await send(_:)`, `try await receive()`,
+///   `for await v in ch`, async `select(_:)`) suspend the task instead
+///   of the thread; they work on the same channel as the blocking forms at
+///   the same time.
+///
+/// ## Memory
+/// As Go's `makechan` does, the control block (Go's `hchan`, 112 bytes) and
+/// the ring buffer come from ``SpanHeap``: one noscan block for pointer-free
+/// elements, separate scan blocks for elements that hold references, and
+/// the control block alone for unbuffered channels and zero-size elements.
+/// Values still buffered when the last reference goes away are destroyed
+/// and both blocks freed.
+///
+/// `GoChan` is `Sendable` when `Element` is.
+public final class GoChan<Element> {
+    @usableFromInline let control: UnsafeMutablePointer<GoChanControl>
+
+    /// Makes a channel (Go's `make(chan Element, capacity)`).
+    ///
+    /// - Parameter capacity: buffer size in elements; 0 (the default) makes
+    ///   an unbuffered channel. A negative capacity, or one whose buffer
+    ///   would exceed Go's `maxAlloc` (2^48 bytes), traps with
+    ///   "makechan: size out of range". Elements of 64 KiB or more trap with
+    ///   "makechan: invalid channel element type", as in Go.
+    public init(capacity: Int = 0) {
+        let size = MemoryLayout<Element>.size
+        if size >= 1 << 16 { fatalError("makechan: invalid channel element type") }
+        let stride = size == 0 ? 0 : MemoryLayout<Element>.stride
+        let (mem, overflow) = stride.multipliedReportingOverflow(by: capacity)
+        if overflow || capacity < 0 || mem > goChanMaxAlloc - goChanControlSize {
+            fatalError("makechan: size out of range")
+        }
+        let heap = SpanHeap.default
+        let align = MemoryLayout<Element>.alignment
+        // Every size class from 112 bytes up is a multiple of 16, and a small
+        // object is aligned to the largest power of two dividing its class
+        // size: the plain allocation path (Go's mallocgc) already gives the
+        // control block and a buffer behind it 16-byte alignment. Only
+        // over-aligned elements need the aligned path.
+        let blockAlign = align > 16 ? align : 8
+        let block: UnsafeMutableRawPointer
+        let buf: UnsafeMutableRawPointer
+        var separate = false
+        if mem == 0 {
+            // Unbuffered or zero-size elements: the control block alone,
+            // pointer-free (blocked waiters are kept alive by their owners).
+            block = heap.allocate(byteCount: goChanControlSize, noscan: true)
+            buf = block
+        } else if SpanHeap.isPointerFree(Element.self) {
+            // Control block and buffer in one noscan block.
+            let offset = (goChanControlSize + align - 1) / align * align
+            block = heap.allocate(byteCount: offset + mem, alignment: blockAlign, noscan: true)
+            buf = block + offset
+        } else {
+            // Two scan blocks: the control block and the buffer.
+            block = heap.allocate(byteCount: goChanControlSize, noscan: false)
+            buf = heap.allocate(byteCount: mem, alignment: align, noscan: false)
+            separate = true
+        }
+        control = block.bindMemory(to: GoChanControl.self, capacity: 1)
+        control.initializeControl(dataqsiz: capacity, buf: buf, elemStride: stride, bufIsSeparate: separate)
+    }
+
+    deinit {
+        // No waiter can be queued: every blocked operation holds a reference.
+        var i = control.state.pointee.recvx
+        for _ in 0..<control.pointee.qcount.load(ordering: .relaxed) {
+            slot(i).deinitialize(count: 1)
+            i = i + 1 == control.pointee.dataqsiz ? 0 : i + 1
+        }
+        let buf = control.pointee.buf
+        let separate = control.state.pointee.bufIsSeparate
+        control.deinitializeControl()
+        if separate { SpanHeap.default.deallocate(buf) }
+        SpanHeap.default.deallocate(UnsafeMutableRawPointer(control))
+    }
+
+    // MARK: Go's len and cap
+
+    /// The number of values in the buffer (Go's `len(ch)`), read without
+    /// locking; 0 for an unbuffered channel. Zero-size elements count too.
+    @inlinable
+    public var count: Int { control.pointee.qcount.load(ordering: .relaxed) }
+
+    /// The buffer size given at creation (Go's `cap(ch)`).
+    @inlinable
+    public var capacity: Int { control.pointee.dataqsiz }
+
+    // MARK: Blocking API (threads)
+
+    /// Sends `value` (Go's `ch <- value`), blocking the calling thread while
+    /// the buffer is full, or on an unbuffered channel until a receiver takes
+    /// it.
+    ///
+    /// Traps with "send on closed channel" if the channel is closed, or
+    /// becomes closed while this call is blocked. Do not call it from a
+    /// Swift concurrency task; use the async form there.
+    @inlinable
+    public func send(_ value: Element) {
+        withUnsafeTemporaryAllocation(of: Element.self, capacity: 1) { tmp in
+            let p = tmp.baseAddress!
+            p.initialize(to: value)
+            sendBlocking(p)
+        }
+    }
+
+    /// Receives the next value (Go's `v := <-ch`), blocking the calling
+    /// thread while the channel is empty and open. Returns `nil` once the
+    /// channel is closed and drained.
+    @inlinable
+    public func receive() -> Element? {
+        withUnsafeTemporaryAllocation(of: Element.self, capacity: 1) { tmp in
+            let p = tmp.baseAddress!
+            return receiveBlocking(p) ? p.move() : nil
+        }
+    }
+
+    /// Go's `v, ok := <-ch`: blocks like ``receive()``; after close and
+    /// drain returns `(zero, false)`, where `zero` stands in for Go's zero
+    /// value.
+    @inlinable
+    public func receive(zero: @autoclosure () -> Element) -> (value: Element, ok: Bool) {
+        if let v = receive() { return (v, true) }
+        return (zero(), false)
+    }
+
+    /// Closes the channel (Go's `close(ch)`): blocked receivers get `nil`
+    /// (after any buffered values are drained by later receives), blocked
+    /// senders trap with "send on closed channel".
+    ///
+    /// Traps with "close of closed channel" when already closed.
+    public func close() {
+        let c = control
+        c.pointee.lock.lock()
+        if c.pointee.closed.load(ordering: .relaxed) {
+            c.pointee.lock.unlock()
+            goChanPanic("close of closed channel")
+        }
+        c.pointee.closed.store(true, ordering: .relaxed)
+        var woken: [GoChanSleeper] = []
+        c.state.pointee.recvq.drainClaiming(into: &woken)   // receivers see the end
+        c.state.pointee.sendq.drainClaiming(into: &woken)   // senders will trap
+        c.pointee.lock.unlock()
+        for s in woken { s.wake() }
+    }
+
+    // MARK: Non-blocking API
+
+    /// Sends `value` if that can be done without blocking (a receiver is
+    /// waiting or the buffer has room), like Go's
+    /// `select { case ch <- v: default: }`. Returns whether it was sent.
+    ///
+    /// Traps with "send on closed channel" if the channel is closed.
+    @inlinable
+    public func trySend(_ value: Element) -> Bool {
+        // Go's fast path: an open, full channel cannot take the value.
+        if !control.pointee.closed.load(ordering: .relaxed) && isFullWithoutLock { return false }
+        return sendNow(value)
+    }
+
+    /// One locked send attempt: true when `value` was sent, false when the
+    /// send would block. Traps on a closed channel.
+    @inlinable
+    func sendNow(_ value: Element) -> Bool {
+        let c = control
+        return withUnsafeTemporaryAllocation(of: Element.self, capacity: 1) { tmp in
+            let p = tmp.baseAddress!
+            p.initialize(to: value)
+            c.pointee.lock.lock()
+            switch sendLocked(p) {
+            case .done(_, let wake):
+                c.pointee.lock.unlock()
+                wake?.wake()
+                return true
+            case .sendOnClosed:
+                c.pointee.lock.unlock()
+                goChanPanic("send on closed channel")
+            case .notReady:
+                c.pointee.lock.unlock()
+                p.deinitialize(count: 1)
+                return false
+            }
+        }
+    }
+
+    /// The result of ``tryReceive()``.
+    @frozen
+    public enum TryReceiveResult {
+        /// A value was received.
+        case value(Element)
+        /// The channel is closed and drained (Go's `ok == false`).
+        case closed
+        /// Nothing to receive without blocking.
+        case empty
+    }
+
+    /// Receives a value if that can be done without blocking, like Go's
+    /// `select { case v, ok := <-ch: default: }`.
+    @inlinable
+    public func tryReceive() -> TryReceiveResult {
+        let c = control
+        // Go's fast path: an open, empty channel has nothing to give.
+        if isEmptyWithoutLock {
+            if !c.pointee.closed.load(ordering: .acquiring) { return .empty }
+            if isEmptyWithoutLock { return .closed }
+        }
+        return receiveNow()
+    }
+
+    /// One locked receive attempt.
+    @inlinable
+    func receiveNow() -> TryReceiveResult {
+        let c = control
+        return withUnsafeTemporaryAllocation(of: Element.self, capacity: 1) { tmp in
+            let p = tmp.baseAddress!
+            c.pointee.lock.lock()
+            switch recvLocked(p) {
+            case .done(let received, let wake):
+                c.pointee.lock.unlock()
+                wake?.wake()
+                return received ? .value(p.move()) : .closed
+            case .notReady, .sendOnClosed:
+                c.pointee.lock.unlock()
+                return .empty
+            }
+        }
+    }
+
+    // MARK: Internals
+
+    /// Buffer slot `i`.
+    @inlinable @inline(__always)
+    func slot(_ i: Int) -> UnsafeMutablePointer<Element> {
+        (control.pointee.buf + i &* control.pointee.elemStride).assumingMemoryBound(to: Element.self)
+    }
+
+    /// Go's `full()` for buffered channels: a send would block (read
+    /// without the lock, so only a hint). Unbuffered channels answer false:
+    /// whether a receiver waits is only known under the lock.
+    @inlinable
+    var isFullWithoutLock: Bool {
+        let cap = control.pointee.dataqsiz
+        return cap != 0 && control.pointee.qcount.load(ordering: .relaxed) == cap
+    }
+
+    /// Go's `empty()` for buffered channels: a receive would block (a hint,
+    /// as above; false for unbuffered channels).
+    @inlinable
+    var isEmptyWithoutLock: Bool {
+        control.pointee.dataqsiz != 0 && control.pointee.qcount.load(ordering: .relaxed) == 0
+    }
+
+    /// One send step under the lock (Go's `chansend` after `lock(&c.lock)`):
+    /// hand the value to a waiting receiver, else put it in the buffer.
+    /// On `.done` the value at `src` has been moved out.
+    @inlinable
+    func sendLocked(_ src: UnsafeMutablePointer<Element>) -> GoChanStep {
+        let c = control
+        if c.pointee.closed.load(ordering: .relaxed) { return .sendOnClosed }
+        let q = c.pointee.qcount.load(ordering: .relaxed)
+        // A live receiver waits only on an empty buffer (Go's invariant),
+        // so a non-empty one needs no look at `recvq`.
+        if q == 0, c.state.pointee.recvq.first != nil, let r = c.state.pointee.recvq.dequeueClaiming() {
+            // Direct hand-off: the receiver's storage is valid until it wakes.
+            r.elem.assumingMemoryBound(to: Element.self).moveInitialize(from: src, count: 1)
+            r.sleeper.success = true
+            return .done(received: true, wake: r.sleeper)
+        }
+        if q < c.pointee.dataqsiz {
+            let x = c.state.pointee.sendx
+            slot(x).moveInitialize(from: src, count: 1)
+            c.state.pointee.sendx = x + 1 == c.pointee.dataqsiz ? 0 : x + 1
+            c.pointee.qcount.store(q + 1, ordering: .relaxed)
+            return .done(received: true, wake: nil)
+        }
+        return .notReady
+    }
+
+    /// One receive step under the lock (Go's `chanrecv` after locking):
+    /// the end of a closed, drained channel; else a blocked sender's value
+    /// (through the buffer's head when buffered); else the buffer's head.
+    /// On `.done(received: true, …)` `dst` holds the value.
+    @inlinable
+    func recvLocked(_ dst: UnsafeMutablePointer<Element>) -> GoChanStep {
+        let c = control
+        let q = c.pointee.qcount.load(ordering: .relaxed)
+        if c.pointee.closed.load(ordering: .relaxed) {
+            if q == 0 { return .done(received: false, wake: nil) }
+        } else if q == c.pointee.dataqsiz, c.state.pointee.sendq.first != nil,
+                  let s = c.state.pointee.sendq.dequeueClaiming() {
+            // A live sender waits only on a full buffer (Go's invariant).
+            let src = s.elem.assumingMemoryBound(to: Element.self)
+            if c.pointee.dataqsiz == 0 {
+                dst.moveInitialize(from: src, count: 1)
+            } else {
+                // Full buffer: take the head, the sender's value becomes the
+                // tail (the same slot), and the ring turns by one.
+                let x = c.state.pointee.recvx
+                dst.moveInitialize(from: slot(x), count: 1)
+                slot(x).moveInitialize(from: src, count: 1)
+                let next = x + 1 == c.pointee.dataqsiz ? 0 : x + 1
+                c.state.pointee.recvx = next
+                c.state.pointee.sendx = next
+            }
+            s.sleeper.success = true
+            return .done(received: true, wake: s.sleeper)
+        }
+        if q > 0 {
+            let x = c.state.pointee.recvx
+            dst.moveInitialize(from: slot(x), count: 1)
+            c.state.pointee.recvx = x + 1 == c.pointee.dataqsiz ? 0 : x + 1
+            c.pointee.qcount.store(q - 1, ordering: .relaxed)
+            return .done(received: true, wake: nil)
+        }
+        return .notReady
+    }
+
+    /// Spins while a buffered channel stays full (send) or empty (receive)
+    /// and open, so that a partner running on another core can make room
+    /// before this thread queues itself. Unbuffered channels skip it: both
+    /// sides would spin waiting for the other to queue.
+    @inline(__always)
+    @inlinable
+    func spinWhileBlocked(send: Bool) {
+        let c = control
+        let cap = c.pointee.dataqsiz
+        if cap == 0 { return }
+        let blockedCount = send ? cap : 0
+        GoChanSpin.spin(adapting: c) {
+            c.pointee.qcount.load(ordering: .relaxed) == blockedCount && !c.pointee.closed.load(ordering: .relaxed)
+        }
+    }
+
+    /// Blocking send of the value at `src` (moved out on return).
+    @inlinable
+    func sendBlocking(_ src: UnsafeMutablePointer<Element>) {
+        let c = control
+        c.pointee.lock.lock()
+        var step = sendLocked(src)
+        if case .notReady = step {
+            c.pointee.lock.unlock()
+            spinWhileBlocked(send: true)
+            c.pointee.lock.lock()
+            step = sendLocked(src)
+        }
+        switch step {
+        case .done(_, let wake):
+            c.pointee.lock.unlock()
+            wake?.wake()
+            return
+        case .sendOnClosed:
+            c.pointee.lock.unlock()
+            goChanPanic("send on closed channel")
+        case .notReady:
+            if !goChanParkThreadLocked(c, elem: UnsafeMutableRawPointer(src), isSend: true) {
+                goChanPanic("send on closed channel")
+            }
+        }
+    }
+
+    /// Blocking receive into `dst`; returns whether a value was received.
+    @inlinable
+    func receiveBlocking(_ dst: UnsafeMutablePointer<Element>) -> Bool {
+        let c = control
+        c.pointee.lock.lock()
+        var step = recvLocked(dst)
+        if case .notReady = step {
+            c.pointee.lock.unlock()
+            spinWhileBlocked(send: false)
+            c.pointee.lock.lock()
+            step = recvLocked(dst)
+        }
+        switch step {
+        case .done(let received, let wake):
+            c.pointee.lock.unlock()
+            wake?.wake()
+            return received
+        case .notReady, .sendOnClosed:
+            return goChanParkThreadLocked(c, elem: UnsafeMutableRawPointer(dst), isSend: false)
+        }
+    }
+}
+
+extension GoChan: @unchecked Sendable where Element: Sendable {}

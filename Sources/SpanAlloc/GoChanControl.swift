@@ -1,0 +1,334 @@
+import Synchronization
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+// The channel's control block: Go's hchan, laid out in SpanAlloc memory.
+//
+// Invariants (all under `lock`, as in Go's chan.go):
+//   - at most one of `sendq` and `recvq` holds waiters that can still be
+//     claimed, except that one select may wait on both queues of the same
+//     channel;
+//   - buffered channel: `qcount > 0` implies `recvq` holds no claimable
+//     waiter; `qcount < dataqsiz` implies `sendq` holds no claimable waiter;
+//   - unbuffered channel: `qcount == 0` always;
+//   - the live buffer slots are `recvx, recvx+1, ... (mod dataqsiz)`,
+//     `qcount` of them; `sendx == (recvx + qcount) mod dataqsiz`;
+//   - `closed` implies `sendq` holds no claimable waiter (close wakes them).
+// A waiter whose sleeper was claimed elsewhere (the other arm of a select, a
+// cancellation, a timeout) may stay queued until its owner or the next
+// dequeue drops it; it is never matched.
+
+/// Bytes reserved for the control block, Go 1.27's `hchanSize` on amd64.
+@usableFromInline let goChanControlSize = 112
+
+/// Go's `maxAlloc` on 64-bit Linux: the largest allocation makechan accepts.
+@usableFromInline let goChanMaxAlloc = 1 << 48
+
+/// Go's hchan, first half: the lock, the atomics read without it, and the
+/// immutable shape. Only ever borrowed, never modified in place, so that
+/// (for ThreadSanitizer as for the language) no thread writes this memory
+/// except through atomics; the fields changed under the lock are in
+/// ``GoChanState``, right after it (see `UnsafeMutablePointer.state`).
+///
+/// It lives at the start of a SpanAlloc block (see ``GoChan/init(capacity:)``)
+/// and is only reached through an `UnsafeMutablePointer`. `closed` and
+/// `qcount` are atomics so that `count`, the spin-before-park checks and
+/// the non-blocking fast paths may read them without the lock (Go reads them
+/// with plain loads); they are written only under the lock.
+@usableFromInline
+struct GoChanControl: ~Copyable {
+    /// Protects every field below (Go's `lock`).
+    @usableFromInline let lock = GoChanLock()
+    /// Set once by `close()`; written under `lock`, read anywhere.
+    @usableFromInline let closed = Atomic<Bool>(false)
+    /// Elements in the buffer (Go's `qcount`); written under `lock`, read anywhere.
+    @usableFromInline let qcount = Atomic<Int>(0)
+    /// Buffer capacity in elements (Go's `dataqsiz`); immutable.
+    @usableFromInline let dataqsiz: Int
+    /// First buffer slot; the control block itself when nothing was allocated
+    /// for the buffer (Go's `raceaddr`). Immutable.
+    @usableFromInline let buf: UnsafeMutableRawPointer
+    /// Bytes between slots: the element's stride, 0 for zero-size elements. Immutable.
+    @usableFromInline let elemStride: Int
+    /// How long a blocked thread spins before parking, in ns: doubled when a
+    /// spin ends with the partner's answer, halved when it ends in a park
+    /// (see ``GoChanSpin``). A hint, read and written without the lock.
+    @usableFromInline let spinBudget = Atomic<Int>(GoChanSpin.initialBudget)
+
+    @usableFromInline
+    init(dataqsiz: Int, buf: UnsafeMutableRawPointer, elemStride: Int) {
+        self.dataqsiz = dataqsiz
+        self.buf = buf
+        self.elemStride = elemStride
+    }
+}
+
+/// Go's hchan, second half: the fields read and written only under the
+/// channel lock.
+@usableFromInline
+struct GoChanState {
+    /// Next slot to fill (Go's `sendx`).
+    @usableFromInline var sendx = 0
+    /// Next slot to drain (Go's `recvx`).
+    @usableFromInline var recvx = 0
+    /// Blocked receivers, FIFO (Go's `recvq`).
+    @usableFromInline var recvq = GoChanWaitQueue()
+    /// Blocked senders, FIFO (Go's `sendq`).
+    @usableFromInline var sendq = GoChanWaitQueue()
+    /// Whether `buf` is a block of its own (pointer-holding elements); set
+    /// at creation, read at deinit.
+    @usableFromInline var bufIsSeparate: Bool
+
+    @usableFromInline init(bufIsSeparate: Bool) { self.bufIsSeparate = bufIsSeparate }
+}
+
+/// Offset of ``GoChanState`` in the control block: right after
+/// ``GoChanControl`` (48 bytes), so that everything a buffered send or
+/// receive touches without waiters (lock, closed, qcount, buf, stride,
+/// dataqsiz, sendx, recvx) shares the block's first 64-byte cache line, the
+/// one line that moves between the producer's and the consumer's cores.
+@usableFromInline let goChanStateOffset = 48
+
+extension UnsafeMutablePointer where Pointee == GoChanControl {
+    /// The lock-protected half of the control block.
+    @inlinable
+    var state: UnsafeMutablePointer<GoChanState> {
+        (UnsafeMutableRawPointer(self) + goChanStateOffset).assumingMemoryBound(to: GoChanState.self)
+    }
+
+    /// Initializes both halves of a control block.
+    @usableFromInline
+    func initializeControl(dataqsiz: Int, buf: UnsafeMutableRawPointer, elemStride: Int, bufIsSeparate: Bool) {
+        precondition(MemoryLayout<GoChanControl>.size <= goChanStateOffset
+                     && goChanStateOffset + MemoryLayout<GoChanState>.size <= goChanControlSize,
+                     "GoChan: control block layout exceeds hchanSize")
+        initialize(to: GoChanControl(dataqsiz: dataqsiz, buf: buf, elemStride: elemStride))
+        (UnsafeMutableRawPointer(self) + goChanStateOffset).bindMemory(to: GoChanState.self, capacity: 1)
+            .initialize(to: GoChanState(bufIsSeparate: bufIsSeparate))
+    }
+
+    /// Deinitializes both halves (the queues must be empty).
+    @usableFromInline
+    func deinitializeControl() {
+        state.deinitialize(count: 1)
+        deinitialize(count: 1)
+    }
+}
+
+/// The channel lock: a test-and-test-and-set word.
+///
+/// Critical sections are a few dozen instructions (a ring-buffer step or a
+/// queue splice plus one element move); nothing blocks or calls the OS while
+/// holding it, since wake-ups run after unlocking. So waiting for it spins,
+/// then yields the CPU (the holder may have been preempted on an
+/// oversubscribed machine), then sleeps in short naps.
+@usableFromInline
+struct GoChanLock: ~Copyable {
+    @usableFromInline let word = Atomic<UInt32>(0)
+
+    @usableFromInline init() {}
+
+    @inlinable
+    func lock() {
+        if word.compareExchange(expected: 0, desired: 1, ordering: .acquiring).exchanged { return }
+        lockSlow()
+    }
+
+    @inlinable
+    func unlock() {
+        word.store(0, ordering: .releasing)
+    }
+
+    @usableFromInline @inline(never)
+    func lockSlow() {
+        var attempt = 0
+        while true {
+            if word.load(ordering: .relaxed) == 0,
+               word.compareExchange(expected: 0, desired: 1, ordering: .acquiring).exchanged {
+                return
+            }
+            attempt += 1
+            // 128 reads cover a critical section run by another core; after
+            // that the holder is likely descheduled, so give it the CPU.
+            if attempt < 128 { continue }
+            if attempt < 128 + 1_000 {
+                sched_yield()
+            } else {
+                var ts = timespec(tv_sec: 0, tv_nsec: 20_000)
+                nanosleep(&ts, nil)
+            }
+        }
+    }
+}
+
+/// A FIFO of waiters (Go's `waitq` of sudogs), linked through the waiters.
+///
+/// Each queued waiter is retained once by the queue; `dequeueClaiming()`
+/// hands that reference to the caller.
+@usableFromInline
+struct GoChanWaitQueue {
+    @usableFromInline var first: Unmanaged<GoChanWaiter>?
+    @usableFromInline var last: Unmanaged<GoChanWaiter>?
+
+    @usableFromInline init() {}
+
+    /// Whether no waiter is queued (claimable or not).
+    var isEmpty: Bool { first == nil }
+
+    /// Appends `w`; it must not be queued anywhere.
+    @usableFromInline
+    mutating func enqueue(_ w: GoChanWaiter) {
+        let u = Unmanaged.passRetained(w)
+        w.prev = last
+        w.next = nil
+        if let l = last {
+            l._withUnsafeGuaranteedRef { $0.next = u }
+        } else {
+            first = u
+        }
+        last = u
+        w.queued = true
+    }
+
+    /// Unlinks `w` if it is queued here, dropping the queue's reference.
+    mutating func remove(_ w: GoChanWaiter) {
+        guard w.queued else { return }
+        let u = Unmanaged.passUnretained(w)
+        if let p = w.prev { p._withUnsafeGuaranteedRef { $0.next = w.next } } else { first = w.next }
+        if let n = w.next { n._withUnsafeGuaranteedRef { $0.prev = w.prev } } else { last = w.prev }
+        w.prev = nil
+        w.next = nil
+        w.queued = false
+        u.release()
+    }
+
+    /// Removes the first waiter and returns it (with the queue's reference).
+    private mutating func popFirst() -> GoChanWaiter? {
+        guard let u = first else { return nil }
+        let w = u.takeRetainedValue()
+        first = w.next
+        if let n = w.next { n._withUnsafeGuaranteedRef { $0.prev = nil } } else { last = nil }
+        w.next = nil
+        w.prev = nil
+        w.queued = false
+        return w
+    }
+
+    /// Removes waiters from the front until one whose sleeper this call
+    /// claims (Go's `dequeue`, which skips selects that another case already
+    /// won). The returned waiter's sleeper records `caseIndex` as fired; the
+    /// caller fills in `success` and wakes it after unlocking.
+    @usableFromInline
+    mutating func dequeueClaiming() -> GoChanWaiter? {
+        while let w = popFirst() {
+            if w.sleeper.claim(.fired) {
+                w.sleeper.firedIndex = w.caseIndex
+                return w
+            }
+        }
+        return nil
+    }
+
+    /// Removes every waiter, claiming those that can be claimed, and marks
+    /// them unsuccessful (close). Returns their sleepers to wake.
+    mutating func drainClaiming(into sleepers: inout [GoChanSleeper]) {
+        while let w = dequeueClaiming() {
+            w.sleeper.success = false
+            sleepers.append(w.sleeper)
+        }
+    }
+}
+
+/// Locks `controls` (sorted by address, without duplicates) in order: the
+/// global order that keeps two selects from deadlocking (Go's `sellock`).
+@usableFromInline
+func goChanLockAll(_ controls: [UnsafeMutablePointer<GoChanControl>]) {
+    for c in controls { c.pointee.lock.lock() }
+}
+
+/// Unlocks in reverse order (Go's `selunlock`).
+@usableFromInline
+func goChanUnlockAll(_ controls: [UnsafeMutablePointer<GoChanControl>]) {
+    for c in controls.reversed() { c.pointee.lock.unlock() }
+}
+
+/// What a locked channel step did; the caller unlocks, then acts on it.
+@usableFromInline
+enum GoChanStep {
+    /// The operation cannot complete now.
+    case notReady
+    /// The operation completed; `received` is false for a receive that saw
+    /// a closed, drained channel. `wake` (if any) must be woken after unlocking.
+    case done(received: Bool, wake: GoChanSleeper?)
+    /// A send found the channel closed: the caller unlocks and traps.
+    case sendOnClosed
+}
+
+/// Queues a waiter for the calling thread on a locked channel, unlocks it
+/// and parks until a partner (or close) completes the operation. Returns
+/// the sleeper's `success`. Not generic, so every channel shares it.
+@usableFromInline @inline(never)
+func goChanParkThreadLocked(_ c: UnsafeMutablePointer<GoChanControl>, elem: UnsafeMutableRawPointer,
+                            isSend: Bool) -> Bool {
+    let w = GoChanSleeper.threadWaiter(control: c, elem: elem, isSend: isSend)
+    let sleeper = w.sleeper
+    if isSend { c.state.pointee.sendq.enqueue(w) } else { c.state.pointee.recvq.enqueue(w) }
+    c.pointee.lock.unlock()
+    _ = sleeper.park(adapting: c)
+    return sleeper.success
+}
+
+/// Go's panics; out of line to keep them off the fast paths.
+@usableFromInline @inline(never)
+func goChanPanic(_ message: StaticString) -> Never {
+    fatalError("\(message)")
+}
+
+extension GoChan {
+    /// Checks the control block's invariants under the lock (the list at the
+    /// top of this file) and returns the first violation, or `nil`. For tests
+    /// and debugging; never called by the channel itself.
+    func _checkInvariants() -> String? {
+        let c = control
+        c.pointee.lock.lock()
+        defer { c.pointee.lock.unlock() }
+        let cap = c.pointee.dataqsiz
+        let q = c.pointee.qcount.load(ordering: .relaxed)
+        let st = c.state.pointee
+        if q < 0 || q > cap { return "qcount \(q) outside 0...\(cap)" }
+        if cap > 0 {
+            if !(0..<cap).contains(st.sendx) || !(0..<cap).contains(st.recvx) {
+                return "sendx \(st.sendx) or recvx \(st.recvx) outside the ring of \(cap)"
+            }
+            if st.sendx != (st.recvx + q) % cap { return "sendx \(st.sendx) != recvx \(st.recvx) + qcount \(q)" }
+        } else if st.sendx != 0 || st.recvx != 0 {
+            return "unbuffered channel moved its ring indices"
+        }
+        func scan(_ queue: GoChanWaitQueue, send: Bool) -> (live: Int, error: String?) {
+            var live = 0
+            var prev: Unmanaged<GoChanWaiter>? = nil
+            var w = queue.first
+            while let u = w {
+                let waiter = u.takeUnretainedValue()
+                if waiter.prev?.toOpaque() != prev?.toOpaque() { return (live, "broken prev link") }
+                if !waiter.queued || waiter.isSend != send || waiter.control != c {
+                    return (live, "waiter in the wrong queue")
+                }
+                if waiter.sleeper.outcome == .waiting { live += 1 }
+                prev = u
+                w = waiter.next
+            }
+            return (live, queue.last?.toOpaque() != prev?.toOpaque() ? "last does not end the list" : nil)
+        }
+        let (liveReceivers, e1) = scan(st.recvq, send: false)
+        if let e1 { return "recvq: \(e1)" }
+        let (liveSenders, e2) = scan(st.sendq, send: true)
+        if let e2 { return "sendq: \(e2)" }
+        if liveReceivers > 0 && q > 0 { return "\(liveReceivers) receiver(s) wait on a non-empty buffer" }
+        if liveSenders > 0 && q < cap { return "\(liveSenders) sender(s) wait on a buffer with room" }
+        if liveSenders > 0 && c.pointee.closed.load(ordering: .relaxed) { return "senders wait on a closed channel" }
+        return nil
+    }
+}
