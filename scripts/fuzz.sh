@@ -4,7 +4,7 @@
 # over the committed corpus. New interesting inputs go to a scratch folder,
 # never into Tests/fuzz/corpus.
 #
-#   scripts/fuzz.sh                 # FUZZ_RUNS executions (default 25000: about a minute, CI-sized)
+#   scripts/fuzz.sh                 # FUZZ_RUNS executions (default 20000: about a minute, CI-sized)
 #   scripts/fuzz.sh -runs=1000000   # any libFuzzer flags replace the defaults
 #   FUZZ_SECONDS=600 scripts/fuzz.sh  # time-bounded instead
 #
@@ -35,7 +35,7 @@ if [[ ${#args[@]} -eq 0 ]]; then
     if [[ -n ${FUZZ_SECONDS:-} ]]; then
         args=(-max_total_time="$FUZZ_SECONDS")
     else
-        args=(-runs="${FUZZ_RUNS:-25000}")
+        args=(-runs="${FUZZ_RUNS:-20000}")
     fi
 fi
 echo "== $BIN ${args[*]} (corpus Tests/fuzz/corpus)"

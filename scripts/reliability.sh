@@ -5,12 +5,12 @@
 # the ReliabilityTests target and run with `swift test` (also under
 # --sanitize=thread / --sanitize=address).
 #
-#   scripts/reliability.sh                    # CI: FUZZ_RUNS (default 25000) executions
+#   scripts/reliability.sh                    # CI: FUZZ_RUNS (default 20000) executions
 #   FUZZ_RUNS=1000000 scripts/reliability.sh  # longer
 #   FUZZ_SECONDS=3600 scripts/reliability.sh  # an hour
 set -euo pipefail
 cd "$(dirname "$0")/.."
-export FUZZ_RUNS=${FUZZ_RUNS:-25000}
+export FUZZ_RUNS=${FUZZ_RUNS:-20000}
 start=$(date +%s)
 echo "== fuzzing (scripts/fuzz.sh)"
 log=$(mktemp)
