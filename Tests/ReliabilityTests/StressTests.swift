@@ -83,6 +83,23 @@ extension ReliabilityTests {
                     live.append(TrackedBlock(p, size: size, seed: serial))
                     liveBytes += size
                 }
+                /// Reallocs `b` to `newSize` (> 0), checks the prefix it
+                /// keeps and tracks the result; false (b kept) when refused.
+                func resize(_ b: TrackedBlock, to newSize: Int) -> Bool {
+                    var b = b
+                    if !b.isIntact { c.corrupted += 1 }
+                    guard let q = sa_realloc(b.pointer, newSize) else {
+                        c.failedAllocs += 1
+                        live.append(b)
+                        liveBytes += b.size
+                        return false
+                    }
+                    b.address = UInt(bitPattern: q)
+                    b.size = min(b.size, newSize)
+                    if !b.isIntact { c.corrupted += 1 }
+                    track(q, size: newSize)
+                    return true
+                }
                 func takeRandom() -> TrackedBlock {
                     let i = rng.below(live.count)
                     live.swapAt(i, live.count - 1)
@@ -129,25 +146,15 @@ extension ReliabilityTests {
                         if !BlockPattern.isZero(p, size: count * each) { c.wrongZero += 1 }
                         track(p, size: count * each)
                     case 44..<54:  // realloc: the old contents survive the move
-                        var b = takeRandom()
-                        if !b.isIntact { c.corrupted += 1 }
+                        let b = takeRandom()
                         let newSize = rng.chance(50) ? Self.randomSize(&rng) : max(0, b.size + rng.below(256) - 128)
                         if newSize == 0 {  // realloc(p, 0) frees p
+                            if !b.isIntact { c.corrupted += 1 }
                             if sa_realloc(b.pointer, 0) != nil { c.badLookups += 1 }
                             c.ownFrees += 1
-                            continue
+                        } else if resize(b, to: newSize) {
+                            c.reallocs += 1
                         }
-                        guard let q = sa_realloc(b.pointer, newSize) else {
-                            c.failedAllocs += 1; live.append(b); liveBytes += b.size
-                            continue
-                        }
-                        c.reallocs += 1
-                        b.address = UInt(bitPattern: q)
-                        b.size = min(b.size, newSize)
-                        if !b.isIntact { c.corrupted += 1 }
-                        serial += 1
-                        live.append(TrackedBlock(q, size: newSize, seed: serial))
-                        liveBytes += newSize
                     case 54..<58:  // span lookups of a live block
                         let b = live[rng.below(live.count)]
                         var info = sa_span_info()
@@ -171,23 +178,16 @@ extension ReliabilityTests {
                         c.ownFrees += 1
                     }
                     if op & 31 == 0 {
-                        for var b in inboxes[me].takeAll() {
+                        for b in inboxes[me].takeAll() {
                             // A quarter of the received blocks are resized by
                             // their new owner (realloc on a span another
                             // thread caches) and kept; the rest are freed.
-                            guard rng.chance(25), !full, b.size > 0 else {
-                                release(b); c.receivedFrees += 1; continue
+                            if rng.chance(25) && !full && b.size > 0 {
+                                if resize(b, to: max(1, b.size + rng.below(64) - 32)) { c.remoteReallocs += 1 }
+                            } else {
+                                release(b)
+                                c.receivedFrees += 1
                             }
-                            if !b.isIntact { c.corrupted += 1 }
-                            let newSize = max(1, b.size + rng.below(64) - 32)
-                            guard let q = sa_realloc(b.pointer, newSize) else { c.failedAllocs += 1; continue }
-                            c.remoteReallocs += 1
-                            b.address = UInt(bitPattern: q)
-                            b.size = min(b.size, newSize)
-                            if !b.isIntact { c.corrupted += 1 }
-                            serial += 1
-                            live.append(TrackedBlock(q, size: newSize, seed: serial))
-                            liveBytes += newSize
                         }
                     }
                 }
