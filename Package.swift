@@ -60,6 +60,8 @@ let package = Package(
         .testTarget(name: "GoChanTests", dependencies: ["SpanAlloc", "CSpanAlloc", "SpanAllocTestSupport"]),
         .testTarget(name: "ExplainTests", dependencies: ["SpanAllocExplain", "SpanAlloc", "CSpanAlloc", "SpanAllocTestSupport"]),
         .testTarget(name: "BenchTests", dependencies: ["SpanAlloc", "CSpanAlloc"]),
+        // Stress, fault injection, the bad-input catalogue, ASan and memory return (docs/reliability.md).
+        .testTarget(name: "ReliabilityTests", dependencies: ["SpanAlloc", "CSpanAlloc", "SpanAllocTestSupport"]),
         // Drives processes only (the C test program, real programs under
         // LD_PRELOAD, malloc-demo); it must not link SpanAllocMalloc itself.
         .testTarget(name: "MallocTests"),
