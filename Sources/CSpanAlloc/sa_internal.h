@@ -195,6 +195,10 @@ SA_HIDDEN uint32_t sa_span_sweep(sa_mspan *s);
 /* Allocated objects right now (exact for the owner or under the central lock). */
 SA_HIDDEN uint32_t sa_span_count_allocated(const sa_mspan *s);
 SA_HIDDEN bool sa_span_slot_allocated(const sa_mspan *s, uint32_t idx);
+/* For a span another thread owns: objects handed out and not freed by a
+ * remote thread, read with atomic loads (the owner's own recent frees are
+ * not visible until its next sweep). */
+SA_HIDDEN uint32_t sa_span_count_taken(const sa_mspan *s);
 
 /* ---- page heap (sa_mheap.c) ---------------------------------------------- */
 

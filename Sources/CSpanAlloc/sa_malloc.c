@@ -66,7 +66,7 @@ static size_t live_count(sa_mspan *s) {
         sa_unlock(&c->lock);
         return n;
     }
-    return atomic_load_explicit(&s->allocCount, SA_RELAXED);
+    return sa_span_count_taken(s);
 }
 
 bool sa_span_of(const void *ptr, sa_span_info *out) {
@@ -275,6 +275,18 @@ size_t sa_usable_size(const void *p) {
     return s->elemsize;
 }
 
+/* Whether slot idx holds a live object: exact for the owner (and for spans
+ * no thread owns, whose bitmaps change only under the central lock the
+ * caller does not need: a live object stays taken); for another thread's
+ * span, taken and not freed by a remote thread, as the remote free checks. */
+static bool slot_live(const sa_mspan *s, uint32_t idx) {
+    if (atomic_load_explicit(&s->owner, SA_RELAXED) == sa_get_cache()) return sa_span_slot_allocated(s, idx);
+    uint64_t m = (uint64_t)1 << (idx & 63);
+    uint32_t fi = __atomic_load_n(&s->freeindex, __ATOMIC_ACQUIRE);
+    bool taken = idx < fi || (__atomic_load_n(&s->allocBits[idx >> 6], __ATOMIC_RELAXED) & m);
+    return taken && !(__atomic_load_n(&SA_SPAN_REMOTE(s)[idx >> 6], __ATOMIC_RELAXED) & m);
+}
+
 void *sa_realloc(void *p, size_t size) {
     if (!p) return sa_alloc(size, 0);
     if (size == 0) { sa_free(p); return NULL; }
@@ -283,6 +295,8 @@ void *sa_realloc(void *p, size_t size) {
     unsigned flags = s->spanclass & 1;
     size_t old = s->elemsize;
     if (s->sizeclass) {
+        if (SA_UNLIKELY(!slot_live(s, idx)))
+            sa_fatal("realloc of pointer %p: already freed (or never allocated)", p);
         if (size <= old && size_to_class(size) == s->sizeclass) {
             SA_UNPOISON(p, size);
             SA_POISON((char *)p + size, old - size);

@@ -90,6 +90,17 @@ uint32_t sa_span_count_allocated(const sa_mspan *s) {
     return n;
 }
 
+uint32_t sa_span_count_taken(const sa_mspan *s) {
+    uint32_t fi = __atomic_load_n(&s->freeindex, __ATOMIC_ACQUIRE), n = 0;
+    for (uint32_t w = 0; w < s->nwords; w++) {
+        uint32_t lo = w * 64;
+        uint64_t below = fi >= lo + 64 ? ~(uint64_t)0 : fi <= lo ? 0 : ((uint64_t)1 << (fi - lo)) - 1;
+        uint64_t taken = (__atomic_load_n(&s->allocBits[w], __ATOMIC_RELAXED) | below) & last_word_mask(s, w);
+        n += (uint32_t)__builtin_popcountll(taken & ~__atomic_load_n(&SA_SPAN_REMOTE(s)[w], __ATOMIC_RELAXED));
+    }
+    return n;
+}
+
 SA_SLOW_PATH static void bad_free_found_by_sweep(const sa_mspan *s, uint32_t w, uint64_t bad, bool twice) {
     uint32_t idx = w * 64 + (uint32_t)__builtin_ctzll(bad);
     sa_fatal("%s of pointer %p (span %llu, class %u, slot %u), detected by the sweep",

@@ -19,7 +19,9 @@ public struct SpanInfo: Sendable, Hashable, CustomStringConvertible {
     public let elementSize: Int
     /// Number of object slots.
     public let elementCount: Int
-    /// Objects allocated and not yet freed.
+    /// Objects allocated and not yet freed. For a span that another thread
+    /// caches, that thread's own frees since its last sweep are not counted
+    /// yet.
     public let allocatedCount: Int
 
     init(_ s: sa_span_info) {

@@ -181,27 +181,22 @@ extension ReliabilityTests {
             expectFault(r, "realloc of a freed small object", Self.freedWords + ["unallocated"])
         }
 
-        /// realloc of a freed small object to a size of the same class:
-        /// realloc's in-place path checks only that the pointer is a slot
-        /// boundary, not that the slot is allocated, so it returns the freed
-        /// pointer and the next allocation hands the same block out again
-        /// (reported to the lead; reproduction in docs/reliability.md).
-        /// The contract wants the process stopped, as for a double free.
+        /// realloc of a freed small object to a size of the same class: the
+        /// in-place path must not hand the freed block back (the next
+        /// allocation would own it too); it stops, as for a double free.
         @Test func reallocInPlaceOfFreedSmallObjectStops() async {
-            await withKnownIssue("sa_realloc's in-place path does not check that the slot is allocated") {
-                let r = await #expect(processExitsWith: .failure,
-                                      observing: [\.standardOutputContent, \.standardErrorContent]) {
-                    let keep = sa_alloc(64, 0)!
-                    let p = sa_alloc(64, 0)!
-                    sa_free(p)
-                    reportAddress(p)
-                    let q = sa_realloc(p, 60)  // same class: in place
-                    let again = sa_alloc(64, 0)
-                    if q != nil && q == again { print("the block was handed out twice") }
-                    sa_free(keep)
-                }
-                expectFault(r, "in-place realloc of a freed small object", Self.freedWords + ["unallocated"])
+            let r = await #expect(processExitsWith: .failure,
+                                  observing: [\.standardOutputContent, \.standardErrorContent]) {
+                let keep = sa_alloc(64, 0)!
+                let p = sa_alloc(64, 0)!
+                sa_free(p)
+                reportAddress(p)
+                let q = sa_realloc(p, 60)  // same class: in place
+                let again = sa_alloc(64, 0)
+                if q != nil && q == again { print("the block was handed out twice") }
+                sa_free(keep)
             }
+            expectFault(r, "in-place realloc of a freed small object", Self.freedWords + ["unallocated"])
         }
 
         // MARK: Sizes that cannot be served

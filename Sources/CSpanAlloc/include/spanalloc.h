@@ -179,7 +179,9 @@ typedef struct sa_span_info {
     size_t npages;        /**< span length in 8 KiB pages */
     size_t elemsize;      /**< object size in bytes (span size for large) */
     size_t nelems;        /**< objects in the span */
-    size_t alloc_count;   /**< objects allocated and not freed */
+    size_t alloc_count;   /**< objects allocated and not freed; for a span another
+                               thread caches, its own frees since its last sweep
+                               are not seen yet */
     bool fresh_pages;     /**< pages came from the OS untouched (large spans) */
 } sa_span_info;
 
