@@ -165,10 +165,6 @@ void *sa_alloc_aligned(size_t size, size_t alignment, unsigned flags) {
 
 /* ---- free ------------------------------------------------------------------ */
 
-SA_SLOW_PATH __attribute__((noreturn)) static void bad_free(const void *p, const char *what) {
-    sa_fatal("%s: %p", what, p);
-}
-
 /* Validates p and returns its span (small or large); stops on a bad pointer. */
 SA_FAST_PATH sa_mspan *checked_span(const void *p, const char *op, uint32_t *idx_out) {
     uintptr_t a = (uintptr_t)p;
