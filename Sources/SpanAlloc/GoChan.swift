@@ -342,18 +342,26 @@ public final class GoChan<Element> {
 
     /// Spins while a buffered channel stays full (send) or empty (receive)
     /// and open, so that a partner running on another core can make room
-    /// before this thread queues itself. Unbuffered channels skip it: both
-    /// sides would spin waiting for the other to queue.
-    @inline(__always)
+    /// before this thread queues itself. Buffered channels only: on an
+    /// unbuffered one both sides would spin waiting for the other to queue,
+    /// so a blocked operation queues at once (and spins in `park`).
+    ///
+    /// It waits for a batch, not a single slot: a blocked sender returns
+    /// when the receiver has drained the buffer, a blocked receiver when the
+    /// sender has filled it, or as soon as the partner stops (the count did
+    /// not move for one poll), or the budget runs out. Producer and consumer
+    /// then take turns, each running a batch on a channel whose cache lines
+    /// stay in its core, instead of moving the control block's line between
+    /// the cores at every element (which costs ~150 ns on these VMs, Go's
+    /// channel gets the same effect by running both goroutines on one P).
+    /// The count is polled every ~250 ns, so the spinner seldom steals the
+    /// line from the partner. Only the wait's timing changes, never what it
+    /// completes: once it returns the operation proceeds as in Go.
     @inlinable
     func spinWhileBlocked(send: Bool) {
         let c = control
         let cap = c.pointee.dataqsiz
-        if cap == 0 { return }
-        let blockedCount = send ? cap : 0
-        GoChanSpin.spin(adapting: c) {
-            c.pointee.qcount.load(ordering: .relaxed) == blockedCount && !c.pointee.closed.load(ordering: .relaxed)
-        }
+        GoChanSpin.spinForBatch(c, blockedCount: send ? cap : 0, batchCount: send ? 0 : cap)
     }
 
     /// Blocking send of the value at `src` (moved out on return).
@@ -362,7 +370,7 @@ public final class GoChan<Element> {
         let c = control
         c.pointee.lock.lock()
         var step = sendLocked(src)
-        if case .notReady = step {
+        if case .notReady = step, c.pointee.dataqsiz != 0 {
             c.pointee.lock.unlock()
             spinWhileBlocked(send: true)
             c.pointee.lock.lock()
@@ -389,7 +397,7 @@ public final class GoChan<Element> {
         let c = control
         c.pointee.lock.lock()
         var step = recvLocked(dst)
-        if case .notReady = step {
+        if case .notReady = step, c.pointee.dataqsiz != 0 {
             c.pointee.lock.unlock()
             spinWhileBlocked(send: false)
             c.pointee.lock.lock()

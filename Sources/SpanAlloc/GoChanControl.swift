@@ -1,3 +1,4 @@
+import CSpanAlloc
 import Synchronization
 
 #if canImport(Glibc)
@@ -150,10 +151,15 @@ struct GoChanLock: ~Copyable {
                 return
             }
             attempt += 1
-            // 128 reads cover a critical section run by another core; after
-            // that the holder is likely descheduled, so give it the CPU.
-            if attempt < 128 { continue }
-            if attempt < 128 + 1_000 {
+            // ~1,000 paused reads (tens of µs at most) cover a critical
+            // section run by another core, even one that missed a few cache
+            // lines; after that the holder is likely descheduled, so give it
+            // the CPU.
+            if attempt < 1_000 {
+                sa_cpu_relax()
+                continue
+            }
+            if attempt < 1_000 + 1_000 {
                 sched_yield()
             } else {
                 var ts = timespec(tv_sec: 0, tv_nsec: 20_000)

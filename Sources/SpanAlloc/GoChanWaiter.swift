@@ -1,3 +1,4 @@
+import CSpanAlloc
 import Synchronization
 
 #if canImport(Glibc)
@@ -76,7 +77,7 @@ final class GoChanSleeper: @unchecked Sendable {
     /// Fired send: the value was taken (false: the channel was closed).
     @usableFromInline var success = false
 
-    // Thread parking: 0 = running, 1 = parked on `sem`, 2 = woken.
+    // Thread parking: 0 = running, 1 = parked on `sem`, 2 = woken, 3 = spinning.
     private let parkState = Atomic<UInt32>(0)
     private var sem: UnsafeMutablePointer<sem_t>?
 
@@ -141,8 +142,17 @@ final class GoChanSleeper: @unchecked Sendable {
     func wake() {
         if isAsync {
             continuation!.resume(returning: -1)
-        } else if parkState.exchange(2, ordering: .acquiringAndReleasing) == 1 {
-            sem_post(sem!)
+        } else {
+            switch parkState.exchange(2, ordering: .acquiringAndReleasing) {
+            case 1:
+                sem_post(sem!)
+                GoChanSleeper.notePartnerWasParked()
+            // The owner spins: hand its spinning slot back now rather than
+            // when it notices, so that this thread, about to wait for the
+            // answer, may spin in turn (a ping-pong's two threads take turns).
+            case 3: GoChanSpin.releaseSlot()
+            default: break
+            }
         }
     }
 
@@ -214,16 +224,62 @@ final class GoChanSleeper: @unchecked Sendable {
 
     /// Blocks the calling thread until `wake()`, or until `deadline`
     /// (CLOCK_REALTIME) passes. Returns whether it was woken. Spins first,
-    /// adapting the spin budget of channel `c`.
-    func park(deadline: timespec? = nil, adapting c: UnsafeMutablePointer<GoChanControl>) -> Bool {
-        GoChanSpin.spin(adapting: c) { parkState.load(ordering: .relaxed) != 2 }
+    /// adapting the spin budget of channel `c` (selects: the fixed initial
+    /// budget).
+    ///
+    /// `parkState` is 3 while the owner spins; a waker that finds 3 releases
+    /// the owner's spinning slot, and the owner leaves 3 by a compare-and-swap
+    /// back to 0 when its budget runs out, so the slot is released once.
+    func park(deadline: timespec? = nil, adapting c: UnsafeMutablePointer<GoChanControl>? = nil) -> Bool {
+        if var limit = GoChanSpin.acquireSlot(adapting: c) {
+            let start = GoChanSpin.now()
+            if let boost = GoChanSleeper.spinBoostDeadline(), boost &- start > limit { limit = boost &- start }
+            if !parkState.compareExchange(expected: 0, desired: 3, ordering: .relaxed).exchanged {
+                GoChanSpin.releaseSlot()          // woken before spinning
+                return parkAfterSpinning(deadline: deadline)
+            }
+            var i = 0
+            while parkState.load(ordering: .relaxed) == 3 {
+                GoChanSpin.pause()
+                i &+= 1
+                guard i & 15 == 0 else { continue }
+                let elapsed = GoChanSpin.now() &- start
+                if elapsed > GoChanSpin.yieldAfter { sched_yield() }
+                if elapsed > limit {
+                    if parkState.compareExchange(expected: 3, desired: 0, ordering: .relaxed).exchanged {
+                        GoChanSpin.releaseSlot()
+                        GoChanSpin.spinFailed(c, limit)
+                        return parkAfterSpinning(deadline: deadline)
+                    }
+                    break                          // woken at the last moment
+                }
+            }
+            GoChanSpin.spinPaid(c, limit)
+        }
         return parkAfterSpinning(deadline: deadline)
     }
 
-    /// ``park(deadline:adapting:)`` with the fixed initial spin budget (selects).
-    func park(deadline: timespec? = nil) -> Bool {
-        GoChanSpin.spin(adapting: nil) { parkState.load(ordering: .relaxed) != 2 }
-        return parkAfterSpinning(deadline: deadline)
+    /// Until when (``GoChanSpin/now()``) the calling thread's next waits may
+    /// spin past their budget: set when it woke a partner that had parked in
+    /// the kernel. That partner answers no sooner than its wake-up latency;
+    /// a waiter that parks after its normal budget would then be woken just
+    /// as late by the answer, and the two would keep waking each other
+    /// through the kernel for good. Spinning through one wake-up latency
+    /// once brings both back to spinning.
+    private var spinBoostUntil = 0
+
+    /// Records, for the calling thread, that it just woke a parked partner.
+    static func notePartnerWasParked() {
+        guard let p = pthread_getspecific(goChanSleeperKey) else { return }
+        let s = Unmanaged<GoChanSleeper>.fromOpaque(p).takeUnretainedValue()
+        s.spinBoostUntil = GoChanSpin.now() &+ GoChanSpin.wakeLatencyBudget
+    }
+
+    /// The calling thread's boost deadline (see `spinBoostUntil`), if any.
+    static func spinBoostDeadline() -> Int? {
+        guard let p = pthread_getspecific(goChanSleeperKey) else { return nil }
+        let until = Unmanaged<GoChanSleeper>.fromOpaque(p).takeUnretainedValue().spinBoostUntil
+        return until == 0 ? nil : until
     }
 
     private func parkAfterSpinning(deadline: timespec?) -> Bool {
@@ -277,70 +333,116 @@ func goChanDeadline(after timeout: Duration) -> timespec {
     return timespec(tv_sec: sec, tv_nsec: nsec)
 }
 
-/// Bounded, adaptive spinning before a thread parks (Go's "spinning M"
-/// policy plus glibc's adaptive mutex).
+/// Bounded spinning before a thread parks.
 ///
 /// A hand-off between two threads running on different cores completes in
 /// a few hundred nanoseconds, far less than a semaphore sleep and wake-up
-/// (several microseconds, more on a loaded machine), so a waiter first
-/// spins. Spinning only helps while the partner runs on another core: as
-/// in Go, at most half the CPUs spin at once; and each channel keeps a spin
-/// budget that doubles when spinning paid off and halves when it ended in a
-/// park anyway, down to not spinning at all, so a machine too busy to run
-/// both partners at once soon parks at once instead of burning the CPU the
-/// partner needs (with an occasional full-length probe to notice when that
-/// changes).
+/// (about 25 µs on a virtual machine, where waking an idle vCPU is a
+/// hypervisor round trip), so a waiter first spins. The budget follows the
+/// classic competitive argument: spinning for a fraction of what a park
+/// costs adds at most that fraction to a wait that ends in a park anyway,
+/// and saves the whole park whenever the partner answers in time.
+///
+/// Three refinements keep spinning from working against the partner:
+/// - a spinner polls every ~16 `pause`s and, after `yieldAfter`, yields its
+///   CPU at every poll: the partner may be queued behind it on the same CPU
+///   (the scheduler places a woken thread next to its waker), where plain
+///   spinning would only delay it;
+/// - at most as many threads spin as there are CPUs;
+/// - a thread that had to wake a partner parked in the kernel spins up to
+///   `wakeLatencyBudget` for the answer (see `GoChanSleeper.spinBoostUntil`),
+///   otherwise the two would keep waking each other through the kernel.
+/// Each channel keeps a budget between `minBudget` and `maxBudget`, doubled
+/// when a spin paid off and halved when it ended in a park.
 @usableFromInline
 enum GoChanSpin {
-    /// Starting and largest budget: covers a partner's turn-around (a few
-    /// hundred ns) with margin and costs little next to a park/unpark pair
-    /// (~5-10 µs).
+    /// Starting budget: covers a partner's turn-around (a few hundred ns),
+    /// and a partner's batch of 128 buffered operations, with margin.
     @usableFromInline static let initialBudget = 4_000
+    /// Largest budget: a third of a park and wake-up on these VMs.
     static let maxBudget = 8_000
-    /// Below this a spin is not worth its clock reads: the budget drops to
-    /// 0 (park at once). Under a load that keeps the partners from running
-    /// at the same time every spin fails, so spinning should cost nothing.
-    static let minBudget = 250
-    /// At budget 0, one park in `probeInterval` spins the initial budget
-    /// instead (an average 125 ns per park), so a channel whose partners run
-    /// at once again (the load went away) finds out and its budget grows back.
-    static let probeInterval = 32
-    private static let probes = Atomic<Int>(0)
-    /// At most half the online CPUs spin at once (at least one).
-    static let maxSpinners: Int = Swift.max(1, Int(sysconf(Int32(_SC_NPROCESSORS_ONLN))) / 2)
+    /// Smallest budget: never below two `yieldAfter`s, so that a partner on
+    /// the same CPU gets turns before the spinner parks.
+    static let minBudget = 4_000
+    /// How long a thread that woke a parked partner spins for the answer:
+    /// one futex wake-up of an idle vCPU (about 25 µs measured here) with margin.
+    static let wakeLatencyBudget = 50_000
+    /// After this long a spinner yields its CPU at every poll (see above;
+    /// with the partner on another CPU a yield returns at once).
+    static let yieldAfter = 2_000
+    /// Pauses between two looks at a spun-on count: ~250 ns here, so the
+    /// spinner seldom steals the cache line the partner is writing.
+    static let pollPauses = 16
+    /// At most one spinner per online CPU.
+    static let maxSpinners: Int = Swift.max(1, Int(sysconf(Int32(_SC_NPROCESSORS_ONLN))))
     private static let spinners = Atomic<Int>(0)
 
-    /// Spins while `blocked()` holds, within the budget, if a spinning slot
-    /// is free; returns at once otherwise. With a channel `c`, adapts its
-    /// `spinBudget` to the outcome.
+    /// Takes a spinning slot and returns the budget in ns, or `nil` when
+    /// all slots are taken (then the caller parks at once).
     @usableFromInline
-    static func spin(adapting c: UnsafeMutablePointer<GoChanControl>?, while blocked: () -> Bool) {
-        if !blocked() { return }
-        var limit = c?.pointee.spinBudget.load(ordering: .relaxed) ?? initialBudget
-        let probing = limit == 0
-        if probing {
-            if probes.wrappingAdd(1, ordering: .relaxed).newValue % probeInterval != 0 { return }
-            limit = initialBudget
-        }
+    static func acquireSlot(adapting c: UnsafeMutablePointer<GoChanControl>?) -> Int? {
+        let limit = c?.pointee.spinBudget.load(ordering: .relaxed) ?? initialBudget
         if spinners.wrappingAdd(1, ordering: .relaxed).newValue > maxSpinners {
             spinners.wrappingSubtract(1, ordering: .relaxed)
-            return
+            return nil
         }
-        defer { spinners.wrappingSubtract(1, ordering: .relaxed) }
-        let start = now()
-        var i = 0
-        while blocked() {
-            i &+= 1
-            if i & 63 == 0 && now() &- start > limit {
-                // A failed probe leaves the budget at 0.
-                if !probing { c?.pointee.spinBudget.store(limit / 2 < minBudget ? 0 : limit / 2, ordering: .relaxed) }
-                return
-            }
-        }
+        return limit
+    }
+
+    /// Gives a spinning slot back.
+    @usableFromInline
+    static func releaseSlot() { spinners.wrappingSubtract(1, ordering: .relaxed) }
+
+    /// The spin ended in a park: halve the budget.
+    @usableFromInline
+    static func spinFailed(_ c: UnsafeMutablePointer<GoChanControl>?, _ limit: Int) {
+        if limit > minBudget { c?.pointee.spinBudget.store(Swift.max(minBudget, limit / 2), ordering: .relaxed) }
+    }
+
+    /// The spin saw the partner's answer: double the budget.
+    @usableFromInline
+    static func spinPaid(_ c: UnsafeMutablePointer<GoChanControl>?, _ limit: Int) {
         if limit < maxBudget { c?.pointee.spinBudget.store(Swift.min(maxBudget, limit * 2), ordering: .relaxed) }
     }
 
-    private static func now() -> Int {
+    /// The batch wait of `GoChan.spinWhileBlocked(send:)`: spins while
+    /// channel `c`'s count is `blockedCount` and the channel is open, then on
+    /// until the count reaches `batchCount`, stops moving between two polls,
+    /// or the budget runs out. Adapts the channel's budget: paid when the
+    /// wait ended unblocked.
+    @usableFromInline
+    static func spinForBatch(_ c: UnsafeMutablePointer<GoChanControl>, blockedCount: Int, batchCount: Int) {
+        var last = c.pointee.qcount.load(ordering: .relaxed)
+        if last != blockedCount || c.pointee.closed.load(ordering: .relaxed) { return }
+        guard let limit = acquireSlot(adapting: c) else { return }
+        defer { releaseSlot() }
+        let start = now()
+        while true {
+            for _ in 0..<pollPauses { pause() }
+            let elapsed = now() &- start
+            if elapsed > yieldAfter { sched_yield() }
+            let q = c.pointee.qcount.load(ordering: .relaxed)
+            if c.pointee.closed.load(ordering: .relaxed) || q == batchCount || (q == last && q != blockedCount) {
+                break
+            }
+            last = q
+            if elapsed > limit {
+                if q == blockedCount { spinFailed(c, limit); return }
+                break
+            }
+        }
+        spinPaid(c, limit)
+    }
+
+    /// The CPU's spin-wait hint (x86 `pause`, arm64 `yield`), ~16 ns here.
+    @usableFromInline @inline(__always)
+    static func pause() {
+        sa_cpu_relax()
+    }
+
+    /// CLOCK_MONOTONIC in ns (vDSO, ~20 ns).
+    @usableFromInline
+    static func now() -> Int {
         var ts = timespec()
         clock_gettime(CLOCK_MONOTONIC, &ts)
         return ts.tv_sec &* 1_000_000_000 &+ ts.tv_nsec

@@ -160,7 +160,7 @@ enum Groups {
         }
         if wants("chan.", filter: filter) {
             Progress.say("GoChan group")
-            measurements += await GoChanBench.run(repetitions: repetitions, quick: quick)
+            measurements += await GoChanBench.run(repetitions: repetitions, quick: quick, filter: filter)
         }
         return tables(measurements.filter { Workloads.matches($0.workload, filter: filter) })
     }

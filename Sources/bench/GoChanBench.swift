@@ -22,13 +22,14 @@ import Glibc
 /// of the items: their per-item cost is flat, and the full count would take
 /// minutes.
 enum GoChanBench {
-    static func run(repetitions: Int, quick: Bool) async -> [Measurement] {
+    static func run(repetitions: Int, quick: Bool, filter: [String] = []) async -> [Measurement] {
         let items = quick ? 1_000_000 : 10_000_000
         let trips = quick ? 100_000 : 1_000_000
         var out: [Measurement] = []
 
         func measure(_ workload: String, _ variant: String, count: Int,
                      _ body: (Int) async -> Void) async {
+            guard Workloads.matches(workload, filter: filter) else { return }
             await body(Swift.max(count / 20, 1))          // warm-up
             var samples: [Double] = []
             for _ in 0..<repetitions {

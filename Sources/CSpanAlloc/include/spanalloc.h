@@ -309,6 +309,21 @@ void sa_fork_child(void);
  */
 void sa_debug_fail_mmap_after(long n);
 
+/* ---- spin-wait hint (used by GoChan's spin-then-park waits) ------------- */
+
+/**
+ * The CPU's spin-wait hint (x86 `pause`, arm64 `yield`): slows a spin loop's
+ * loads so the partner core gets the cache line it writes, and lets an SMT
+ * sibling run. Swift has no spelling for it.
+ */
+static inline void sa_cpu_relax(void) {
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#elif defined(__aarch64__)
+    __asm__ __volatile__("yield");
+#endif
+}
+
 #ifdef __cplusplus
 }
 #endif
