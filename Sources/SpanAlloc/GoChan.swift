@@ -354,7 +354,7 @@ public final class GoChan<Element> {
     /// stay in its core, instead of moving the control block's line between
     /// the cores at every element (which costs ~150 ns on these VMs, Go's
     /// channel gets the same effect by running both goroutines on one P).
-    /// The count is polled every ~250 ns, so the spinner seldom steals the
+    /// The count is polled every ~1 µs, so the spinner seldom steals the
     /// line from the partner. Only the wait's timing changes, never what it
     /// completes: once it returns the operation proceeds as in Go.
     @inlinable

@@ -159,12 +159,11 @@ func goChanSuspend(_ c: UnsafeMutablePointer<GoChanControl>, channel: AnyObject,
         sleeper.interrupt(.cancelled)
     }
     if immediate >= 0 { return immediate == 1 }
-    guard sleeper.outcome == .fired else { throw CancellationError() }
-    // The claimer wrote the result (and the value) under the channel lock;
-    // taking it orders those writes before the reads here.
-    c.pointee.lock.lock()
-    let success = sleeper.success
-    c.pointee.lock.unlock()
+    // The claimer wrote the value before resuming the continuation, and
+    // passed the result in the resumption (a resumption orders the
+    // resumer's writes before the resumed task's reads).
+    if immediate == -1 { throw CancellationError() }     // cancellation won
+    let success = immediate == GoChanSleeper.asyncFiredSuccess
     if isSend && !success { goChanPanic("send on closed channel") }
     return success
 }

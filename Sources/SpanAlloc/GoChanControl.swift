@@ -155,11 +155,10 @@ struct GoChanLock: ~Copyable {
             // section run by another core, even one that missed a few cache
             // lines; after that the holder is likely descheduled, so give it
             // the CPU.
-            if attempt < 1_000 {
-                sa_cpu_relax()
+            if attempt < 128 {
                 continue
             }
-            if attempt < 1_000 + 1_000 {
+            if attempt < 128 + 1_000 {
                 sched_yield()
             } else {
                 var ts = timespec(tv_sec: 0, tv_nsec: 20_000)

@@ -84,8 +84,14 @@ final class GoChanSleeper: @unchecked Sendable {
     // Task suspension; written under the locks of every channel in
     // `controls`, read by the claimer.
     let isAsync: Bool
-    /// Resumed with -1 by a claimer (the result is in the sleeper).
+    /// Resumed by the claimer: `asyncFiredSuccess` or `asyncFiredFailure`
+    /// when a channel operation fired a case (its index is `firedIndex`),
+    /// -1 when a cancellation or timeout won.
     var continuation: UnsafeContinuation<Int, Never>?
+    /// Resumption values of a fired case: with `success` true or false. Negative,
+    /// so that they never look like the case index of an immediate completion.
+    static let asyncFiredSuccess = -3
+    static let asyncFiredFailure = -2
     /// The owner's waiters are queued and `continuation` is set.
     var suspended = false
     /// The waiters, for a cancellation or timeout to unlink. Set by
@@ -141,7 +147,8 @@ final class GoChanSleeper: @unchecked Sendable {
     @usableFromInline
     func wake() {
         if isAsync {
-            continuation!.resume(returning: -1)
+            // The result travels with the resumption (see `asyncFired`).
+            continuation!.resume(returning: success ? GoChanSleeper.asyncFiredSuccess : GoChanSleeper.asyncFiredFailure)
         } else {
             switch parkState.exchange(2, ordering: .acquiringAndReleasing) {
             case 1:
@@ -344,7 +351,8 @@ func goChanDeadline(after timeout: Duration) -> timespec {
 /// and saves the whole park whenever the partner answers in time.
 ///
 /// Three refinements keep spinning from working against the partner:
-/// - a spinner polls every ~16 `pause`s and, after `yieldAfter`, yields its
+/// - a spinner polls (its own wake-up word every `pause`, a channel's count
+///   every `pollPauses`) and, after `yieldAfter`, yields its
 ///   CPU at every poll: the partner may be queued behind it on the same CPU
 ///   (the scheduler places a woken thread next to its waker), where plain
 ///   spinning would only delay it;
@@ -370,9 +378,9 @@ enum GoChanSpin {
     /// After this long a spinner yields its CPU at every poll (see above;
     /// with the partner on another CPU a yield returns at once).
     static let yieldAfter = 2_000
-    /// Pauses between two looks at a spun-on count: ~250 ns here, so the
+    /// Pauses between two looks at a spun-on count: ~1 µs here, so the
     /// spinner seldom steals the cache line the partner is writing.
-    static let pollPauses = 16
+    static let pollPauses = 64
     /// At most one spinner per online CPU.
     static let maxSpinners: Int = Swift.max(1, Int(sysconf(Int32(_SC_NPROCESSORS_ONLN))))
     private static let spinners = Atomic<Int>(0)

@@ -158,11 +158,24 @@ enum Groups {
             Progress.say("GoSlice group")
             measurements += GoSliceBench.run(repetitions: repetitions, quick: quick)
         }
+        var lineProbe: (before: Double, after: Double)?
         if wants("chan.", filter: filter) {
             Progress.say("GoChan group")
+            let before = bk_line_round_trip_ns(200_000)
             measurements += await GoChanBench.run(repetitions: repetitions, quick: quick, filter: filter)
+            lineProbe = (before, bk_line_round_trip_ns(200_000))
         }
-        return tables(measurements.filter { Workloads.matches($0.workload, filter: filter) })
+        var out = tables(measurements.filter { Workloads.matches($0.workload, filter: filter) })
+        if let (before, after) = lineProbe {
+            // Thread hand-offs cost a few cache-line transfers each: say what
+            // a transfer cost while the group ran (it moves with the host's
+            // placement of the vCPUs).
+            for i in out.indices where out[i].id.hasPrefix("chan.") {
+                out[i].note = (out[i].note ?? "") + String(format: "; core-to-core cache-line round trip %.0f ns before the group, %.0f ns after",
+                                      before, after)
+            }
+        }
+        return out
     }
 
     /// Groups measurements by workload (first-seen order); the first variant is the baseline.

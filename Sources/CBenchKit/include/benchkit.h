@@ -183,6 +183,12 @@ size_t bk_current_rss(void);
 size_t bk_peak_rss(void);
 /** Monotonic clock in nanoseconds. */
 double bk_now_ns(void);
+/**
+ * Core-to-core cache-line round trip in ns: two threads take turns on one
+ * counter `rounds` times (see lineprobe.c). Returns -1 if no thread could be
+ * started.
+ */
+double bk_line_round_trip_ns(long rounds);
 /** glibc's version string. */
 const char *_Nonnull bk_glibc_version(void);
 
