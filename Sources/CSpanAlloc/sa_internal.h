@@ -286,7 +286,7 @@ SA_HIDDEN sa_mspan *sa_central_cache_span(int spanclass, struct sa_mcache *c);
 /* Takes back a span from its owner (after the owner swept it). */
 SA_HIDDEN void sa_central_uncache_span(sa_mspan *s, uint32_t allocated);
 /* Called by a remote free that may have made an uncached span non-full or empty. */
-SA_HIDDEN void sa_central_free_fixup(sa_mspan *s, uint64_t id);
+SA_HIDDEN void sa_central_free_fixup(sa_mspan *s, uint64_t id, int spanclass);
 /* Releases empty spans still on partial lists. */
 SA_HIDDEN void sa_central_reclaim(void);
 SA_HIDDEN int sa_central_check(char *err, size_t errlen);

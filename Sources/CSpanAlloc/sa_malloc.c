@@ -191,6 +191,9 @@ SA_FAST_PATH sa_mspan *checked_span(const void *p, const char *op, uint32_t *idx
 void sa_free_remote(sa_mcache *c, sa_mspan *s, uint32_t idx, const void *p) {
     uint64_t id = atomic_load_explicit(&s->id, SA_RELAXED);
     int cls = s->sizeclass;
+    /* Read before the free is published: from then on the owner may sweep
+     * the span empty and give it back, and the heap may reuse it. */
+    int spanclass = s->spanclass;
     uint64_t m = (uint64_t)1 << (idx & 63);
     /* The object must be taken (handed out and not swept free). Read
      * freeindex first (acquire): a sweep publishes allocBits before it
@@ -207,11 +210,11 @@ void sa_free_remote(sa_mcache *c, sa_mspan *s, uint32_t idx, const void *p) {
     sa_mcache *owner = atomic_load_explicit(&s->owner, SA_SEQCST);
     if (owner == NULL) {
         int32_t allocated = (int32_t)atomic_load_explicit(&s->allocCount, SA_RELAXED);
-        if (n == 1 || n >= allocated) sa_central_free_fixup(s, id);
+        if (n == 1 || n >= allocated) sa_central_free_fixup(s, id, spanclass);
     } else if (n == 1) {
         /* Tell the owner one of its spans has frees to sweep. Caches are never
          * unmapped, so a stale owner only gets a spurious look. */
-        atomic_store_explicit(&owner->remote_hint[s->spanclass], 1, SA_RELEASE);
+        atomic_store_explicit(&owner->remote_hint[spanclass], 1, SA_RELEASE);
     }
     if (c == &sa_emptycache) c = sa_cache_create();
     if (SA_LIKELY(c)) {

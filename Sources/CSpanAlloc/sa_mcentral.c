@@ -99,8 +99,10 @@ void sa_central_uncache_span(sa_mspan *s, uint32_t allocated) {
     sa_unlock(&c->lock);
 }
 
-void sa_central_free_fixup(sa_mspan *s, uint64_t id) {
-    sa_mcentral *c = central_of(s->spanclass);
+void sa_central_free_fixup(sa_mspan *s, uint64_t id, int spanclass) {
+    /* spanclass was read before the free was published (the span may be
+     * reused with another class by now). */
+    sa_mcentral *c = central_of(spanclass);
     sa_lock(&c->lock);
     /* The span may have been cached, emptied and released, even reused for
      * another span, since the caller's free: the id tells. Span structs are
