@@ -364,20 +364,21 @@ func goChanDeadline(after timeout: Duration) -> timespec {
 /// when a spin paid off and halved when it ended in a park.
 @usableFromInline
 enum GoChanSpin {
-    /// Starting budget: covers a partner's turn-around (a few hundred ns),
-    /// and a partner's batch of 128 buffered operations, with margin.
-    @usableFromInline static let initialBudget = 4_000
-    /// Largest budget: a third of a park and wake-up on these VMs.
-    static let maxBudget = 8_000
+    /// Starting budget: covers a partner's turn-around (0.3-2 µs here,
+    /// depending on where the host runs the vCPUs) and a partner's batch of
+    /// 128 buffered operations, with margin.
+    @usableFromInline static let initialBudget = 8_000
+    /// Largest budget: two thirds of a park and wake-up on these VMs.
+    static let maxBudget = 16_000
     /// Smallest budget: never below two `yieldAfter`s, so that a partner on
     /// the same CPU gets turns before the spinner parks.
-    static let minBudget = 4_000
+    static let minBudget = 8_000
     /// How long a thread that woke a parked partner spins for the answer:
     /// one futex wake-up of an idle vCPU (about 25 µs measured here) with margin.
     static let wakeLatencyBudget = 50_000
     /// After this long a spinner yields its CPU at every poll (see above;
     /// with the partner on another CPU a yield returns at once).
-    static let yieldAfter = 2_000
+    static let yieldAfter = 4_000
     /// Pauses between two looks at a spun-on count: ~1 µs here, so the
     /// spinner seldom steals the cache line the partner is writing.
     static let pollPauses = 64
