@@ -56,7 +56,8 @@
  *       slot);
  *     - the thread that owns the span sets p's bit in freeBits (plain
  *       store); a span of its own that it empties goes back to mheap unless
- *       it is one of the two partial spans the thread keeps per class;
+ *       the thread holds fewer than 16 pages (and two spans) of partial
+ *       spans of the class, which it keeps for the next batch;
  *     - any other thread sets p's bit in remoteBits with one atomic OR and
  *       counts it in the span's remote-free counter. When the span is owned
  *       by no thread, the free that makes it non-full moves it to mcentral's
