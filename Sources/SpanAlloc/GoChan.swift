@@ -94,7 +94,7 @@ public final class GoChan<Element> {
             i = i + 1 == control.pointee.dataqsiz ? 0 : i + 1
         }
         let buf = control.pointee.buf
-        let separate = control.state.pointee.bufIsSeparate
+        let separate = control.pointee.bufIsSeparate
         control.deinitializeControl()
         if separate { SpanHeap.default.deallocate(buf) }
         SpanHeap.default.deallocate(UnsafeMutableRawPointer(control))
@@ -162,6 +162,9 @@ public final class GoChan<Element> {
             goChanPanic("close of closed channel")
         }
         c.pointee.closed.store(true, ordering: .relaxed)
+        if c.rendezvous.pointee.state.load(ordering: .relaxed) == GoChanRendezvous.receiverWaits {
+            c.rendezvous.pointee.state.store(GoChanRendezvous.closed, ordering: .releasing)   // it sees the end
+        }
         var woken: [GoChanSleeper] = []
         c.state.pointee.recvq.drainClaiming(into: &woken)   // receivers see the end
         c.state.pointee.sendq.drainClaiming(into: &woken)   // senders will trap
@@ -282,6 +285,14 @@ public final class GoChan<Element> {
     func sendLocked(_ src: UnsafeMutablePointer<Element>) -> GoChanStep {
         let c = control
         if c.pointee.closed.load(ordering: .relaxed) { return .sendOnClosed }
+        // The first receiver in line may wait in the rendezvous slot
+        // (unbuffered channels of small elements; see GoChanRendezvous).
+        if Self.usesRendezvous, c.pointee.dataqsiz == 0,
+           c.rendezvous.pointee.state.load(ordering: .relaxed) == GoChanRendezvous.receiverWaits {
+            c.rendezvousValue.initializeMemory(as: Element.self, to: src.move())
+            c.rendezvous.pointee.state.store(GoChanRendezvous.filled, ordering: .releasing)
+            return .done(received: true, wake: nil)
+        }
         let q = c.pointee.qcount.load(ordering: .relaxed)
         // A live receiver waits only on an empty buffer (Go's invariant),
         // so a non-empty one needs no look at `recvq`.
@@ -409,8 +420,31 @@ public final class GoChan<Element> {
             wake?.wake()
             return received
         case .notReady, .sendOnClosed:
+            // First in line on an unbuffered channel: wait in the rendezvous slot.
+            if Self.usesRendezvous, c.pointee.dataqsiz == 0, c.state.pointee.recvq.first == nil,
+               c.rendezvous.pointee.state.load(ordering: .relaxed) == GoChanRendezvous.empty {
+                c.rendezvous.pointee.state.store(GoChanRendezvous.receiverWaits, ordering: .relaxed)
+                switch goChanRendezvousReceive(c, elem: UnsafeMutableRawPointer(dst)) {
+                case .filled:
+                    dst.moveInitialize(from: c.rendezvousValue.assumingMemoryBound(to: Element.self), count: 1)
+                    c.rendezvous.pointee.state.store(GoChanRendezvous.empty, ordering: .releasing)
+                    return true
+                case .closed:
+                    c.rendezvous.pointee.state.store(GoChanRendezvous.empty, ordering: .releasing)
+                    return false
+                case .queued(let received):
+                    return received
+                }
+            }
             return goChanParkThreadLocked(c, elem: UnsafeMutableRawPointer(dst), isSend: false)
         }
+    }
+
+    /// Whether a receiver may wait in the rendezvous slot: elements of at
+    /// most 8 bytes and 8-byte alignment fit it (see ``GoChanRendezvous``).
+    @inlinable
+    static var usesRendezvous: Bool {
+        MemoryLayout<Element>.size <= 8 && MemoryLayout<Element>.alignment <= 8
     }
 }
 
