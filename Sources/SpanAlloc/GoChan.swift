@@ -162,9 +162,9 @@ public final class GoChan<Element> {
             goChanPanic("close of closed channel")
         }
         c.pointee.closed.store(true, ordering: .relaxed)
-        if c.rendezvous.pointee.state.load(ordering: .relaxed) == GoChanRendezvous.receiverWaits {
-            c.rendezvous.pointee.state.store(GoChanRendezvous.closed, ordering: .releasing)   // it sees the end
-        }
+        // A rendezvous receiver sees the end, unless a send claimed the slot first.
+        _ = c.pointee.rendezvousState.compareExchange(expected: GoChanRendezvous.receiverWaits,
+                                                      desired: GoChanRendezvous.closed, ordering: .releasing)
         var woken: [GoChanSleeper] = []
         c.state.pointee.recvq.drainClaiming(into: &woken)   // receivers see the end
         c.state.pointee.sendq.drainClaiming(into: &woken)   // senders will trap
@@ -259,7 +259,7 @@ public final class GoChan<Element> {
     /// Buffer slot `i`.
     @inlinable @inline(__always)
     func slot(_ i: Int) -> UnsafeMutablePointer<Element> {
-        (control.pointee.buf + i &* control.pointee.elemStride).assumingMemoryBound(to: Element.self)
+        (control.pointee.buf + i &* Int(control.pointee.elemStride)).assumingMemoryBound(to: Element.self)
     }
 
     /// Go's `full()` for buffered channels: a send would block (read
@@ -287,10 +287,8 @@ public final class GoChan<Element> {
         if c.pointee.closed.load(ordering: .relaxed) { return .sendOnClosed }
         // The first receiver in line may wait in the rendezvous slot
         // (unbuffered channels of small elements; see GoChanRendezvous).
-        if Self.usesRendezvous, c.pointee.dataqsiz == 0,
-           c.rendezvous.pointee.state.load(ordering: .relaxed) == GoChanRendezvous.receiverWaits {
-            c.rendezvousValue.initializeMemory(as: Element.self, to: src.move())
-            c.rendezvous.pointee.state.store(GoChanRendezvous.filled, ordering: .releasing)
+        if Self.usesRendezvous, c.pointee.dataqsiz == 0, goChanRendezvousClaim(c) {
+            rendezvousFill(src)
             return .done(received: true, wake: nil)
         }
         let q = c.pointee.qcount.load(ordering: .relaxed)
@@ -379,6 +377,11 @@ public final class GoChan<Element> {
     @inlinable
     func sendBlocking(_ src: UnsafeMutablePointer<Element>) {
         let c = control
+        // A receiver waiting in the rendezvous slot takes the value without the lock.
+        if Self.usesRendezvous, c.pointee.dataqsiz == 0, goChanRendezvousClaim(c) {
+            rendezvousFill(src)
+            return
+        }
         c.pointee.lock.lock()
         var step = sendLocked(src)
         if case .notReady = step, c.pointee.dataqsiz != 0 {
@@ -422,15 +425,13 @@ public final class GoChan<Element> {
         case .notReady, .sendOnClosed:
             // First in line on an unbuffered channel: wait in the rendezvous slot.
             if Self.usesRendezvous, c.pointee.dataqsiz == 0, c.state.pointee.recvq.first == nil,
-               c.rendezvous.pointee.state.load(ordering: .relaxed) == GoChanRendezvous.empty {
-                c.rendezvous.pointee.state.store(GoChanRendezvous.receiverWaits, ordering: .relaxed)
+               c.pointee.rendezvousState.load(ordering: .relaxed) == GoChanRendezvous.empty {
+                c.pointee.rendezvousState.store(GoChanRendezvous.receiverWaits, ordering: .relaxed)
                 switch goChanRendezvousReceive(c, elem: UnsafeMutableRawPointer(dst)) {
-                case .filled:
-                    dst.moveInitialize(from: c.rendezvousValue.assumingMemoryBound(to: Element.self), count: 1)
-                    c.rendezvous.pointee.state.store(GoChanRendezvous.empty, ordering: .releasing)
+                case .filled(let bits):
+                    withUnsafeBytes(of: bits) { dst.initialize(to: $0.load(as: Element.self)) }
                     return true
                 case .closed:
-                    c.rendezvous.pointee.state.store(GoChanRendezvous.empty, ordering: .releasing)
                     return false
                 case .queued(let received):
                     return received
@@ -440,11 +441,22 @@ public final class GoChan<Element> {
         }
     }
 
-    /// Whether a receiver may wait in the rendezvous slot: elements of at
-    /// most 8 bytes and 8-byte alignment fit it (see ``GoChanRendezvous``).
+    /// Whether a receiver may wait in the rendezvous slot: plain-data
+    /// elements of at most 8 bytes travel as the bits of one atomic word
+    /// (see ``GoChanRendezvous``).
     @inlinable
     static var usesRendezvous: Bool {
-        MemoryLayout<Element>.size <= 8 && MemoryLayout<Element>.alignment <= 8
+        MemoryLayout<Element>.size <= 8 && _isPOD(Element.self)
+    }
+
+    /// Moves the value at `src` into the rendezvous slot this thread claimed
+    /// (``goChanRendezvousClaim(_:)``) and publishes it.
+    @inlinable
+    func rendezvousFill(_ src: UnsafeMutablePointer<Element>) {
+        var bits: UInt64 = 0
+        withUnsafeMutableBytes(of: &bits) { $0.baseAddress!.initializeMemory(as: Element.self, to: src.move()) }
+        control.pointee.rendezvousBits.store(bits, ordering: .relaxed)
+        control.pointee.rendezvousState.store(GoChanRendezvous.filled, ordering: .releasing)
     }
 }
 

@@ -47,6 +47,12 @@ struct GoChanControl: ~Copyable {
     /// Whether `buf` is a block of its own (pointer-holding elements);
     /// immutable, read at deinit.
     @usableFromInline let bufIsSeparate: Bool
+    /// The rendezvous slot's state (see ``GoChanRendezvous``); with
+    /// `rendezvousBits`, in the same 16 bytes as the lock, so one cache line
+    /// carries a whole hand-off whatever the block's alignment.
+    @usableFromInline let rendezvousState = Atomic<UInt8>(GoChanRendezvous.empty)
+    /// The element a sender hands to the rendezvous receiver, as bits.
+    @usableFromInline let rendezvousBits = Atomic<UInt64>(0)
     /// Elements in the buffer (Go's `qcount`); written under `lock`, read anywhere.
     @usableFromInline let qcount = Atomic<Int>(0)
     /// Buffer capacity in elements (Go's `dataqsiz`); immutable.
@@ -54,18 +60,19 @@ struct GoChanControl: ~Copyable {
     /// First buffer slot; the control block itself when nothing was allocated
     /// for the buffer (Go's `raceaddr`). Immutable.
     @usableFromInline let buf: UnsafeMutableRawPointer
-    /// Bytes between slots: the element's stride, 0 for zero-size elements. Immutable.
-    @usableFromInline let elemStride: Int
+    /// Bytes between slots: the element's stride, 0 for zero-size elements
+    /// (below 64 KiB: makechan refuses larger elements). Immutable.
+    @usableFromInline let elemStride: UInt32
     /// How long a blocked thread spins before parking, in ns: doubled when a
     /// spin ends with the partner's answer, halved when it ends in a park
     /// (see ``GoChanSpin``). A hint, read and written without the lock.
-    @usableFromInline let spinBudget = Atomic<Int>(GoChanSpin.initialBudget)
+    @usableFromInline let spinBudget = Atomic<UInt32>(UInt32(GoChanSpin.initialBudget))
 
     @usableFromInline
     init(dataqsiz: Int, buf: UnsafeMutableRawPointer, elemStride: Int, bufIsSeparate: Bool) {
         self.dataqsiz = dataqsiz
         self.buf = buf
-        self.elemStride = elemStride
+        self.elemStride = UInt32(elemStride)
         self.bufIsSeparate = bufIsSeparate
     }
 }
@@ -86,38 +93,35 @@ struct GoChanState {
     @usableFromInline init() {}
 }
 
-/// The rendezvous slot of an unbuffered channel: the last 16 bytes of the
-/// control block, a state word and room for one element of up to 8 bytes.
+/// The rendezvous slot of an unbuffered channel of plain-data elements of
+/// at most 8 bytes: `rendezvousState` and `rendezvousBits` in the control
+/// block, next to the lock.
 ///
-/// A thread that must wait to receive on an unbuffered channel, when no
-/// receiver is queued before it, parks here instead of in `recvq`
-/// (state `receiverWaits`, set under the lock) and spins on the state. A
-/// sender, under the lock, moves its value into the slot and publishes
-/// `filled`; the receiver takes it and sets `empty`. The hand-off then moves
-/// two cache lines between the cores (the lock's and this one), where the
-/// queue path moves about seven (lock, queue, waiter, sleeper, value slot,
-/// park word...), which on far-apart vCPUs is the difference between
-/// ~0.5 µs and ~1.7 µs per round trip. If the spin budget runs out, the
-/// receiver moves itself, under the lock, to the head of `recvq` (every
-/// waiter there arrived after it) and parks as usual, so FIFO order and all
-/// of Go's rules are those of the queue path: a rendezvous receiver is
-/// simply the first receiver in line. `close()` sets `closed`.
+/// A thread that must wait to receive, when no receiver is queued before it,
+/// waits here instead of in `recvq`: under the lock it sets `receiverWaits`,
+/// then spins on the state. A sender claims the slot with one
+/// compare-and-swap (`receiverWaits` → `filling`, no lock: the swap is the
+/// send's linearization point, and `close()` can only change
+/// `receiverWaits` the same way), stores the element's bits and publishes
+/// `filled`; the receiver takes the bits and sets `empty`. A hand-off then
+/// moves one cache line each way, where the queue path moves about seven
+/// (lock, queue, waiter, sleeper, value slot, park word...): on far-apart
+/// vCPUs ~0.5 µs per round trip instead of ~1.7 µs. A receiver whose spin
+/// budget runs out swaps `receiverWaits` → `empty` under the lock and moves
+/// to the head of `recvq` (every waiter there arrived after it), then parks
+/// as usual, so FIFO order and all of Go's rules are those of the queue
+/// path: the rendezvous receiver is simply the first receiver in line.
+/// `close()` swaps `receiverWaits` → `closed`; a send that claimed the slot
+/// first completes first.
 @usableFromInline
-struct GoChanRendezvous: ~Copyable {
-    @usableFromInline static let empty: UInt32 = 0
-    @usableFromInline static let receiverWaits: UInt32 = 1
-    @usableFromInline static let filled: UInt32 = 2
-    @usableFromInline static let closed: UInt32 = 3
-    /// `empty` → `receiverWaits` (receiver, under the lock) → `filled`
-    /// (a sender) or `closed` (close), both under the lock → `empty` (the
-    /// receiver, after taking the value); or `receiverWaits` → `empty`
-    /// (the receiver, under the lock, when it gives up spinning).
-    @usableFromInline let state = Atomic<UInt32>(0)
-    @usableFromInline init() {}
+enum GoChanRendezvous {
+    @usableFromInline static let empty: UInt8 = 0
+    @usableFromInline static let receiverWaits: UInt8 = 1
+    @usableFromInline static let filled: UInt8 = 2
+    @usableFromInline static let closed: UInt8 = 3
+    /// A sender claimed the slot and is storing the bits.
+    @usableFromInline static let filling: UInt8 = 4
 }
-
-/// Offset of ``GoChanRendezvous`` in the control block; the value follows at +8.
-@usableFromInline let goChanRendezvousOffset = 96
 
 /// Offset of ``GoChanState`` in the control block: right after
 /// ``GoChanControl`` (48 bytes), so that everything a buffered send or
@@ -133,34 +137,20 @@ extension UnsafeMutablePointer where Pointee == GoChanControl {
         (UnsafeMutableRawPointer(self) + goChanStateOffset).assumingMemoryBound(to: GoChanState.self)
     }
 
-    /// The rendezvous slot (unbuffered channels; see ``GoChanRendezvous``).
-    @inlinable
-    var rendezvous: UnsafeMutablePointer<GoChanRendezvous> {
-        (UnsafeMutableRawPointer(self) + goChanRendezvousOffset).assumingMemoryBound(to: GoChanRendezvous.self)
-    }
-
-    /// Where the rendezvous slot keeps the element (8 bytes, 8-aligned).
-    @inlinable
-    var rendezvousValue: UnsafeMutableRawPointer { UnsafeMutableRawPointer(self) + goChanRendezvousOffset + 8 }
-
-    /// Initializes the three parts of a control block.
+    /// Initializes both parts of a control block.
     @usableFromInline
     func initializeControl(dataqsiz: Int, buf: UnsafeMutableRawPointer, elemStride: Int, bufIsSeparate: Bool) {
         precondition(MemoryLayout<GoChanControl>.size <= goChanStateOffset
-                     && goChanStateOffset + MemoryLayout<GoChanState>.size <= goChanRendezvousOffset
-                     && goChanRendezvousOffset + 16 <= goChanControlSize,
+                     && goChanStateOffset + MemoryLayout<GoChanState>.size <= goChanControlSize,
                      "GoChan: control block layout exceeds hchanSize")
         initialize(to: GoChanControl(dataqsiz: dataqsiz, buf: buf, elemStride: elemStride, bufIsSeparate: bufIsSeparate))
         (UnsafeMutableRawPointer(self) + goChanStateOffset).bindMemory(to: GoChanState.self, capacity: 1)
             .initialize(to: GoChanState())
-        (UnsafeMutableRawPointer(self) + goChanRendezvousOffset).bindMemory(to: GoChanRendezvous.self, capacity: 1)
-            .initialize(to: GoChanRendezvous())
     }
 
-    /// Deinitializes the three parts (the queues and the slot must be empty).
+    /// Deinitializes both parts (the queues and the slot must be empty).
     @usableFromInline
     func deinitializeControl() {
-        rendezvous.deinitialize(count: 1)
         state.deinitialize(count: 1)
         deinitialize(count: 1)
     }
@@ -354,12 +344,23 @@ func goChanParkThreadLocked(_ c: UnsafeMutablePointer<GoChanControl>, elem: Unsa
     return sleeper.success
 }
 
+/// Claims channel `c`'s rendezvous slot for a send: true when a receiver
+/// waited there and this call now owns the slot (state `filling`); the
+/// caller stores the bits and publishes `filled`. No lock needed.
+@inlinable @inline(__always)
+func goChanRendezvousClaim(_ c: UnsafeMutablePointer<GoChanControl>) -> Bool {
+    c.pointee.rendezvousState.load(ordering: .relaxed) == GoChanRendezvous.receiverWaits
+        && c.pointee.rendezvousState.compareExchange(expected: GoChanRendezvous.receiverWaits,
+                                                     desired: GoChanRendezvous.filling,
+                                                     ordering: .acquiring).exchanged
+}
+
 /// How a rendezvous wait ended (see ``goChanRendezvousReceive(_:elem:)``).
 @usableFromInline
 enum GoChanRendezvousEnd {
-    /// The value is in the slot: move it out, then set the state to `empty`.
-    case filled
-    /// The channel was closed: set the state to `empty`; nothing received.
+    /// A sender filled the slot with these bits (the slot is `empty` again).
+    case filled(UInt64)
+    /// The channel was closed (the slot is `empty` again); nothing received.
     case closed
     /// The receiver moved to the queue and parked; `received` as for
     /// ``goChanParkThreadLocked(_:elem:isSend:first:)`` (the value, if
@@ -375,18 +376,29 @@ enum GoChanRendezvousEnd {
 func goChanRendezvousReceive(_ c: UnsafeMutablePointer<GoChanControl>, elem: UnsafeMutableRawPointer)
     -> GoChanRendezvousEnd {
     c.pointee.lock.unlock()
-    let slot = c.rendezvous
-    func ended(_ st: UInt32) -> GoChanRendezvousEnd { st == GoChanRendezvous.filled ? .filled : .closed }
+    /// Takes a filled or closed slot; nil while a receiver waits or a sender fills.
+    func take() -> GoChanRendezvousEnd? {
+        let st = c.pointee.rendezvousState.load(ordering: .acquiring)
+        if st == GoChanRendezvous.filled {
+            let bits = c.pointee.rendezvousBits.load(ordering: .relaxed)
+            c.pointee.rendezvousState.store(GoChanRendezvous.empty, ordering: .releasing)
+            return .filled(bits)
+        }
+        if st == GoChanRendezvous.closed {
+            c.pointee.rendezvousState.store(GoChanRendezvous.empty, ordering: .releasing)
+            return .closed
+        }
+        return nil
+    }
     if var limit = GoChanSpin.acquireSlot(adapting: c) {
         let start = GoChanSpin.now()
         if let boost = GoChanSleeper.spinBoostDeadline(), boost &- start > limit { limit = boost &- start }
         var i = 0
         while true {
-            let st = slot.pointee.state.load(ordering: .acquiring)
-            if st != GoChanRendezvous.receiverWaits {
+            if let end = take() {
                 GoChanSpin.releaseSlot()
                 GoChanSpin.spinPaid(c, limit)
-                return ended(st)
+                return end
             }
             GoChanSpin.pause()
             i &+= 1
@@ -399,13 +411,16 @@ func goChanRendezvousReceive(_ c: UnsafeMutablePointer<GoChanControl>, elem: Uns
         GoChanSpin.spinFailed(c, limit)
     }
     c.pointee.lock.lock()
-    let st = slot.pointee.state.load(ordering: .acquiring)
-    if st != GoChanRendezvous.receiverWaits {
-        c.pointee.lock.unlock()
-        return ended(st)
+    if c.pointee.rendezvousState.compareExchange(expected: GoChanRendezvous.receiverWaits,
+                                                 desired: GoChanRendezvous.empty, ordering: .relaxed).exchanged {
+        return .queued(received: goChanParkThreadLocked(c, elem: elem, isSend: false, first: true))
     }
-    slot.pointee.state.store(GoChanRendezvous.empty, ordering: .relaxed)
-    return .queued(received: goChanParkThreadLocked(c, elem: elem, isSend: false, first: true))
+    // A sender (or close) got there first: it is done or about to be.
+    c.pointee.lock.unlock()
+    while true {
+        if let end = take() { return end }
+        sched_yield()
+    }
 }
 
 /// Go's panics; out of line to keep them off the fast paths.
@@ -457,8 +472,8 @@ extension GoChan {
         if liveReceivers > 0 && q > 0 { return "\(liveReceivers) receiver(s) wait on a non-empty buffer" }
         if liveSenders > 0 && q < cap { return "\(liveSenders) sender(s) wait on a buffer with room" }
         if liveSenders > 0 && c.pointee.closed.load(ordering: .relaxed) { return "senders wait on a closed channel" }
-        let rv = c.rendezvous.pointee.state.load(ordering: .relaxed)
-        if rv > GoChanRendezvous.closed { return "rendezvous state \(rv)" }
+        let rv = c.pointee.rendezvousState.load(ordering: .relaxed)
+        if rv > GoChanRendezvous.filling { return "rendezvous state \(rv)" }
         if cap > 0 && rv != GoChanRendezvous.empty { return "a buffered channel used its rendezvous slot" }
         if rv == GoChanRendezvous.receiverWaits && liveSenders > 0 { return "a rendezvous receiver waits while senders are queued" }
         return nil

@@ -399,7 +399,7 @@ enum GoChanSpin {
     /// all slots are taken (then the caller parks at once).
     @usableFromInline
     static func acquireSlot(adapting c: UnsafeMutablePointer<GoChanControl>?) -> Int? {
-        let limit = c?.pointee.spinBudget.load(ordering: .relaxed) ?? initialBudget
+        let limit = c.map { Int($0.pointee.spinBudget.load(ordering: .relaxed)) } ?? initialBudget
         if spinners.wrappingAdd(1, ordering: .relaxed).newValue > maxSpinners {
             spinners.wrappingSubtract(1, ordering: .relaxed)
             return nil
@@ -414,13 +414,13 @@ enum GoChanSpin {
     /// The spin ended in a park: halve the budget.
     @usableFromInline
     static func spinFailed(_ c: UnsafeMutablePointer<GoChanControl>?, _ limit: Int) {
-        if limit > minBudget { c?.pointee.spinBudget.store(Swift.max(minBudget, limit / 2), ordering: .relaxed) }
+        if limit > minBudget { c?.pointee.spinBudget.store(UInt32(Swift.max(minBudget, limit / 2)), ordering: .relaxed) }
     }
 
     /// The spin saw the partner's answer: double the budget.
     @usableFromInline
     static func spinPaid(_ c: UnsafeMutablePointer<GoChanControl>?, _ limit: Int) {
-        if limit < maxBudget { c?.pointee.spinBudget.store(Swift.min(maxBudget, limit * 2), ordering: .relaxed) }
+        if limit < maxBudget { c?.pointee.spinBudget.store(UInt32(Swift.min(maxBudget, limit * 2)), ordering: .relaxed) }
     }
 
     /// The batch wait of `GoChan.spinWhileBlocked(send:)`: spins while
