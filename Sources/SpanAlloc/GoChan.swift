@@ -454,7 +454,7 @@ public final class GoChan<Element> {
     @inlinable
     func rendezvousFill(_ src: UnsafeMutablePointer<Element>) {
         var bits: UInt64 = 0
-        withUnsafeMutableBytes(of: &bits) { $0.baseAddress!.initializeMemory(as: Element.self, to: src.move()) }
+        withUnsafeMutableBytes(of: &bits) { _ = $0.baseAddress!.initializeMemory(as: Element.self, to: src.move()) }
         control.pointee.rendezvousBits.store(bits, ordering: .relaxed)
         control.pointee.rendezvousState.store(GoChanRendezvous.filled, ordering: .releasing)
     }
