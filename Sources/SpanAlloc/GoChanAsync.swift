@@ -30,8 +30,10 @@ extension GoChan {
         try await sendSuspending(value)
     }
 
-    /// The suspending part of the async send.
-    @usableFromInline
+    /// The suspending part of the async send (inlinable, so that it is
+    /// specialized for the element type: unspecialized, every suspension
+    /// looked up generic metadata at run time).
+    @inlinable
     func sendSuspending(_ value: Element) async throws(CancellationError) {
         let slot = UnsafeMutablePointer<Element>.allocate(capacity: 1)
         slot.initialize(to: value)
@@ -63,8 +65,8 @@ extension GoChan {
         }
     }
 
-    /// The suspending part of the async receive.
-    @usableFromInline
+    /// The suspending part of the async receive (inlinable, see `sendSuspending`).
+    @inlinable
     func receiveSuspending() async throws(CancellationError) -> Element? {
         let slot = UnsafeMutablePointer<Element>.allocate(capacity: 1)
         defer { slot.deallocate() }
@@ -126,6 +128,7 @@ extension GoChan: AsyncSequence {
 ///
 /// - Throws: `CancellationError` when the task is cancelled before it
 ///   queued or while queued; then the operation did not take place.
+@usableFromInline
 func goChanSuspend(_ c: UnsafeMutablePointer<GoChanControl>, channel: AnyObject, elem: UnsafeMutableRawPointer,
                    isSend: Bool, attempt: () -> GoChanStep) async throws(CancellationError) -> Bool {
     if Task.isCancelled { throw CancellationError() }     // a cancelled task never waits
