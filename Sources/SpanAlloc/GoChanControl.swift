@@ -17,6 +17,12 @@ import Glibc
 //   - the live buffer slots are `recvx, recvx+1, ... (mod dataqsiz)`,
 //     `qcount` of them; `sendx == (recvx + qcount) mod dataqsiz`;
 //   - `closed` implies `sendq` holds no claimable waiter (close wakes them).
+//   - the rendezvous slot (`GoChanRendezvous`) is `empty` on a buffered
+//     channel; `receiverWaits` means a receiver waits there, first in line
+//     before every receiver in `recvq`, and no claimable sender is queued.
+//     Senders move it on without the lock (`receiverWaits` → `filling` →
+//     `filled`, one compare-and-swap), the receiver from `filled`/`closed`
+//     back to `empty`; every other change is made under the lock.
 // A waiter whose sleeper was claimed elsewhere (the other arm of a select, a
 // cancellation, a timeout) may stay queued until its owner or the next
 // dequeue drops it; it is never matched.
