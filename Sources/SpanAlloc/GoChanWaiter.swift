@@ -145,7 +145,7 @@ final class GoChanSleeper: @unchecked Sendable {
     @usableFromInline
     func wake() {
         if isAsync {
-            // The result travels with the resumption (see `asyncFired`).
+            // The result travels with the resumption (see `asyncFiredSuccess`).
             continuation!.resume(returning: success ? GoChanSleeper.asyncFiredSuccess : GoChanSleeper.asyncFiredFailure)
         } else {
             switch parkState.exchange(2, ordering: .acquiringAndReleasing) {
