@@ -391,6 +391,9 @@ enum GoChanSpin {
     /// Pauses between two looks at a spun-on count: ~1 µs here, so the
     /// spinner seldom steals the cache line the partner is writing.
     static let pollPauses = 64
+    /// Pauses before a rendezvous receiver's first look at the slot (~200 ns;
+    /// see `goChanRendezvousReceive`).
+    static let rendezvousFirstLookPauses = 12
     /// At most one spinner per online CPU.
     static let maxSpinners: Int = Swift.max(1, Int(sysconf(Int32(_SC_NPROCESSORS_ONLN))))
     private static let spinners = Atomic<Int>(0)
