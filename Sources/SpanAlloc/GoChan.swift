@@ -428,8 +428,13 @@ public final class GoChan<Element> {
                c.pointee.rendezvousState.load(ordering: .relaxed) == GoChanRendezvous.empty {
                 c.pointee.rendezvousState.store(GoChanRendezvous.receiverWaits, ordering: .relaxed)
                 switch goChanRendezvousReceive(c, elem: UnsafeMutableRawPointer(dst)) {
-                case .filled(let bits):
-                    withUnsafeBytes(of: bits) { dst.initialize(to: $0.load(as: Element.self)) }
+                case .filled(var bits):
+                    // The bits own the element (a reference's count included): move it out.
+                    withUnsafeMutableBytes(of: &bits) { raw in
+                        raw.baseAddress!.withMemoryRebound(to: Element.self, capacity: 1) {
+                            dst.moveInitialize(from: $0, count: 1)
+                        }
+                    }
                     return true
                 case .closed:
                     return false
@@ -441,12 +446,13 @@ public final class GoChan<Element> {
         }
     }
 
-    /// Whether a receiver may wait in the rendezvous slot: plain-data
-    /// elements of at most 8 bytes travel as the bits of one atomic word
-    /// (see ``GoChanRendezvous``).
+    /// Whether a receiver may wait in the rendezvous slot: elements of at
+    /// most 8 bytes (integers, floats, pointers, class references, small
+    /// structs) travel as the bits of one atomic word, moved, so a
+    /// reference's ownership goes with them (see ``GoChanRendezvous``).
     @inlinable
     static var usesRendezvous: Bool {
-        MemoryLayout<Element>.size <= 8 && _isPOD(Element.self)
+        MemoryLayout<Element>.size <= 8 && MemoryLayout<Element>.alignment <= 8
     }
 
     /// Moves the value at `src` into the rendezvous slot this thread claimed
@@ -454,7 +460,9 @@ public final class GoChan<Element> {
     @inlinable
     func rendezvousFill(_ src: UnsafeMutablePointer<Element>) {
         var bits: UInt64 = 0
-        withUnsafeMutableBytes(of: &bits) { _ = $0.baseAddress!.initializeMemory(as: Element.self, to: src.move()) }
+        withUnsafeMutableBytes(of: &bits) { raw in
+            raw.baseAddress!.withMemoryRebound(to: Element.self, capacity: 1) { $0.moveInitialize(from: src, count: 1) }
+        }
         control.pointee.rendezvousBits.store(bits, ordering: .relaxed)
         control.pointee.rendezvousState.store(GoChanRendezvous.filled, ordering: .releasing)
     }

@@ -57,7 +57,8 @@ struct GoChanControl: ~Copyable {
     /// `rendezvousBits`, in the same 16 bytes as the lock, so one cache line
     /// carries a whole hand-off whatever the block's alignment.
     @usableFromInline let rendezvousState = Atomic<UInt8>(GoChanRendezvous.empty)
-    /// The element a sender hands to the rendezvous receiver, as bits.
+    /// The element a sender hands to the rendezvous receiver, as bits (moved:
+    /// they own a reference element until the receiver moves it out).
     @usableFromInline let rendezvousBits = Atomic<UInt64>(0)
     /// Elements in the buffer (Go's `qcount`); written under `lock`, read anywhere.
     @usableFromInline let qcount = Atomic<Int>(0)
@@ -99,9 +100,10 @@ struct GoChanState {
     @usableFromInline init() {}
 }
 
-/// The rendezvous slot of an unbuffered channel of plain-data elements of
-/// at most 8 bytes: `rendezvousState` and `rendezvousBits` in the control
-/// block, next to the lock.
+/// The rendezvous slot of an unbuffered channel of elements of at most 8
+/// bytes (a class reference travels as its bits, with its ownership):
+/// `rendezvousState` and `rendezvousBits` in the control block, next to the
+/// lock.
 ///
 /// A thread that must wait to receive, when no receiver is queued before it,
 /// waits here instead of in `recvq`: under the lock it sets `receiverWaits`,
