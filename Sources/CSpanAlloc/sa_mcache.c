@@ -279,16 +279,17 @@ int sa_registry_other_caches(void) {
     return n;
 }
 
-/* Checks the calling thread's own span lists (heap checker). */
-int sa_cache_check(char *err, size_t errlen) {
-    sa_mcache *c = sa_tls_cache;
-    if (c == &sa_emptycache) return 0;
+/* One cache's span lists (heap checker). */
+static int check_one_cache(const sa_mcache *c, char *err, size_t errlen, uint64_t *nspans) {
     for (int spc = 0; spc < SA_NUM_SPAN_CLASSES; spc++) {
         sa_mspan *cur = c->alloc[spc];
-        if (cur != &sa_emptyspan &&
-            (atomic_load_explicit(&cur->owner, SA_RELAXED) != c || cur->list != SA_LIST_NONE || cur->spanclass != spc)) {
-            snprintf(err, errlen, "spanClass %d: the current span %p is not owned by this cache", spc, (void *)cur->base);
-            return -1;
+        if (cur != &sa_emptyspan) {
+            if (atomic_load_explicit(&cur->owner, SA_RELAXED) != c || cur->list != SA_LIST_NONE || cur->spanclass != spc ||
+                atomic_load_explicit(&cur->state, SA_RELAXED) != SA_SPAN_SMALL) {
+                snprintf(err, errlen, "spanClass %d: the current span %p is not owned by its cache", spc, (void *)cur->base);
+                return -1;
+            }
+            (*nspans)++;
         }
         unsigned n = 0;
         for (int which = SA_LIST_CPARTIAL; which <= SA_LIST_CFULL; which++) {
@@ -299,6 +300,7 @@ int sa_cache_check(char *err, size_t errlen) {
                     snprintf(err, errlen, "spanClass %d: owned span %p is inconsistent", spc, (void *)s->base);
                     return -1;
                 }
+                (*nspans)++;
                 if (which == SA_LIST_CPARTIAL) n++;
                 if (which == SA_LIST_CPARTIAL && !s->next && c->partial_tail[spc] != s) {
                     snprintf(err, errlen, "spanClass %d: partial tail is wrong", spc);
@@ -311,5 +313,12 @@ int sa_cache_check(char *err, size_t errlen) {
             return -1;
         }
     }
+    return 0;
+}
+
+int sa_cache_check(char *err, size_t errlen, bool quiescent, uint64_t *nspans) {
+    if (!quiescent) return sa_tls_cache == &sa_emptycache ? 0 : check_one_cache(sa_tls_cache, err, errlen, nspans);
+    for (sa_mcache *c = registry; c; c = c->rnext)
+        if (check_one_cache(c, err, errlen, nspans)) return -1;
     return 0;
 }

@@ -293,6 +293,16 @@ void sa_thread_flush(void);
  */
 int sa_check_heap(char *_Nullable err, size_t errlen);
 
+/**
+ * As sa_check_heap, for a caller that guarantees that no other thread
+ * allocates or frees during the call (an exit-test child, a fuzzer between
+ * inputs, a stress test after joining its workers): it then also validates
+ * the spans and bitmaps that other threads' caches hold, checks that every
+ * small span is cached or on a central list, and always cross-checks the
+ * live objects in the spans against the statistics.
+ */
+int sa_check_heap_quiescent(char *_Nullable err, size_t errlen);
+
 /* ---- fork support (used by the malloc override) ------------------------ */
 
 /** Take every allocator lock in a fixed order (pthread_atfork prepare). */
