@@ -320,6 +320,19 @@ void sa_fork_child(void);
  */
 void sa_debug_fail_mmap_after(long n);
 
+/** How the OS layer releases pages (sa_debug_set_release_mode). */
+enum {
+    /** madvise(MADV_DONTNEED) on the whole OS pages of the range. */
+    SA_DEBUG_RELEASE_NORMAL = 0,
+    /** Every release fails, as madvise does in a process that called mlockall. */
+    SA_DEBUG_RELEASE_FAILS = 1,
+    /** Releases round to 64 KiB OS pages, as on a 64 KiB-page kernel. */
+    SA_DEBUG_RELEASE_64K_PAGES = 2,
+};
+
+/** Fault injection for page release (tests): one of SA_DEBUG_RELEASE_*. */
+void sa_debug_set_release_mode(int mode);
+
 /* ---- spin-wait hint (used by GoChan's spin-then-park waits) ------------- */
 
 /**
