@@ -63,8 +63,10 @@ SA_HIDDEN size_t sa_os_page_size(void);
 SA_HIDDEN void *sa_os_map_aligned(size_t size, size_t align);
 SA_HIDDEN void *sa_os_map(size_t size);
 SA_HIDDEN void sa_os_unmap(void *p, size_t size);
-/* Returns the physical pages of [p, p+size) to the OS; they read as zero later. */
-SA_HIDDEN bool sa_os_release(void *p, size_t size);
+/* Returns the physical pages of the whole OS pages inside [p, p+size) to
+ * the OS; they read as zero later. Returns the bytes released, from *start
+ * (0 when nothing was: the range holds no whole OS page, or madvise failed). */
+SA_HIDDEN size_t sa_os_release(void *p, size_t size, uintptr_t *start);
 SA_HIDDEN uint64_t sa_os_now_ns(void);
 /* Stops the process with a message (no allocation). */
 __attribute__((noreturn, format(printf, 1, 2))) SA_HIDDEN void sa_fatal(const char *fmt, ...);

@@ -457,22 +457,34 @@ bool sa_heap_resize_large(sa_mspan *s, size_t npages) {
 
 /* ---- the scavenger -------------------------------------------------------- */
 
-/* Releases unscavenged pages of run r, up to `want` pages; returns pages released. */
+/* Releases unscavenged pages of run r, trying up to `want` pages; returns
+ * the pages released. */
 static size_t scavenge_run(sa_mspan *r, size_t want) {
-    size_t done = 0;
+    size_t done = 0, tried = 0;
     uintptr_t p = r->base, end = r->base + ((uintptr_t)r->npages << SA_PAGE_SHIFT);
-    while (p < end && done < want) {
+    while (p < end && tried < want) {
         /* find the next unscavenged page, then the extent of the stretch */
         while (p < end && page_bits(p, 1, F_SCAV, BITS_COUNT)) p += SA_PAGE_SIZE;
         uintptr_t q = p;
-        while (q < end && done + ((q - p) >> SA_PAGE_SHIFT) < want && !page_bits(q, 1, F_SCAV, BITS_COUNT))
+        while (q < end && tried + ((q - p) >> SA_PAGE_SHIFT) < want && !page_bits(q, 1, F_SCAV, BITS_COUNT))
             q += SA_PAGE_SIZE;
         if (q > p) {
-            size_t n = (q - p) >> SA_PAGE_SHIFT;
-            sa_os_release((void *)p, q - p);
-            page_bits(p, n, F_SCAV, BITS_SET);
-            page_bits(p, n, F_DIRTY, BITS_CLEAR);
-            done += n;
+            /* Only the 8 KiB pages inside the OS pages that madvise really
+             * released read as zero now (OS pages may be larger, and madvise
+             * fails under mlockall): only they become released and clean. */
+            uintptr_t rel = 0;
+            size_t len = sa_os_release((void *)p, q - p, &rel);
+            uintptr_t lo = (rel + SA_PAGE_SIZE - 1) & ~(uintptr_t)(SA_PAGE_SIZE - 1);
+            uintptr_t hi = (rel + len) & ~(uintptr_t)(SA_PAGE_SIZE - 1);
+            if (len && hi > lo) {
+                size_t n = (hi - lo) >> SA_PAGE_SHIFT;
+                page_bits(lo, n, F_SCAV, BITS_SET);
+                page_bits(lo, n, F_DIRTY, BITS_CLEAR);
+                done += n;
+            }
+            /* `want` counts pages tried, so a run that cannot be released
+             * does not keep the loop going. */
+            tried += (q - p) >> SA_PAGE_SHIFT;
         }
         p = q;
     }
