@@ -182,6 +182,29 @@ static sa_mspan *own_take(sa_mcache *c, int spc) {
     return NULL;
 }
 
+/* Out of memory: any owned span with a free slot, swept (a partial span
+ * is unswept, so its allocCache says nothing); NULL if none has one. */
+static sa_mspan *own_take_any(sa_mcache *c, int spc) {
+    sa_mspan *s;
+    while ((s = c->partial[spc]) != NULL) {
+        own_remove(c, spc, s);
+        if (sa_span_sweep(s)) return s;
+        own_push(c, spc, s, SA_LIST_CFULL);
+    }
+    /* Full spans that remote frees reached since (pushed back at the head,
+     * behind the walk). */
+    sa_mspan *next;
+    for (s = c->full[spc]; s; s = next) {
+        next = s->next;
+        if (atomic_load_explicit(&s->remoteFreed, SA_ACQUIRE) > 0) {
+            own_remove(c, spc, s);
+            if (sa_span_sweep(s)) return s;
+            own_push(c, spc, s, SA_LIST_CFULL);
+        }
+    }
+    return NULL;
+}
+
 void *sa_cache_next_free(sa_mcache *c, int spc) {
     if (c == &sa_emptycache) {
         c = sa_cache_create();
@@ -209,10 +232,8 @@ void *sa_cache_next_free(sa_mcache *c, int spc) {
     } else {
         s = sa_central_cache_span(spc, c);
         if (!s) {
-            /* Out of memory: settle for an owned span with any free slot. */
-            s = c->partial[spc];
+            s = own_take_any(c, spc);
             if (!s) { errno = ENOMEM; return NULL; }
-            own_remove(c, spc, s);
         } else {
             sa_counter_inc(&c->nrefill);
         }
