@@ -52,9 +52,12 @@
 #define SA_L1_BITS (SA_ADDR_BITS - SA_ARENA_SHIFT - SA_L2_BITS)
 #define SA_L1_ENTRIES ((size_t)1 << SA_L1_BITS)
 #define SA_L2_ENTRIES ((size_t)1 << SA_L2_BITS)
-/* Largest request served; beyond it the page count would overflow the
- * arena index (2^46 bytes is already far past any machine here). */
-#define SA_MAX_ALLOC ((size_t)1 << 46)
+/* Largest request served (spanalloc.h's SA_MAX_SIZE). A span's page count
+ * is 32 bits, and a served span writes one page-map entry per 8 KiB page, so
+ * the bound keeps the page map of the largest span at 256 MiB. */
+#define SA_MAX_ALLOC ((size_t)SA_MAX_SIZE)
+_Static_assert((SA_MAX_ALLOC >> SA_PAGE_SHIFT) + ((size_t)1 << 30 >> SA_PAGE_SHIFT) < UINT32_MAX,
+               "a span's page count, alignment padding included, fits its 32-bit npages");
 
 /* ---- os (sa_os.c) -------------------------------------------------------- */
 

@@ -211,9 +211,10 @@ static sa_mspan *find_run(size_t npages) {
  * on a free path, where running out of memory must not be fatal. */
 static sa_mspan *insert_free_run(uintptr_t base, size_t npages, sa_mspan *r) {
     uintptr_t end = base + (npages << SA_PAGE_SHIFT);
+    /* Runs merge while their page count fits a span's 32-bit npages. */
     sa_mspan *prev = sa_span_of_addr(base - SA_PAGE_SIZE);
     if (prev && atomic_load_explicit(&prev->state, SA_RELAXED) == SA_SPAN_FREE &&
-        prev->base + ((uintptr_t)prev->npages << SA_PAGE_SHIFT) == base) {
+        prev->base + ((uintptr_t)prev->npages << SA_PAGE_SHIFT) == base && npages + prev->npages < UINT32_MAX) {
         bin_remove(prev);
         map_set(base - SA_PAGE_SIZE, NULL);
         if (prev->npages == 1) map_set(prev->base, NULL);
@@ -222,7 +223,8 @@ static sa_mspan *insert_free_run(uintptr_t base, size_t npages, sa_mspan *r) {
         if (r) span_struct_free(prev); else r = prev;
     }
     sa_mspan *next = sa_span_of_addr(end);
-    if (next && atomic_load_explicit(&next->state, SA_RELAXED) == SA_SPAN_FREE && next->base == end) {
+    if (next && atomic_load_explicit(&next->state, SA_RELAXED) == SA_SPAN_FREE && next->base == end &&
+        npages + next->npages < UINT32_MAX) {
         bin_remove(next);
         map_set(end, NULL);
         if (next->npages > 1) map_set(end + ((uintptr_t)(next->npages - 1) << SA_PAGE_SHIFT), NULL);

@@ -97,6 +97,12 @@ extern "C" {
 #define SA_MAX_SMALL_SIZE 32768u
 /** Number of span classes: class << 1 | noscan. */
 #define SA_NUM_SPAN_CLASSES (SA_NUM_CLASSES * 2)
+/**
+ * Largest request served: 256 GiB (with alignment padding). Larger requests
+ * return NULL with errno = ENOMEM, as do requests the OS refuses. The page
+ * map costs 8 bytes per 8 KiB page of a span, 256 MiB for the largest.
+ */
+#define SA_MAX_SIZE ((size_t)1 << 38)
 
 /** Allocation flags. */
 enum {
@@ -112,7 +118,8 @@ enum {
  * Allocates `size` bytes with `flags` (SA_NOSCAN, SA_ZERO). Size 0 returns a
  * unique pointer. Small objects are aligned to the largest power of two that
  * divides their class size (at least 8); large objects to 8 KiB.
- * Returns NULL with errno = ENOMEM when the size cannot be served.
+ * Returns NULL with errno = ENOMEM when the size cannot be served (above
+ * SA_MAX_SIZE, or the OS refuses memory).
  */
 void *_Nullable sa_alloc(size_t size, unsigned flags);
 
