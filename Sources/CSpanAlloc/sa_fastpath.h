@@ -94,7 +94,7 @@ SA_FAST_PATH void sa_free_owned_slot(sa_mcache *c, sa_mspan *s, uint32_t idx, vo
         sa_free_twice(p);
         return;
     }
-    freew[w] |= m;
+    SA_STORE(freew[w], freew[w] | m); /* read by other threads' frees and reallocs */
     sa_counter_inc(&c->nfree[s->sizeclass]);
     SA_POISON(p, s->elemsize);
     /* Not the current span but one the thread filled earlier. */

@@ -137,6 +137,10 @@ struct sa_mcache;
  *                  freeindex, with bits past nelems cleared; bit 0 is slot
  *                  freeindex. allocCache == 0 means "look at the next window".
  *   freeBits ⊆ taken, remoteBits ⊆ taken, freeBits ∩ remoteBits = ∅
+ *   freeBits, allocBits and freeindex are written by the owner (or under the
+ *                  central lock) with atomic stores, so other threads may
+ *                  read them; a sweep rewrites them between two increments
+ *                  of sweepgen.
  *   remoteFreed  = popcount(remoteBits) once every remote free has finished
  *                  (a free sets the bit first, then counts it).
  *   owner == NULL  ⇔ the span is on mcentral's partial or full list, and
@@ -177,6 +181,8 @@ typedef struct sa_mspan {
     uint8_t needzero;                    /* large: pages may hold old data */
     uint8_t fresh;                       /* pages were never used by an earlier span */
     uint32_t nlocalfree;                 /* owner's frees since the last sweep (non-current spans) */
+    _Atomic uint32_t sweepgen;           /* odd while a sweep rewrites the bitmaps (a seqlock for
+                                            the remote readers of sa_span_slot_live_remote) */
     struct sa_mspan *next, *prev;        /* central list or heap bin */
     uint64_t freed_ns;                   /* free run: when it last grew */
 
@@ -204,6 +210,11 @@ SA_HIDDEN bool sa_span_slot_allocated(const sa_mspan *s, uint32_t idx);
  * remote thread, read with atomic loads (the owner's own recent frees are
  * not visible until its next sweep). */
 SA_HIDDEN uint32_t sa_span_count_taken(const sa_mspan *s);
+/* Whether slot idx holds a live object (taken, and in neither freeBits nor
+ * remoteBits), for a thread that does not own the span: the bitmaps are
+ * read as one snapshot between two reads of sweepgen, so a sweep running
+ * meanwhile cannot make a freed slot look live. */
+SA_HIDDEN bool sa_span_slot_live_remote(const sa_mspan *s, uint32_t idx);
 /* The span's bitmap invariants (above); the caller can read the span
  * (owns it, holds its mcentral's lock, or the heap is quiescent). */
 SA_HIDDEN int sa_span_check(const sa_mspan *s, char *err, size_t errlen);

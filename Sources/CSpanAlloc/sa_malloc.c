@@ -195,11 +195,9 @@ void sa_free_remote(sa_mcache *c, sa_mspan *s, uint32_t idx, const void *p) {
      * the span empty and give it back, and the heap may reuse it. */
     int spanclass = s->spanclass;
     uint64_t m = (uint64_t)1 << (idx & 63);
-    /* The object must be taken (handed out and not swept free). Read
-     * freeindex first (acquire): a sweep publishes allocBits before it
-     * resets freeindex. A live object stays taken whatever the owner does. */
-    uint32_t fi = __atomic_load_n(&s->freeindex, __ATOMIC_ACQUIRE);
-    if (SA_UNLIKELY(idx >= fi && !(__atomic_load_n(&s->allocBits[idx >> 6], __ATOMIC_RELAXED) & m)))
+    /* The object must be live: taken (handed out and not swept free) and
+     * not already freed by the owner or by another thread. */
+    if (SA_UNLIKELY(!sa_span_slot_live_remote(s, idx)))
         sa_fatal("double free (or free of an unallocated object) of pointer %p", p);
     /* Poison before the bit is published: once it is set, the owner may
      * sweep the slot and hand it out again. */
@@ -241,7 +239,7 @@ void sa_free_slow(void *p) {
         uint32_t w = idx >> 6;
         uint64_t m = (uint64_t)1 << (idx & 63);
         if (!sa_span_slot_allocated(s, idx)) sa_fatal("double free (or free of an unallocated object) of pointer %p", p);
-        SA_SPAN_FREEW(s)[w] |= m;
+        SA_STORE(SA_SPAN_FREEW(s)[w], SA_SPAN_FREEW(s)[w] | m);
         sa_counter_inc(&c->nfree[s->sizeclass]);
         SA_POISON(p, s->elemsize);
         if (s->list != SA_LIST_NONE) sa_cache_free_owned(c, s);
@@ -274,16 +272,11 @@ size_t sa_usable_size(const void *p) {
     return s->elemsize;
 }
 
-/* Whether slot idx holds a live object: exact for the owner (and for spans
- * no thread owns, whose bitmaps change only under the central lock the
- * caller does not need: a live object stays taken); for another thread's
- * span, taken and not freed by a remote thread, as the remote free checks. */
+/* Whether slot idx holds a live object: read directly by the owner, as one
+ * snapshot by any other thread (the remote free's test). */
 static bool slot_live(const sa_mspan *s, uint32_t idx) {
     if (atomic_load_explicit(&s->owner, SA_RELAXED) == sa_get_cache()) return sa_span_slot_allocated(s, idx);
-    uint64_t m = (uint64_t)1 << (idx & 63);
-    uint32_t fi = __atomic_load_n(&s->freeindex, __ATOMIC_ACQUIRE);
-    bool taken = idx < fi || (__atomic_load_n(&s->allocBits[idx >> 6], __ATOMIC_RELAXED) & m);
-    return taken && !(__atomic_load_n(&SA_SPAN_REMOTE(s)[idx >> 6], __ATOMIC_RELAXED) & m);
+    return sa_span_slot_live_remote(s, idx);
 }
 
 void *sa_realloc(void *p, size_t size) {

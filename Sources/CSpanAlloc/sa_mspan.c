@@ -11,6 +11,7 @@
  */
 #include "sa_internal.h"
 
+#include <sched.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -65,12 +66,34 @@ uint32_t sa_span_next_free_index(sa_mspan *s) {
     }
 }
 
-/* Slots below freeindex in word w: all taken. */
-static inline uint64_t below_freeindex(const sa_mspan *s, uint32_t w) {
+/* Slots below freeindex fi in word w: all taken. */
+static inline uint64_t below_index(uint32_t fi, uint32_t w) {
     uint32_t lo = w * 64;
-    if (s->freeindex >= lo + 64) return ~(uint64_t)0;
-    if (s->freeindex <= lo) return 0;
-    return ((uint64_t)1 << (s->freeindex - lo)) - 1;
+    if (fi >= lo + 64) return ~(uint64_t)0;
+    if (fi <= lo) return 0;
+    return ((uint64_t)1 << (fi - lo)) - 1;
+}
+
+static inline uint64_t below_freeindex(const sa_mspan *s, uint32_t w) { return below_index(s->freeindex, w); }
+
+bool sa_span_slot_live_remote(const sa_mspan *s, uint32_t idx) {
+    uint32_t w = idx >> 6;
+    uint64_t m = (uint64_t)1 << (idx & 63), a, f, r;
+    uint32_t fi;
+    for (unsigned spins = 0;; spins++) {
+        uint32_t g = atomic_load_explicit(&s->sweepgen, SA_ACQUIRE);
+        if (!(g & 1)) {
+            fi = __atomic_load_n(&s->freeindex, __ATOMIC_ACQUIRE);
+            a = __atomic_load_n(&s->allocBits[w], __ATOMIC_RELAXED);
+            f = __atomic_load_n(&s->freeBits[w], __ATOMIC_RELAXED);
+            r = __atomic_load_n(&SA_SPAN_REMOTE(s)[w], __ATOMIC_RELAXED);
+            __atomic_thread_fence(__ATOMIC_ACQUIRE);
+            if (atomic_load_explicit(&s->sweepgen, SA_RELAXED) == g) break;
+        }
+        if (spins < 64) sa_cpu_relax(); else sched_yield(); /* the sweeping thread may be descheduled */
+    }
+    bool taken = idx < fi || (a & m);
+    return taken && !((f | r) & m);
 }
 
 bool sa_span_slot_allocated(const sa_mspan *s, uint32_t idx) {
@@ -114,6 +137,10 @@ uint32_t sa_span_sweep(sa_mspan *s) {
     uint64_t *alloc = SA_SPAN_ALLOC(s), *freew = SA_SPAN_FREEW(s), *remote = SA_SPAN_REMOTE(s);
     uint32_t live = 0;
     int32_t nremote = 0;
+    /* Seqlock write side: readers that overlap the rewrite retry. */
+    uint32_t gen = atomic_load_explicit(&s->sweepgen, SA_RELAXED);
+    atomic_store_explicit(&s->sweepgen, gen + 1, SA_RELAXED);
+    atomic_thread_fence(SA_RELEASE);
     /* A remote free sets its bit before it counts it: with a zero count,
      * bits that are set belong to frees still counting, left for next time. */
     bool remotes = atomic_load_explicit(&s->remoteFreed, SA_ACQUIRE) != 0;
@@ -121,12 +148,12 @@ uint32_t sa_span_sweep(sa_mspan *s) {
         uint64_t r = remotes ? __atomic_load_n(&remote[w], __ATOMIC_RELAXED) : 0;
         if (r) r = __atomic_exchange_n(&remote[w], 0, __ATOMIC_ACQ_REL);
         uint64_t f = freew[w];
-        freew[w] = 0;
         uint64_t taken = (alloc[w] | below_freeindex(s, w)) & last_word_mask(s, w);
         if (SA_UNLIKELY(r & f)) bad_free_found_by_sweep(s, w, r & f, true);
         if (SA_UNLIKELY((r | f) & ~taken)) bad_free_found_by_sweep(s, w, (r | f) & ~taken, false);
         uint64_t now = taken & ~(r | f);
         SA_STORE(alloc[w], now);
+        SA_STORE(freew[w], 0);
         nremote += __builtin_popcountll(r);
         live += (uint32_t)__builtin_popcountll(now);
     }
@@ -135,6 +162,7 @@ uint32_t sa_span_sweep(sa_mspan *s) {
     s->nlocalfree = 0;
     /* Release: a remote free that reads the new freeindex sees the new allocBits. */
     __atomic_store_n(&s->freeindex, 0, __ATOMIC_RELEASE);
+    atomic_store_explicit(&s->sweepgen, gen + 2, SA_RELEASE);
     refill_alloc_cache(s, 0);
     return s->nelems - live;
 }
