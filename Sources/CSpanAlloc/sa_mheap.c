@@ -250,6 +250,8 @@ static sa_mspan *insert_free_run(uintptr_t base, size_t npages, sa_mspan *r) {
 
 /* ---- growing -------------------------------------------------------------- */
 
+#define SA_ARENA_STRUCT_BYTES ((sizeof(sa_heap_arena) + 4095) & ~(size_t)4095)
+
 static bool register_arena(uintptr_t a) {
     size_t i1 = a >> (SA_ARENA_SHIFT + SA_L2_BITS);
     _Atomic(sa_heap_arena *) *l2 = sa_arena_l2(a);
@@ -259,7 +261,7 @@ static bool register_arena(uintptr_t a) {
         sa_stat_add(&sa_heap.metadata_sys, SA_L2_ENTRIES * sizeof(*l2));
         atomic_store_explicit(&sa_heap.l1[i1], l2, SA_RELEASE);
     }
-    size_t sz = (sizeof(sa_heap_arena) + 4095) & ~(size_t)4095;
+    size_t sz = SA_ARENA_STRUCT_BYTES;
     sa_heap_arena *ha = sa_os_map(sz);
     if (!ha) return false;
     sa_stat_add(&sa_heap.metadata_sys, sz);
@@ -278,14 +280,21 @@ static bool grow(size_t npages) {
     char *p = sa_os_map_aligned(bytes, SA_ARENA_BYTES);
     if (!p) { span_struct_free(run); return false; }
     for (size_t off = 0; off < bytes; off += SA_ARENA_BYTES) {
-        if (sa_arena_of((uintptr_t)p + off)) continue;
-        if (!register_arena((uintptr_t)p + off)) {
-            /* Arenas registered so far stay registered with no span in them
-             * (nothing maps to them); unmap the memory and report failure. */
-            sa_os_unmap(p, bytes);
-            span_struct_free(run);
-            return false;
+        if (register_arena((uintptr_t)p + off)) continue;
+        /* Take back the arenas this grow registered before the memory goes
+         * back to the OS: whatever is mapped there later (another
+         * allocator's blocks) must not look like SpanAlloc's. */
+        for (size_t k = 0; k < off; k += SA_ARENA_BYTES) {
+            uintptr_t a = (uintptr_t)p + k;
+            _Atomic(sa_heap_arena *) *slot = &sa_arena_l2(a)[(a >> SA_ARENA_SHIFT) & (SA_L2_ENTRIES - 1)];
+            sa_heap_arena *ha = atomic_load_explicit(slot, SA_RELAXED);
+            atomic_store_explicit(slot, NULL, SA_RELEASE);
+            sa_os_unmap(ha, SA_ARENA_STRUCT_BYTES);
+            sa_stat_sub(&sa_heap.metadata_sys, SA_ARENA_STRUCT_BYTES);
         }
+        sa_os_unmap(p, bytes);
+        span_struct_free(run);
+        return false;
     }
     sa_stat_add(&sa_heap.heap_sys, bytes);
     sa_stat_add(&sa_heap.arenas, bytes / SA_ARENA_BYTES);
