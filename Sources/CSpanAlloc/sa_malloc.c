@@ -279,6 +279,19 @@ static bool slot_live(const sa_mspan *s, uint32_t idx) {
     return sa_span_slot_live_remote(s, idx);
 }
 
+bool sa_in_heap(const void *p) {
+    uintptr_t a = (uintptr_t)p;
+    return !(a >> SA_ADDR_BITS) && sa_arena_of(a) != NULL;
+}
+
+size_t sa_usable_size_checked(const void *p) {
+    uint32_t idx;
+    sa_mspan *s = checked_span(p, "malloc_usable_size", &idx);
+    if (s->sizeclass && SA_UNLIKELY(!slot_live(s, idx)))
+        sa_fatal("malloc_usable_size of pointer %p: already freed (or never allocated)", p);
+    return s->elemsize;
+}
+
 void *sa_realloc(void *p, size_t size) {
     if (!p) return sa_alloc(size, 0);
     if (size == 0) { sa_free(p); return NULL; }

@@ -10,10 +10,12 @@
  *     class (requests <= 8 only, as glibc-compatible allocators do) and its
  *     24-byte class, whose odd slots are only 8-aligned: requests of 17..24
  *     bytes are served from the 32-byte class instead.
- *   - foreign pointers: a pointer SpanAlloc does not own (sa_owns is false)
- *     can only come from glibc's allocator (memory allocated before the
- *     override took over, or through __libc_malloc), so free, realloc and
- *     malloc_usable_size hand it to glibc. SPANALLOC=foreign=abort makes it
+ *   - foreign pointers: a pointer outside every SpanAlloc arena (sa_in_heap
+ *     is false) can only come from glibc's allocator (memory allocated
+ *     before the override took over, or through __libc_malloc), so free,
+ *     realloc and malloc_usable_size hand it to glibc. A pointer inside an
+ *     arena is SpanAlloc's even when it is not a live block (freed, interior):
+ *     the core stops the process, naming it. SPANALLOC=foreign=abort makes it
  *     fatal instead, with the core's strict diagnosis.
  *   - errno: NULL results carry ENOMEM (EINVAL for a bad alignment), and
  *     posix_memalign reports through its result, leaving errno and the
@@ -180,7 +182,7 @@ void *calloc(size_t count, size_t size) {
 void *realloc(void *p, size_t size) {
     ensure_started();
     if (p == NULL) return malloc(size);
-    if (SA_OV_UNLIKELY(!sa_owns(p))) return realloc_foreign(p, size);
+    if (SA_OV_UNLIKELY(!sa_in_heap(p))) return realloc_foreign(p, size);
     /* In place when the (adjusted) size keeps the class, or a large span can
      * grow or shrink in place; size 0 frees p and returns NULL, as glibc. */
     void *q = sa_realloc(p, libc_size(size));
@@ -236,8 +238,11 @@ void *pvalloc(size_t size) {
 }
 
 size_t malloc_usable_size(void *p) {
-    if (SA_OV_LIKELY(sa_owns(p))) return sa_usable_size(p);
-    return p ? usable_size_foreign(p) : 0;
+    if (SA_OV_UNLIKELY(p == NULL)) return 0;
+    /* Inside an arena: SpanAlloc's, live or not (a freed block stops the
+     * process, naming it), never glibc's. */
+    if (SA_OV_LIKELY(sa_in_heap(p))) return sa_usable_size_checked(p);
+    return usable_size_foreign(p);
 }
 
 void free_sized(void *p, size_t size) {

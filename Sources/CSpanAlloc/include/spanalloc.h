@@ -162,6 +162,21 @@ size_t sa_usable_size(const void *_Nullable ptr);
 /** True when `ptr` points into a span that holds live objects of this heap. */
 bool sa_owns(const void *_Nullable ptr);
 
+/**
+ * True when `ptr` lies in one of the heap's arenas, whatever is there now
+ * (a live object, a freed one, a free page run). A pointer for which this is
+ * false cannot have come from SpanAlloc: the malloc override hands only
+ * those to glibc.
+ */
+bool sa_in_heap(const void *_Nullable ptr);
+
+/**
+ * Usable size of the live block `ptr` (its class size for small objects);
+ * stops the process with a message naming the pointer when `ptr` is not the
+ * start of a live block of this heap (freed, interior, or not SpanAlloc's).
+ */
+size_t sa_usable_size_checked(const void *_Nonnull ptr);
+
 /* ---- size classes ------------------------------------------------------ */
 
 /** Size class for a request of `size` bytes: 1...67, or 0 for a large object. */
