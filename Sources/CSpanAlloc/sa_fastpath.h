@@ -108,7 +108,7 @@ SA_FAST_PATH bool sa_free_path(void *p, bool ours_only) {
     sa_mcache *c = sa_get_cache();
     if (p == c->last && p != NULL && sa_free_last(c, p)) return true;
     uintptr_t a = (uintptr_t)p;
-    sa_mspan *s = sa_span_of_addr_unchecked(a); /* NULL for p == NULL too */
+    sa_mspan *s = sa_span_of_addr(a); /* NULL for p == NULL and for tagged pointers too */
     if (SA_UNLIKELY(!s || atomic_load_explicit(&s->state, SA_RELAXED) != SA_SPAN_SMALL)) {
         if (ours_only && p != NULL && !s && ((a >> SA_ADDR_BITS) || !sa_arena_of(a))) return false;
         sa_free_slow(p);

@@ -261,15 +261,9 @@ SA_FAST_PATH sa_heap_arena *sa_arena_of(uintptr_t a) {
     return atomic_load_explicit(&l2[(a >> SA_ARENA_SHIFT) & (SA_L2_ENTRIES - 1)], SA_RELAXED);
 }
 
-/* As sa_span_of_addr for the free fast path: skips the 2^48 test, since a
- * wild pointer that aliases an arena then fails the slot check anyway. */
-SA_FAST_PATH sa_mspan *sa_span_of_addr_unchecked(uintptr_t a) {
-    sa_heap_arena *ha = atomic_load_explicit(&sa_arena_l2(a)[(a >> SA_ARENA_SHIFT) & (SA_L2_ENTRIES - 1)], SA_RELAXED);
-    if (SA_UNLIKELY(!ha)) return NULL;
-    return atomic_load_explicit(&ha->spans[(a >> SA_PAGE_SHIFT) & (SA_PAGES_PER_ARENA - 1)], SA_RELAXED);
-}
-
-/* Span for any address, or NULL. Interior pages of free runs map to NULL. */
+/* Span for any address, or NULL. Interior pages of free runs map to NULL.
+ * The 2^48 test is not optional: the arena index drops the high bits, so a
+ * tagged copy of a heap pointer would otherwise alias its arena. */
 SA_FAST_PATH sa_mspan *sa_span_of_addr(uintptr_t a) {
     if (SA_UNLIKELY(a >> SA_ADDR_BITS)) return NULL;
     sa_heap_arena *ha = sa_arena_of(a);
