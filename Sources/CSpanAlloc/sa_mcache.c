@@ -35,9 +35,20 @@ static sa_fixalloc cache_alloc = {.size = (sizeof(sa_mcache) + 63) & ~(size_t)63
 static sa_cache_totals exited; /* counters of threads that exited */
 static pthread_key_t cache_key;
 static pthread_once_t key_once = PTHREAD_ONCE_INIT;
+static bool key_ok; /* written once under key_once */
+/* Set when the thread's cache was handed back at thread exit: later calls
+ * on the thread (glibc frees its own buffers after the TSD destructors) get
+ * no new cache, which nothing would hand back. */
+static __thread bool tls_cache_gone __attribute__((tls_model("initial-exec")));
+/* The owner of a span taken for one allocation by a thread without a cache
+ * (see alloc_uncached); its counters are updated with atomic adds. */
+static sa_mcache uncached_owner;
 
 static void cache_thread_exit(void *arg);
-static void make_key(void) { pthread_key_create(&cache_key, cache_thread_exit); }
+static void make_key(void) {
+    key_ok = pthread_key_create(&cache_key, cache_thread_exit) == 0;
+    if (!key_ok) sa_log("pthread_key_create failed: no thread caches, every allocation takes a central lock");
+}
 
 void sa_registry_lock(void) { sa_lock(&registry_lock); }
 void sa_registry_unlock(void) { sa_unlock(&registry_lock); }
@@ -45,6 +56,8 @@ void sa_registry_reinit(void) { pthread_mutex_init(&registry_lock, NULL); }
 
 sa_mcache *sa_cache_create(void) {
     pthread_once(&key_once, make_key);
+    /* Without the key, a cache would never be handed back at thread exit. */
+    if (!key_ok || tls_cache_gone) return NULL;
     sa_lock(&registry_lock);
     sa_mcache *c = sa_fixalloc_alloc(&cache_alloc);
     if (!c) {
@@ -205,10 +218,24 @@ static sa_mspan *own_take_any(sa_mcache *c, int spc) {
     return NULL;
 }
 
+/* One allocation for a thread that has no cache and may not make one (its
+ * cache was handed back at exit, or there is no thread key): a span from
+ * mcentral, one slot, and the span straight back. Slow, but nothing stays
+ * behind when the thread is gone. */
+static void *alloc_uncached(int spc) {
+    sa_mspan *s = sa_central_cache_span(spc, &uncached_owner);
+    if (!s) { errno = ENOMEM; return NULL; }
+    uint32_t idx = sa_span_next_free_index(s);
+    void *p = (void *)(s->base + (uintptr_t)idx * s->elemsize);
+    own_release(s);
+    atomic_fetch_add_explicit(&uncached_owner.nmalloc[spc >> 1], 1, SA_RELAXED);
+    return p;
+}
+
 void *sa_cache_next_free(sa_mcache *c, int spc) {
     if (c == &sa_emptycache) {
         c = sa_cache_create();
-        if (!c) { errno = ENOMEM; return NULL; }
+        if (!c) return alloc_uncached(spc);
     }
     sa_mspan *s = c->alloc[spc];
     uint32_t idx;
@@ -275,6 +302,7 @@ static void cache_thread_exit(void *arg) {
     sa_mcache *c = arg;
     sa_cache_flush(c);
     sa_tls_cache = &sa_emptycache;
+    tls_cache_gone = true;
     sa_lock(&registry_lock);
     add_totals(&exited, c);
     exited.nexited++;
@@ -289,6 +317,7 @@ void sa_cache_totals_read(sa_cache_totals *t) {
     memset(t, 0, sizeof *t);
     sa_lock(&registry_lock);
     *t = exited;
+    add_totals(t, &uncached_owner);
     for (sa_mcache *c = registry; c; c = c->rnext) add_totals(t, c);
     sa_unlock(&registry_lock);
 }
