@@ -353,6 +353,12 @@ SA_HIDDEN extern sa_lock_t sa_stats_lock;
 SA_HIDDEN void sa_registry_lock(void);
 SA_HIDDEN void sa_registry_unlock(void);
 SA_HIDDEN void sa_registry_reinit(void);
+/* In a fork child: hands back every cache but the calling thread's. */
+SA_HIDDEN void sa_cache_fork_child(void);
+/* Registers sa_fork_prepare/parent/child with pthread_atfork, once; called
+ * before the first cache or large span exists (and first thing by the
+ * malloc override), never under a lock. */
+SA_HIDDEN void sa_fork_register(void);
 SA_HIDDEN int sa_registry_other_caches(void);
 
 static inline void sa_counter_inc(_Atomic uint64_t *c) {

@@ -110,6 +110,7 @@ SA_SLOW_PATH static void call_hook(int event, void *p, size_t size) {
 
 SA_SLOW_PATH static void *alloc_large(size_t size, size_t align_pages, unsigned flags) {
     if (size > SA_MAX_ALLOC) { errno = ENOMEM; return NULL; }
+    sa_fork_register();
     size_t npages = (size + SA_PAGE_SIZE - 1) >> SA_PAGE_SHIFT;
     if (npages == 0) npages = 1;
     sa_mspan *s = sa_heap_alloc_span(npages, align_pages, (int)(flags & SA_NOSCAN), NULL);
@@ -469,7 +470,10 @@ void sa_lockrank_release(const sa_lock_t *l) {
 void sa_lockrank_reset(void) { nheld = 0; }
 #endif
 
+/* Every lock, in rank order, so the child of a multithreaded parent finds
+ * them all free. */
 void sa_fork_prepare(void) {
+    sa_lock(&stats_lock);
     sa_registry_lock();
     sa_lock(&sa_heap.lock);
     for (int i = 0; i < SA_NUM_SPAN_CLASSES; i++) sa_lock(&sa_central[i].lock);
@@ -479,13 +483,28 @@ void sa_fork_parent(void) {
     for (int i = SA_NUM_SPAN_CLASSES - 1; i >= 0; i--) sa_unlock(&sa_central[i].lock);
     sa_unlock(&sa_heap.lock);
     sa_registry_unlock();
+    sa_unlock(&stats_lock);
 }
 
+/* The child has one thread, the one that forked: the locks start free, and
+ * the caches of the parent's other threads, which the child does not have,
+ * are handed back (their threads will never exit here). */
 void sa_fork_child(void) {
     sa_lockrank_reset();
+    pthread_mutex_init(&stats_lock, NULL);
     pthread_mutex_init(&sa_heap.lock, NULL);
     for (int i = 0; i < SA_NUM_SPAN_CLASSES; i++) pthread_mutex_init(&sa_central[i].lock, NULL);
     sa_registry_reinit();
+    sa_cache_fork_child();
+}
+
+static _Atomic bool fork_handlers;
+
+void sa_fork_register(void) {
+    /* An atomic flag, not pthread_once: pthread_atfork may allocate, and
+     * that allocation comes back here. */
+    if (atomic_load_explicit(&fork_handlers, SA_RELAXED) || atomic_exchange(&fork_handlers, true)) return;
+    pthread_atfork(sa_fork_prepare, sa_fork_parent, sa_fork_child);
 }
 
 static int check_heap(char *err, size_t errlen, bool quiescent) {

@@ -55,6 +55,7 @@ void sa_registry_unlock(void) { sa_unlock(&registry_lock); }
 void sa_registry_reinit(void) { pthread_mutex_init(&registry_lock, NULL); }
 
 sa_mcache *sa_cache_create(void) {
+    sa_fork_register();
     pthread_once(&key_once, make_key);
     /* Without the key, a cache would never be handed back at thread exit. */
     if (!key_ok || tls_cache_gone) return NULL;
@@ -298,19 +299,36 @@ static void add_totals(sa_cache_totals *t, const sa_mcache *c) {
     t->ngrow += sa_stat(&c->ngrow);
 }
 
-static void cache_thread_exit(void *arg) {
-    sa_mcache *c = arg;
-    sa_cache_flush(c);
-    sa_tls_cache = &sa_emptycache;
-    tls_cache_gone = true;
-    sa_lock(&registry_lock);
+/* Takes a flushed cache out of the registry (registry lock held). */
+static void retire_locked(sa_mcache *c) {
     add_totals(&exited, c);
     exited.nexited++;
     if (c->rprev) c->rprev->rnext = c->rnext; else registry = c->rnext;
     if (c->rnext) c->rnext->rprev = c->rprev;
     c->live = false;
     sa_fixalloc_free(&cache_alloc, c);
+}
+
+static void cache_thread_exit(void *arg) {
+    sa_mcache *c = arg;
+    sa_cache_flush(c);
+    sa_tls_cache = &sa_emptycache;
+    tls_cache_gone = true;
+    sa_lock(&registry_lock);
+    retire_locked(c);
     sa_unlock(&registry_lock);
+}
+
+void sa_cache_fork_child(void) {
+    sa_mcache *next;
+    for (sa_mcache *c = registry; c; c = next) {
+        next = c->rnext;
+        if (c == sa_tls_cache) continue;
+        sa_cache_flush(c); /* takes central and heap locks: not under the registry lock */
+        sa_lock(&registry_lock);
+        retire_locked(c);
+        sa_unlock(&registry_lock);
+    }
 }
 
 void sa_cache_totals_read(sa_cache_totals *t) {

@@ -23,8 +23,8 @@
  *   - bootstrap: the core needs no initialization (static initializers, a
  *     thread starts on a static empty cache), so the first call may come
  *     from the dynamic loader before any constructor. The fork handlers are
- *     registered by that first call (pthread_atfork allocates nothing), so
- *     they are registered before any library's, and run last in prepare.
+ *     registered by that first call (sa_fork_register), so they are
+ *     registered before any library's, and run last in prepare.
  */
 #include "override_internal.h"
 #include "sa_fastpath.h" /* the core's inline fast paths */
@@ -51,9 +51,9 @@ static _Atomic bool started;
 void sa_ov_start(void) {
     if (atomic_exchange(&started, true)) return;
 #if SA_OVERRIDE
-    /* Every allocator lock in a fixed order across fork, so the child of a
-     * multithreaded parent finds them free. */
-    pthread_atfork(sa_fork_prepare, sa_fork_parent, sa_fork_child);
+    /* Registered by the first call, before any other library's handlers, so
+     * they run last in prepare (the core registers them itself otherwise). */
+    sa_fork_register();
 #endif
 }
 

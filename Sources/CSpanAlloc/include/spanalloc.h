@@ -325,7 +325,10 @@ int sa_check_heap(char *_Nullable err, size_t errlen);
  */
 int sa_check_heap_quiescent(char *_Nullable err, size_t errlen);
 
-/* ---- fork support (used by the malloc override) ------------------------ */
+/* ---- fork support ------------------------------------------------------- */
+/* The heap registers these with pthread_atfork itself, before its first
+ * thread cache or large object exists: a program that forks needs nothing.
+ * In the child, the caches of the parent's other threads are handed back. */
 
 /** Take every allocator lock in a fixed order (pthread_atfork prepare). */
 void sa_fork_prepare(void);
