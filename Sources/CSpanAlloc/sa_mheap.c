@@ -31,6 +31,7 @@ static uint64_t binmask[(SA_BINS + 1 + 63) / 64];
 static struct { uintptr_t base; size_t npages; } chunks[SA_MAX_CHUNKS];
 static size_t nchunks;
 static uint64_t next_span_id = 1;
+static uint64_t arenas_indexed; /* arena index entries set */
 static uint64_t last_pace_ns;
 
 static sa_scavenge_config scav_cfg = {
@@ -266,6 +267,7 @@ static bool register_arena(uintptr_t a) {
     if (!ha) return false;
     sa_stat_add(&sa_heap.metadata_sys, sz);
     atomic_store_explicit(&l2[(a >> SA_ARENA_SHIFT) & (SA_L2_ENTRIES - 1)], ha, SA_RELEASE);
+    arenas_indexed++;
     return true;
 }
 
@@ -291,6 +293,7 @@ static bool grow(size_t npages) {
             atomic_store_explicit(slot, NULL, SA_RELEASE);
             sa_os_unmap(ha, SA_ARENA_STRUCT_BYTES);
             sa_stat_sub(&sa_heap.metadata_sys, SA_ARENA_STRUCT_BYTES);
+            arenas_indexed--;
         }
         sa_os_unmap(p, bytes);
         span_struct_free(run);
@@ -556,25 +559,19 @@ void sa_heap_config(sa_scavenge_config *get, const sa_scavenge_config *set) {
 #define CHECK(cond, ...) do { if (!(cond)) { snprintf(err, errlen, __VA_ARGS__); return -1; } } while (0)
 
 /* Caller holds the heap lock; takes central locks one at a time. */
-/* Arena index entries that are set (the whole L2 table is scanned, so an
- * entry left for memory that is not a chunk of the heap shows up). */
+/* The arena index against the chunks: every arena of every chunk is
+ * indexed, and no entry is set beyond those (register_arena counts them). */
 static int check_arena_index(char *err, size_t errlen) {
     uint64_t n = 0;
-    for (size_t i1 = 0; i1 < SA_L1_ENTRIES; i1++) {
-        _Atomic(sa_heap_arena *) *l2 = sa_arena_l2((uintptr_t)i1 << (SA_ARENA_SHIFT + SA_L2_BITS));
-        if (!l2) continue;
-        for (size_t i2 = 0; i2 < SA_L2_ENTRIES; i2++) {
-            if (!atomic_load_explicit(&l2[i2], SA_RELAXED)) continue;
-            uintptr_t a = ((uintptr_t)i1 << (SA_ARENA_SHIFT + SA_L2_BITS)) | ((uintptr_t)i2 << SA_ARENA_SHIFT);
-            bool found = false;
-            for (size_t c = 0; c < nchunks && !found; c++)
-                found = a >= chunks[c].base && a < chunks[c].base + (chunks[c].npages << SA_PAGE_SHIFT);
-            CHECK(found, "arena index has an entry for %p, which is not heap memory", (void *)a);
+    for (size_t c = 0; c < nchunks; c++) {
+        for (uintptr_t a = chunks[c].base; a < chunks[c].base + (chunks[c].npages << SA_PAGE_SHIFT); a += SA_ARENA_BYTES) {
+            CHECK(sa_arena_of(a), "chunk %zu: arena %p is not in the arena index", c, (void *)a);
             n++;
         }
     }
-    CHECK(n == sa_stat(&sa_heap.arenas), "arena index: %llu entries, %llu arenas mapped", (unsigned long long)n,
-          (unsigned long long)sa_stat(&sa_heap.arenas));
+    CHECK(n == sa_stat(&sa_heap.arenas) && n == arenas_indexed,
+          "arena index: %llu entries set, %llu arenas in chunks, %llu arenas mapped", (unsigned long long)arenas_indexed,
+          (unsigned long long)n, (unsigned long long)sa_stat(&sa_heap.arenas));
     return 0;
 }
 
