@@ -162,8 +162,18 @@ typedef struct {
 } config;
 
 static _Atomic(unsigned char *) transfer[TRANSFERS];
+/* A few hot slots: an object put there is usually taken within a few
+ * operations by another running thread and freed, i.e. a remote free into
+ * a span its maker is allocating from (and sweeping) at that moment. */
+#define HOT 8
+static _Atomic(unsigned char *) hot[HOT];
 static _Atomic uint64_t total_ops, total_allocs, total_frees, total_transfers, total_large;
 static bool mixed_sizes;
+
+/* Each thread's favourite small class (a third of its allocations): its
+ * current span of that class runs dry and is swept often, while the other
+ * threads free hot-transferred objects into it. */
+static _Thread_local int favourite;
 
 static size_t pick_size(rng_t *r) {
     if (mixed_sizes && below(r, 100) < 2) {
@@ -171,7 +181,9 @@ static size_t pick_size(rng_t *r) {
         size_t top = below(r, 8) == 0 ? LARGE_MAX : (size_t)512 << 10;
         return SA_MAX_SMALL_SIZE + 1 + below(r, top - SA_MAX_SMALL_SIZE);
     }
-    int cls = 1 + (int)below(r, 67);
+    /* half the time one of the 16 classes up to 256 B (many objects per span:
+     * spans run dry and are swept often), otherwise any of the 67 */
+    int cls = below(r, 3) == 0 && favourite ? favourite : 1 + (int)below(r, below(r, 2) ? 16 : 67);
     size_t hi = sa_class_size(cls), lo = cls > 1 ? sa_class_size(cls - 1) + 1 : 1;
     size_t s = lo + below(r, hi - lo + 1);
     return s < 8 ? 8 : s;
@@ -190,6 +202,7 @@ static void release(unsigned char *p, const char *when) {
 static void *worker(void *arg) {
     worker_arg *wa = arg;
     rng_t r = {mix(wa->seed)};
+    favourite = 1 + (int)below(&r, 16);
     unsigned char *live[LIVE_MAX];
     size_t nlive = 0;
     uint64_t ops = 0, allocs = 0, frees = 0, transfers = 0, large = 0;
@@ -216,6 +229,14 @@ static void *worker(void *arg) {
             live[j] = live[--nlive];
             frees++;
             ops++;
+        } else if (k < 92) {
+            /* hand the newest object over hot, and free whatever was there */
+            unsigned char *mine = NULL;
+            if (nlive) { mine = live[--nlive]; check(mine, "before a hot transfer"); }
+            unsigned char *got = atomic_exchange_explicit(&hot[below(&r, HOT)], mine, memory_order_acq_rel);
+            transfers++;
+            ops++;
+            if (got) { release(got, "free after a hot transfer"); frees++; ops++; }
         } else if (k < 99) {
             /* swap one of ours (or nothing) into a random transfer slot */
             unsigned char *mine = NULL;
@@ -278,9 +299,13 @@ static double now_s(void) {
     return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
 }
 
-/* Objects in the transfer array, and their usable bytes. */
+/* Objects in the transfer arrays, and their usable bytes. */
 static uint64_t transfer_count(uint64_t *bytes) {
     uint64_t n = 0, b = 0;
+    for (int i = 0; i < HOT; i++) {
+        unsigned char *p = atomic_load(&hot[i]);
+        if (p) { n++; b += sa_usable_size(p); }
+    }
     for (int i = 0; i < TRANSFERS; i++) {
         unsigned char *p = atomic_load(&transfer[i]);
         if (p) { n++; b += sa_usable_size(p); }
@@ -357,7 +382,11 @@ static uint64_t run_config(const config *c, uint64_t min_ops, double seconds) {
         uint64_t ops = atomic_load(&total_ops);
         if (seconds > 0 ? now_s() - t0 >= seconds && ops >= min_ops : ops >= min_ops) break;
     }
-    /* the objects still in the transfer array: freed by the main thread */
+    /* the objects still in the transfer arrays: freed by the main thread */
+    for (int i = 0; i < HOT; i++) {
+        unsigned char *p = atomic_exchange(&hot[i], NULL);
+        if (p) { release(p, "free at the end"); atomic_fetch_add(&total_frees, 1); atomic_fetch_add(&total_ops, 1); }
+    }
     for (int i = 0; i < TRANSFERS; i++) {
         unsigned char *p = atomic_exchange(&transfer[i], NULL);
         if (p) { release(p, "free at the end"); atomic_fetch_add(&total_frees, 1); atomic_fetch_add(&total_ops, 1); }
