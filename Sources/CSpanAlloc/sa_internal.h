@@ -52,9 +52,12 @@
 #define SA_L1_BITS (SA_ADDR_BITS - SA_ARENA_SHIFT - SA_L2_BITS)
 #define SA_L1_ENTRIES ((size_t)1 << SA_L1_BITS)
 #define SA_L2_ENTRIES ((size_t)1 << SA_L2_BITS)
-/* Largest request served; beyond it the page count would overflow the
- * arena index (2^46 bytes is already far past any machine here). */
-#define SA_MAX_ALLOC ((size_t)1 << 46)
+/* Largest request served (spanalloc.h's SA_MAX_SIZE). A span's page count
+ * is 32 bits, and a served span writes one page-map entry per 8 KiB page, so
+ * the bound keeps the page map of the largest span at 256 MiB. */
+#define SA_MAX_ALLOC ((size_t)SA_MAX_SIZE)
+_Static_assert((SA_MAX_ALLOC >> SA_PAGE_SHIFT) + ((size_t)1 << 30 >> SA_PAGE_SHIFT) < UINT32_MAX,
+               "a span's page count, alignment padding included, fits its 32-bit npages");
 
 /* ---- os (sa_os.c) -------------------------------------------------------- */
 
@@ -63,8 +66,10 @@ SA_HIDDEN size_t sa_os_page_size(void);
 SA_HIDDEN void *sa_os_map_aligned(size_t size, size_t align);
 SA_HIDDEN void *sa_os_map(size_t size);
 SA_HIDDEN void sa_os_unmap(void *p, size_t size);
-/* Returns the physical pages of [p, p+size) to the OS; they read as zero later. */
-SA_HIDDEN bool sa_os_release(void *p, size_t size);
+/* Returns the physical pages of the whole OS pages inside [p, p+size) to
+ * the OS; they read as zero later. Returns the bytes released, from *start
+ * (0 when nothing was: the range holds no whole OS page, or madvise failed). */
+SA_HIDDEN size_t sa_os_release(void *p, size_t size, uintptr_t *start);
 SA_HIDDEN uint64_t sa_os_now_ns(void);
 /* Stops the process with a message (no allocation). */
 __attribute__((noreturn, format(printf, 1, 2))) SA_HIDDEN void sa_fatal(const char *fmt, ...);
@@ -199,6 +204,9 @@ SA_HIDDEN bool sa_span_slot_allocated(const sa_mspan *s, uint32_t idx);
  * remote thread, read with atomic loads (the owner's own recent frees are
  * not visible until its next sweep). */
 SA_HIDDEN uint32_t sa_span_count_taken(const sa_mspan *s);
+/* The span's bitmap invariants (above); the caller can read the span
+ * (owns it, holds its mcentral's lock, or the heap is quiescent). */
+SA_HIDDEN int sa_span_check(const sa_mspan *s, char *err, size_t errlen);
 
 /* ---- page heap (sa_mheap.c) ---------------------------------------------- */
 
@@ -267,7 +275,9 @@ SA_HIDDEN void sa_heap_free_span(sa_mspan *s);
 /* Large span resize in place; true on success. */
 SA_HIDDEN bool sa_heap_resize_large(sa_mspan *s, size_t npages);
 SA_HIDDEN size_t sa_heap_scavenge(size_t bytes, bool respect_delay);
-SA_HIDDEN int sa_heap_check(char *err, size_t errlen, uint64_t *live_objects, uint64_t *small_spans);
+/* Caller holds the registry and heap locks. `quiescent`: no other thread
+ * allocates or frees, so every span's bitmaps can be read and counted. */
+SA_HIDDEN int sa_heap_check(char *err, size_t errlen, bool quiescent, uint64_t *live_objects, uint64_t *small_spans);
 SA_HIDDEN void sa_heap_config(sa_scavenge_config *get, const sa_scavenge_config *set);
 
 /* ---- mcentral (sa_mcentral.c) -------------------------------------------- */
@@ -289,7 +299,8 @@ SA_HIDDEN void sa_central_uncache_span(sa_mspan *s, uint32_t allocated);
 SA_HIDDEN void sa_central_free_fixup(sa_mspan *s, uint64_t id, int spanclass);
 /* Releases empty spans still on partial lists. */
 SA_HIDDEN void sa_central_reclaim(void);
-SA_HIDDEN int sa_central_check(char *err, size_t errlen);
+/* Adds the spans on the central lists to *nspans. */
+SA_HIDDEN int sa_central_check(char *err, size_t errlen, uint64_t *nspans);
 
 /* ---- mcache (sa_mcache.c) ------------------------------------------------ */
 
@@ -321,7 +332,9 @@ SA_HIDDEN sa_mcache *sa_cache_create(void);
 /* Slow path of small allocation: refill the cache's span for spanclass. */
 SA_HIDDEN void *sa_cache_next_free(sa_mcache *c, int spanclass);
 SA_HIDDEN void sa_cache_flush(sa_mcache *c);
-SA_HIDDEN int sa_cache_check(char *err, size_t errlen);
+/* Checks the span lists of the calling thread's cache, or (quiescent, with
+ * the registry lock held) of every cache; adds the spans found to *nspans. */
+SA_HIDDEN int sa_cache_check(char *err, size_t errlen, bool quiescent, uint64_t *nspans);
 /* The owner freed into one of its spans that is not the current one. */
 SA_HIDDEN void sa_cache_free_owned(sa_mcache *c, sa_mspan *s);
 /* Sums the counters of every cache, live and exited. */

@@ -482,21 +482,27 @@ void sa_fork_child(void) {
     sa_registry_reinit();
 }
 
-int sa_check_heap(char *err, size_t errlen) {
+static int check_heap(char *err, size_t errlen, bool quiescent) {
     char local[256];
     if (!err || errlen == 0) { err = local; errlen = sizeof local; }
     err[0] = 0;
-    uint64_t live = 0, nsmall = 0;
+    uint64_t live = 0, nsmall = 0, ncached = 0, ncentral = 0;
     sa_registry_lock();
     int others = sa_registry_other_caches();
     sa_lock(&sa_heap.lock);
-    int rc = sa_heap_check(err, errlen, &live, &nsmall);
+    int rc = sa_heap_check(err, errlen, quiescent, &live, &nsmall);
     sa_unlock(&sa_heap.lock);
+    if (rc == 0) rc = sa_cache_check(err, errlen, quiescent, &ncached);
     sa_registry_unlock();
-    if (rc == 0) rc = sa_central_check(err, errlen);
-    if (rc == 0) rc = sa_cache_check(err, errlen);
-    if (rc == 0 && others == 0) {
-        /* Only this thread has a cache: the counters must match the heap. */
+    if (rc == 0) rc = sa_central_check(err, errlen, &ncentral);
+    if (rc == 0 && quiescent && nsmall != ncached + ncentral) {
+        /* Every small span is some cache's (current or on its lists) or on a central list. */
+        snprintf(err, errlen, "small spans: %llu in the page map, %llu cached + %llu on central lists",
+                 (unsigned long long)nsmall, (unsigned long long)ncached, (unsigned long long)ncentral);
+        rc = -1;
+    }
+    if (rc == 0 && (quiescent || others == 0)) {
+        /* Every span was counted: the counters must match the heap. */
         sa_mem_stats st;
         sa_read_mem_stats(&st);
         if (st.heap_objects != live) {
@@ -507,3 +513,7 @@ int sa_check_heap(char *err, size_t errlen) {
     }
     return rc;
 }
+
+int sa_check_heap(char *err, size_t errlen) { return check_heap(err, errlen, false); }
+
+int sa_check_heap_quiescent(char *err, size_t errlen) { return check_heap(err, errlen, true); }

@@ -182,6 +182,29 @@ static sa_mspan *own_take(sa_mcache *c, int spc) {
     return NULL;
 }
 
+/* Out of memory: any owned span with a free slot, swept (a partial span
+ * is unswept, so its allocCache says nothing); NULL if none has one. */
+static sa_mspan *own_take_any(sa_mcache *c, int spc) {
+    sa_mspan *s;
+    while ((s = c->partial[spc]) != NULL) {
+        own_remove(c, spc, s);
+        if (sa_span_sweep(s)) return s;
+        own_push(c, spc, s, SA_LIST_CFULL);
+    }
+    /* Full spans that remote frees reached since (pushed back at the head,
+     * behind the walk). */
+    sa_mspan *next;
+    for (s = c->full[spc]; s; s = next) {
+        next = s->next;
+        if (atomic_load_explicit(&s->remoteFreed, SA_ACQUIRE) > 0) {
+            own_remove(c, spc, s);
+            if (sa_span_sweep(s)) return s;
+            own_push(c, spc, s, SA_LIST_CFULL);
+        }
+    }
+    return NULL;
+}
+
 void *sa_cache_next_free(sa_mcache *c, int spc) {
     if (c == &sa_emptycache) {
         c = sa_cache_create();
@@ -209,10 +232,8 @@ void *sa_cache_next_free(sa_mcache *c, int spc) {
     } else {
         s = sa_central_cache_span(spc, c);
         if (!s) {
-            /* Out of memory: settle for an owned span with any free slot. */
-            s = c->partial[spc];
+            s = own_take_any(c, spc);
             if (!s) { errno = ENOMEM; return NULL; }
-            own_remove(c, spc, s);
         } else {
             sa_counter_inc(&c->nrefill);
         }
@@ -279,16 +300,17 @@ int sa_registry_other_caches(void) {
     return n;
 }
 
-/* Checks the calling thread's own span lists (heap checker). */
-int sa_cache_check(char *err, size_t errlen) {
-    sa_mcache *c = sa_tls_cache;
-    if (c == &sa_emptycache) return 0;
+/* One cache's span lists (heap checker). */
+static int check_one_cache(const sa_mcache *c, char *err, size_t errlen, uint64_t *nspans) {
     for (int spc = 0; spc < SA_NUM_SPAN_CLASSES; spc++) {
         sa_mspan *cur = c->alloc[spc];
-        if (cur != &sa_emptyspan &&
-            (atomic_load_explicit(&cur->owner, SA_RELAXED) != c || cur->list != SA_LIST_NONE || cur->spanclass != spc)) {
-            snprintf(err, errlen, "spanClass %d: the current span %p is not owned by this cache", spc, (void *)cur->base);
-            return -1;
+        if (cur != &sa_emptyspan) {
+            if (atomic_load_explicit(&cur->owner, SA_RELAXED) != c || cur->list != SA_LIST_NONE || cur->spanclass != spc ||
+                atomic_load_explicit(&cur->state, SA_RELAXED) != SA_SPAN_SMALL) {
+                snprintf(err, errlen, "spanClass %d: the current span %p is not owned by its cache", spc, (void *)cur->base);
+                return -1;
+            }
+            (*nspans)++;
         }
         unsigned n = 0;
         for (int which = SA_LIST_CPARTIAL; which <= SA_LIST_CFULL; which++) {
@@ -299,6 +321,7 @@ int sa_cache_check(char *err, size_t errlen) {
                     snprintf(err, errlen, "spanClass %d: owned span %p is inconsistent", spc, (void *)s->base);
                     return -1;
                 }
+                (*nspans)++;
                 if (which == SA_LIST_CPARTIAL) n++;
                 if (which == SA_LIST_CPARTIAL && !s->next && c->partial_tail[spc] != s) {
                     snprintf(err, errlen, "spanClass %d: partial tail is wrong", spc);
@@ -311,5 +334,12 @@ int sa_cache_check(char *err, size_t errlen) {
             return -1;
         }
     }
+    return 0;
+}
+
+int sa_cache_check(char *err, size_t errlen, bool quiescent, uint64_t *nspans) {
+    if (!quiescent) return sa_tls_cache == &sa_emptycache ? 0 : check_one_cache(sa_tls_cache, err, errlen, nspans);
+    for (sa_mcache *c = registry; c; c = c->rnext)
+        if (check_one_cache(c, err, errlen, nspans)) return -1;
     return 0;
 }

@@ -150,7 +150,7 @@ void sa_central_reclaim(void) {
 
 #define CHECK(cond, ...) do { if (!(cond)) { snprintf(err, errlen, __VA_ARGS__); return -1; } } while (0)
 
-static int check_one(sa_mcentral *c, int spc, char *err, size_t errlen) {
+static int check_one(sa_mcentral *c, int spc, char *err, size_t errlen, uint64_t *nspans) {
     {
         uint64_t n[3] = {0, 0, 0};
         for (int which = SA_LIST_PARTIAL; which <= SA_LIST_FULL; which++) {
@@ -161,8 +161,7 @@ static int check_one(sa_mcentral *c, int spc, char *err, size_t errlen) {
                 CHECK(atomic_load_explicit(&s->state, SA_RELAXED) == SA_SPAN_SMALL, "central span %p not in use", (void *)s->base);
                 CHECK(atomic_load_explicit(&s->owner, SA_RELAXED) == NULL, "central span %p has an owner", (void *)s->base);
                 CHECK(sa_span_of_addr(s->base) == s, "central span %p not in the page map", (void *)s->base);
-                for (uint32_t w = 0; w < s->nwords; w++)
-                    CHECK(SA_SPAN_FREEW(s)[w] == 0, "uncached span %p has unswept local frees", (void *)s->base);
+                if (sa_span_check(s, err, errlen)) return -1;
                 uint32_t live = sa_span_count_allocated(s);
                 CHECK(live > 0, "empty span %p left on mcentral's list", (void *)s->base);
                 if (which == SA_LIST_FULL)
@@ -170,15 +169,16 @@ static int check_one(sa_mcentral *c, int spc, char *err, size_t errlen) {
             }
         }
         CHECK(n[SA_LIST_PARTIAL] == c->npartial && n[SA_LIST_FULL] == c->nfull, "spanClass %d: list counts wrong", spc);
+        *nspans += n[SA_LIST_PARTIAL] + n[SA_LIST_FULL];
     }
     return 0;
 }
 
 /* Takes each central lock in turn. */
-int sa_central_check(char *err, size_t errlen) {
+int sa_central_check(char *err, size_t errlen, uint64_t *nspans) {
     for (int spc = 2; spc < SA_NUM_SPAN_CLASSES; spc++) {
         sa_lock(&sa_central[spc].lock);
-        int rc = check_one(&sa_central[spc], spc, err, errlen);
+        int rc = check_one(&sa_central[spc], spc, err, errlen, nspans);
         sa_unlock(&sa_central[spc].lock);
         if (rc) return rc;
     }

@@ -211,9 +211,10 @@ static sa_mspan *find_run(size_t npages) {
  * on a free path, where running out of memory must not be fatal. */
 static sa_mspan *insert_free_run(uintptr_t base, size_t npages, sa_mspan *r) {
     uintptr_t end = base + (npages << SA_PAGE_SHIFT);
+    /* Runs merge while their page count fits a span's 32-bit npages. */
     sa_mspan *prev = sa_span_of_addr(base - SA_PAGE_SIZE);
     if (prev && atomic_load_explicit(&prev->state, SA_RELAXED) == SA_SPAN_FREE &&
-        prev->base + ((uintptr_t)prev->npages << SA_PAGE_SHIFT) == base) {
+        prev->base + ((uintptr_t)prev->npages << SA_PAGE_SHIFT) == base && npages + prev->npages < UINT32_MAX) {
         bin_remove(prev);
         map_set(base - SA_PAGE_SIZE, NULL);
         if (prev->npages == 1) map_set(prev->base, NULL);
@@ -222,7 +223,8 @@ static sa_mspan *insert_free_run(uintptr_t base, size_t npages, sa_mspan *r) {
         if (r) span_struct_free(prev); else r = prev;
     }
     sa_mspan *next = sa_span_of_addr(end);
-    if (next && atomic_load_explicit(&next->state, SA_RELAXED) == SA_SPAN_FREE && next->base == end) {
+    if (next && atomic_load_explicit(&next->state, SA_RELAXED) == SA_SPAN_FREE && next->base == end &&
+        npages + next->npages < UINT32_MAX) {
         bin_remove(next);
         map_set(end, NULL);
         if (next->npages > 1) map_set(end + ((uintptr_t)(next->npages - 1) << SA_PAGE_SHIFT), NULL);
@@ -457,22 +459,34 @@ bool sa_heap_resize_large(sa_mspan *s, size_t npages) {
 
 /* ---- the scavenger -------------------------------------------------------- */
 
-/* Releases unscavenged pages of run r, up to `want` pages; returns pages released. */
+/* Releases unscavenged pages of run r, trying up to `want` pages; returns
+ * the pages released. */
 static size_t scavenge_run(sa_mspan *r, size_t want) {
-    size_t done = 0;
+    size_t done = 0, tried = 0;
     uintptr_t p = r->base, end = r->base + ((uintptr_t)r->npages << SA_PAGE_SHIFT);
-    while (p < end && done < want) {
+    while (p < end && tried < want) {
         /* find the next unscavenged page, then the extent of the stretch */
         while (p < end && page_bits(p, 1, F_SCAV, BITS_COUNT)) p += SA_PAGE_SIZE;
         uintptr_t q = p;
-        while (q < end && done + ((q - p) >> SA_PAGE_SHIFT) < want && !page_bits(q, 1, F_SCAV, BITS_COUNT))
+        while (q < end && tried + ((q - p) >> SA_PAGE_SHIFT) < want && !page_bits(q, 1, F_SCAV, BITS_COUNT))
             q += SA_PAGE_SIZE;
         if (q > p) {
-            size_t n = (q - p) >> SA_PAGE_SHIFT;
-            sa_os_release((void *)p, q - p);
-            page_bits(p, n, F_SCAV, BITS_SET);
-            page_bits(p, n, F_DIRTY, BITS_CLEAR);
-            done += n;
+            /* Only the 8 KiB pages inside the OS pages that madvise really
+             * released read as zero now (OS pages may be larger, and madvise
+             * fails under mlockall): only they become released and clean. */
+            uintptr_t rel = 0;
+            size_t len = sa_os_release((void *)p, q - p, &rel);
+            uintptr_t lo = (rel + SA_PAGE_SIZE - 1) & ~(uintptr_t)(SA_PAGE_SIZE - 1);
+            uintptr_t hi = (rel + len) & ~(uintptr_t)(SA_PAGE_SIZE - 1);
+            if (len && hi > lo) {
+                size_t n = (hi - lo) >> SA_PAGE_SHIFT;
+                page_bits(lo, n, F_SCAV, BITS_SET);
+                page_bits(lo, n, F_DIRTY, BITS_CLEAR);
+                done += n;
+            }
+            /* `want` counts pages tried, so a run that cannot be released
+             * does not keep the loop going. */
+            tried += (q - p) >> SA_PAGE_SHIFT;
         }
         p = q;
     }
@@ -533,10 +547,49 @@ void sa_heap_config(sa_scavenge_config *get, const sa_scavenge_config *set) {
 #define CHECK(cond, ...) do { if (!(cond)) { snprintf(err, errlen, __VA_ARGS__); return -1; } } while (0)
 
 /* Caller holds the heap lock; takes central locks one at a time. */
-int sa_heap_check(char *err, size_t errlen, uint64_t *live_objects, uint64_t *small_spans) {
-    uint64_t inuse = 0, freep = 0, released = 0, live = 0, nsmall = 0, nspans = 0;
+/* Arena index entries that are set (the whole L2 table is scanned, so an
+ * entry left for memory that is not a chunk of the heap shows up). */
+static int check_arena_index(char *err, size_t errlen) {
+    uint64_t n = 0;
+    for (size_t i1 = 0; i1 < SA_L1_ENTRIES; i1++) {
+        _Atomic(sa_heap_arena *) *l2 = sa_arena_l2((uintptr_t)i1 << (SA_ARENA_SHIFT + SA_L2_BITS));
+        if (!l2) continue;
+        for (size_t i2 = 0; i2 < SA_L2_ENTRIES; i2++) {
+            if (!atomic_load_explicit(&l2[i2], SA_RELAXED)) continue;
+            uintptr_t a = ((uintptr_t)i1 << (SA_ARENA_SHIFT + SA_L2_BITS)) | ((uintptr_t)i2 << SA_ARENA_SHIFT);
+            bool found = false;
+            for (size_t c = 0; c < nchunks && !found; c++)
+                found = a >= chunks[c].base && a < chunks[c].base + (chunks[c].npages << SA_PAGE_SHIFT);
+            CHECK(found, "arena index has an entry for %p, which is not heap memory", (void *)a);
+            n++;
+        }
+    }
+    CHECK(n == sa_stat(&sa_heap.arenas), "arena index: %llu entries, %llu arenas mapped", (unsigned long long)n,
+          (unsigned long long)sa_stat(&sa_heap.arenas));
+    return 0;
+}
+
+/* A page's used/dirty/scavenged bits: dirty and scavenged pages have been
+ * used; a scavenged page is clean; every page of an in-use span is used and
+ * dirty (a span may write all of its pages). */
+static int check_page_bits(uintptr_t p, size_t npages, bool inuse, char *err, size_t errlen) {
+    for (size_t k = 0; k < npages; k++, p += SA_PAGE_SIZE) {
+        bool used = page_bits(p, 1, F_USED, BITS_COUNT), dirty = page_bits(p, 1, F_DIRTY, BITS_COUNT);
+        bool scav = page_bits(p, 1, F_SCAV, BITS_COUNT);
+        CHECK(!(dirty && !used), "page %p is dirty but was never used", (void *)p);
+        CHECK(!(scav && dirty), "page %p is both released and dirty", (void *)p);
+        CHECK(!inuse || (used && dirty && !scav), "page %p of an in-use span: used %d dirty %d released %d",
+              (void *)p, used, dirty, scav);
+    }
+    return 0;
+}
+
+int sa_heap_check(char *err, size_t errlen, bool quiescent, uint64_t *live_objects, uint64_t *small_spans) {
+    uint64_t inuse = 0, freep = 0, released = 0, live = 0, nsmall = 0, nspans = 0, mapped = 0;
+    if (check_arena_index(err, errlen)) return -1;
     for (size_t c = 0; c < nchunks; c++) {
         uintptr_t p = chunks[c].base, end = p + (chunks[c].npages << SA_PAGE_SHIFT);
+        mapped += chunks[c].npages;
         while (p < end) {
             sa_mspan *s = sa_span_of_addr(p);
             CHECK(s, "page %p maps to no span", (void *)p);
@@ -556,11 +609,13 @@ int sa_heap_check(char *err, size_t errlen, uint64_t *live_objects, uint64_t *sm
                       "free runs %p and %p are adjacent (not coalesced)", (void *)p, (void *)nx->base);
                 freep += s->npages;
                 released += page_bits(p, s->npages, F_SCAV, BITS_COUNT);
+                if (check_page_bits(p, s->npages, false, err, errlen)) return -1;
             } else {
                 CHECK(st == SA_SPAN_SMALL || st == SA_SPAN_LARGE, "span %p has state %d", (void *)p, st);
                 for (uintptr_t q = p; q <= last; q += SA_PAGE_SIZE)
                     CHECK(sa_span_of_addr(q) == s, "span %p: page %p does not map to it", (void *)p, (void *)q);
                 CHECK(page_bits(p, s->npages, F_SCAV, BITS_COUNT) == 0, "span %p has scavenged pages", (void *)p);
+                if (check_page_bits(p, s->npages, true, err, errlen)) return -1;
                 inuse += s->npages;
                 nspans++;
                 if (st == SA_SPAN_SMALL) {
@@ -569,14 +624,22 @@ int sa_heap_check(char *err, size_t errlen, uint64_t *live_objects, uint64_t *sm
                           s->elemsize == sa_class_size_tab[cls] && s->nelems == sa_class_nelems_tab[cls],
                           "span %p: geometry does not match class %d", (void *)p, cls);
                     nsmall++;
-                    /* Spans cached by other threads change under us: count only ours and uncached ones. */
+                    /* Spans cached by other threads change under us unless the
+                     * caller promised quiescence: count and check only ours and
+                     * uncached ones (under their mcentral's lock) otherwise. */
                     sa_mcache *o = atomic_load_explicit(&s->owner, SA_ACQUIRE);
-                    if (o == sa_tls_cache) {
+                    if (o == sa_tls_cache || quiescent) {
+                        if (sa_span_check(s, err, errlen)) return -1;
                         live += sa_span_count_allocated(s);
                     } else if (o == NULL) {
+                        int rc = 0;
                         sa_lock(&sa_central[s->spanclass].lock);
-                        if (atomic_load_explicit(&s->owner, SA_ACQUIRE) == NULL) live += sa_span_count_allocated(s);
+                        if (atomic_load_explicit(&s->owner, SA_ACQUIRE) == NULL) {
+                            rc = sa_span_check(s, err, errlen);
+                            live += sa_span_count_allocated(s);
+                        }
                         sa_unlock(&sa_central[s->spanclass].lock);
+                        if (rc) return -1;
                     }
                 } else {
                     CHECK(s->nelems == 1 && s->elemsize == (size_t)s->npages << SA_PAGE_SHIFT, "large span %p geometry", (void *)p);
@@ -593,6 +656,10 @@ int sa_heap_check(char *err, size_t errlen, uint64_t *live_objects, uint64_t *sm
           (unsigned long long)freep, (unsigned long long)sa_stat(&sa_heap.pages_free));
     CHECK(released == sa_stat(&sa_heap.pages_released), "released pages: counted %llu, stats say %llu",
           (unsigned long long)released, (unsigned long long)sa_stat(&sa_heap.pages_released));
+    CHECK(inuse + freep == mapped, "pages: %llu in use + %llu free, %llu mapped", (unsigned long long)inuse,
+          (unsigned long long)freep, (unsigned long long)mapped);
+    CHECK(mapped << SA_PAGE_SHIFT == sa_stat(&sa_heap.heap_sys), "heap: %llu pages mapped, HeapSys %llu",
+          (unsigned long long)mapped, (unsigned long long)sa_stat(&sa_heap.heap_sys));
     CHECK(nspans == sa_stat(&sa_heap.spans_inuse), "spans in use: counted %llu, stats say %llu",
           (unsigned long long)nspans, (unsigned long long)sa_stat(&sa_heap.spans_inuse));
     for (unsigned b = 1; b <= SA_BINS; b++) {

@@ -11,6 +11,7 @@
  */
 #include "sa_internal.h"
 
+#include <stdio.h>
 #include <string.h>
 
 static inline uint64_t last_word_mask(const sa_mspan *s, uint32_t w) {
@@ -136,4 +137,53 @@ uint32_t sa_span_sweep(sa_mspan *s) {
     __atomic_store_n(&s->freeindex, 0, __ATOMIC_RELEASE);
     refill_alloc_cache(s, 0);
     return s->nelems - live;
+}
+
+/* ---- checking ------------------------------------------------------------- */
+
+#define CHECK(cond, ...) do { if (!(cond)) { snprintf(err, errlen, __VA_ARGS__); return -1; } } while (0)
+
+int sa_span_check(const sa_mspan *s, char *err, size_t errlen) {
+    const void *b = (const void *)s->base;
+    uint32_t fi = s->freeindex;
+    CHECK(fi <= s->nelems, "span %p: freeindex %u past nelems %u", b, fi, s->nelems);
+    uint32_t taken_n = 0, alloc_n = 0, free_n = 0, remote_n = 0;
+    for (uint32_t w = 0; w < s->nwords; w++) {
+        uint64_t mask = last_word_mask(s, w);
+        uint64_t a = SA_SPAN_ALLOC(s)[w], f = SA_SPAN_FREEW(s)[w];
+        uint64_t r = __atomic_load_n(&SA_SPAN_REMOTE(s)[w], __ATOMIC_RELAXED);
+        CHECK(!((a | f | r) & ~mask), "span %p: bitmap bits set past nelems in word %u", b, w);
+        uint64_t taken = (a | below_freeindex(s, w)) & mask;
+        CHECK(!(f & ~taken), "span %p: freeBits not within taken slots (word %u: %#llx)", b, w,
+              (unsigned long long)(f & ~taken));
+        CHECK(!(r & ~taken), "span %p: remoteBits not within taken slots (word %u: %#llx)", b, w,
+              (unsigned long long)(r & ~taken));
+        CHECK(!(f & r), "span %p: a slot is in both freeBits and remoteBits (word %u: %#llx)", b, w,
+              (unsigned long long)(f & r));
+        taken_n += (uint32_t)__builtin_popcountll(taken);
+        alloc_n += (uint32_t)__builtin_popcountll(a);
+        free_n += (uint32_t)__builtin_popcountll(f);
+        remote_n += (uint32_t)__builtin_popcountll(r);
+    }
+    int32_t rf = atomic_load_explicit(&s->remoteFreed, SA_ACQUIRE);
+    CHECK(rf == (int32_t)remote_n, "span %p: remoteFreed %d, remoteBits hold %u", b, rf, remote_n);
+    uint32_t ac = atomic_load_explicit(&s->allocCount, SA_RELAXED);
+    CHECK(ac <= taken_n, "span %p: allocCount %u above the %u taken slots", b, ac, taken_n);
+    if (s->allocCache) {
+        /* The window holding freeindex, shifted so bit 0 is slot freeindex. */
+        uint32_t w = fi / 64;
+        CHECK(w < s->nwords, "span %p: allocCache set with freeindex %u at the end", b, fi);
+        uint64_t want = (~SA_SPAN_ALLOC(s)[w] & last_word_mask(s, w)) >> (fi % 64);
+        CHECK(s->allocCache == want, "span %p: allocCache %#llx, allocBits say %#llx (freeindex %u)", b,
+              (unsigned long long)s->allocCache, (unsigned long long)want, fi);
+    }
+    if (atomic_load_explicit(&s->owner, SA_RELAXED) == NULL) {
+        CHECK(free_n == 0, "uncached span %p has %u unswept local frees", b, free_n);
+        CHECK(fi == 0 && ac == alloc_n, "uncached span %p: freeindex %u, allocCount %u, allocBits hold %u", b, fi,
+              ac, alloc_n);
+    } else if (s->list == SA_LIST_CPARTIAL || s->list == SA_LIST_CFULL) {
+        CHECK(s->nlocalfree == free_n, "owned span %p: %u local frees counted, freeBits hold %u", b, s->nlocalfree,
+              free_n);
+    }
+    return 0;
 }

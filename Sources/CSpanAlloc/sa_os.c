@@ -29,6 +29,10 @@ size_t sa_os_page_size(void) {
 
 void sa_debug_fail_mmap_after(long n) { atomic_store(&fail_after, n < 0 ? -1 : n); }
 
+static _Atomic int release_mode = SA_DEBUG_RELEASE_NORMAL;
+
+void sa_debug_set_release_mode(int mode) { atomic_store(&release_mode, mode); }
+
 static bool injected_failure(void) {
     long n = atomic_load_explicit(&fail_after, SA_RELAXED);
     while (n >= 0) {
@@ -59,13 +63,16 @@ void *sa_os_map_aligned(size_t size, size_t align) {
 
 void sa_os_unmap(void *p, size_t size) { munmap(p, size); }
 
-bool sa_os_release(void *p, size_t size) {
+size_t sa_os_release(void *p, size_t size, uintptr_t *start) {
     /* Only whole OS pages can be released: shrink the range inward. */
-    size_t ps = sa_os_page_size();
+    int mode = atomic_load_explicit(&release_mode, SA_RELAXED);
+    if (mode == SA_DEBUG_RELEASE_FAILS) return 0;
+    size_t ps = mode == SA_DEBUG_RELEASE_64K_PAGES ? (size_t)64 << 10 : sa_os_page_size();
     uintptr_t a = ((uintptr_t)p + ps - 1) & ~(uintptr_t)(ps - 1);
     uintptr_t e = ((uintptr_t)p + size) & ~(uintptr_t)(ps - 1);
-    if (e <= a) return false;
-    return madvise((void *)a, e - a, MADV_DONTNEED) == 0;
+    if (e <= a || madvise((void *)a, e - a, MADV_DONTNEED) != 0) return 0;
+    *start = a;
+    return e - a;
 }
 
 uint64_t sa_os_now_ns(void) {

@@ -46,7 +46,9 @@ public final class GoChan<Element> {
     ///   an unbuffered channel. A negative capacity, or one whose buffer
     ///   would exceed Go's `maxAlloc` (2^48 bytes), traps with
     ///   "makechan: size out of range". Elements of 64 KiB or more trap with
-    ///   "makechan: invalid channel element type", as in Go.
+    ///   "makechan: invalid channel element type", as in Go. A buffer the
+    ///   heap cannot serve (above `SA_MAX_SIZE`, or refused by the OS) traps
+    ///   with Go's "runtime: out of memory".
     public init(capacity: Int = 0) {
         let size = MemoryLayout<Element>.size
         if size >= 1 << 16 { fatalError("makechan: invalid channel element type") }
@@ -55,7 +57,6 @@ public final class GoChan<Element> {
         if overflow || capacity < 0 || mem > goChanMaxAlloc - goChanControlSize {
             fatalError("makechan: size out of range")
         }
-        let heap = SpanHeap.default
         let align = MemoryLayout<Element>.alignment
         // Every size class from 112 bytes up is a multiple of 16, and a small
         // object is aligned to the largest power of two dividing its class
@@ -69,21 +70,29 @@ public final class GoChan<Element> {
         if mem == 0 {
             // Unbuffered or zero-size elements: the control block alone,
             // pointer-free (blocked waiters are kept alive by their owners).
-            block = heap.allocate(byteCount: goChanControlSize, noscan: true)
+            block = Self.allocate(goChanControlSize, alignment: 8, noscan: true)
             buf = block
         } else if SpanHeap.isPointerFree(Element.self) {
             // Control block and buffer in one noscan block.
             let offset = (goChanControlSize + align - 1) / align * align
-            block = heap.allocate(byteCount: offset + mem, alignment: blockAlign, noscan: true)
+            block = Self.allocate(offset + mem, alignment: blockAlign, noscan: true)
             buf = block + offset
         } else {
             // Two scan blocks: the control block and the buffer.
-            block = heap.allocate(byteCount: goChanControlSize, noscan: false)
-            buf = heap.allocate(byteCount: mem, alignment: align, noscan: false)
+            block = Self.allocate(goChanControlSize, alignment: 8, noscan: false)
+            buf = Self.allocate(mem, alignment: align, noscan: false)
             separate = true
         }
         control = block.bindMemory(to: GoChanControl.self, capacity: 1)
         control.initializeControl(dataqsiz: capacity, buf: buf, elemStride: stride, bufIsSeparate: separate)
+    }
+
+    /// A block for the channel, or Go's out-of-memory trap (SpanAlloc
+    /// refuses requests above `SA_MAX_SIZE`, and the OS may refuse memory).
+    private static func allocate(_ byteCount: Int, alignment: Int, noscan: Bool) -> UnsafeMutableRawPointer {
+        guard let p = SpanHeap.default.allocateIfPossible(byteCount: byteCount, alignment: alignment, noscan: noscan)
+        else { _goOutOfMemory(byteCount) }
+        return p
     }
 
     deinit {

@@ -163,9 +163,15 @@ public struct SpanHeap: Sendable {
     /// Checks every heap invariant. Returns `nil` when the heap is
     /// consistent, or a description of the first violation. Other threads
     /// must not allocate or free while it runs.
-    public func checkInvariants() -> String? {
+    ///
+    /// - Parameter quiescent: the caller guarantees that no other thread
+    ///   allocates or frees during the call; the checker then also reads the
+    ///   spans other threads cache and always matches the live objects it
+    ///   counts against ``memStats``.
+    public func checkInvariants(quiescent: Bool = false) -> String? {
         var buf = [CChar](repeating: 0, count: 512)
-        if sa_check_heap(&buf, buf.count) == 0 { return nil }
+        let rc = quiescent ? sa_check_heap_quiescent(&buf, buf.count) : sa_check_heap(&buf, buf.count)
+        if rc == 0 { return nil }
         return String(decoding: buf.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
     }
 }

@@ -15,7 +15,7 @@ import Testing
     @Test func cTestProgram() {
         let r = run(Paths.cTest, ["all"], environment: ["LD_PRELOAD": Paths.library])
         #expect(r.succeeded, "\(r.summary)")
-        for section in ["api", "realloc", "aligned", "oom", "foreign", "bootstrap", "fork", "threads"] {
+        for section in ["api", "realloc", "aligned", "oom", "foreign", "bootstrap", "fork", "threads", "huge"] {
             #expect(r.out.contains("ok \(section)\n"), "section \(section) did not pass:\n\(r.summary)")
         }
         #expect(r.out.contains("heap check ok"))
@@ -39,6 +39,21 @@ import Testing
         #expect(r.signaled && r.status == SIGABRT, "\(r.summary)")
         #expect(r.err.contains("not allocated by SpanAlloc"))
         #expect(!r.err.contains("survived"))
+    }
+
+    /// realloc and malloc_usable_size of a freed SpanAlloc block (its pages
+    /// now a free run of the heap) stop the process naming the pointer,
+    /// instead of handing it to glibc, which would parse a chunk header
+    /// that is not there.
+    @Test(arguments: ["freed-realloc", "freed-usable-size"])
+    func freedBlockIsNotForeign(section: String) throws {
+        let r = run(Paths.cTest, [section], environment: ["LD_PRELOAD": Paths.library])
+        #expect(r.signaled && r.status == SIGABRT, "\(r.summary)")
+        let block = try #require(r.out.split(separator: "\n").first { $0.hasPrefix("block ") }, "\(r.summary)")
+        let address = block.dropFirst("block ".count)
+        #expect(r.err.contains("spanalloc"), "\(r.summary)")
+        #expect(r.err.contains(address), "\(r.summary)")
+        #expect(!r.err.contains("survived"), "\(r.summary)")
     }
 
     /// Every option of SPANALLOC reaches the heap; stats=1 prints MemStats

@@ -146,26 +146,33 @@ extension CoreAllocatorTests {
             expectNamesPointer(r, "remote double free", Self.double)
         }
 
-        /// The owner frees an object, then another thread frees it again
-        /// (the two frees land in different bitmaps): the process stops, at
-        /// the latest when the owner's sweep folds the bitmaps together.
+        /// The owner frees an object (into its freeBits: another object was
+        /// allocated after it, so the LIFO shortcut does not apply), then
+        /// another thread frees it again: the remote free reads the owner's
+        /// freeBits and stops the process before the slot can be reused.
         @Test func ownerThenRemoteDoubleFreeStops() async {
             let r = await #expect(processExitsWith: .failure,
                                   observing: [\.standardOutputContent, \.standardErrorContent]) {
                 let keep = SpanHeap.default.allocate(byteCount: 80)
                 let p = SpanHeap.default.allocate(byteCount: 80)
+                let after = SpanHeap.default.allocate(byteCount: 80)
                 announce(p)
                 sa_free(p)
+                sa_free(after)
                 let address = p.address
                 runOnThread { sa_free(UnsafeMutableRawPointer(address: address)) }
-                // Run the cache dry so the owner sweeps the span.
-                for _ in 0..<1000 { _ = SpanHeap.default.allocate(byteCount: 80) }
+                // No sweep runs before this point: the remote free itself stopped.
+                FileHandle.standardError.write(Data("survived the remote free\n".utf8))
                 sa_free(keep)
             }
             expectNamesPointer(r, "owner then remote double free", Self.double)
+            let err = r.map { String(decoding: $0.standardErrorContent, as: UTF8.self) } ?? ""
+            #expect(!err.contains("survived"), "the remote free did not stop the process: \(err.prefix(300))")
         }
 
-        /// Another thread frees an object, then the owner frees it again.
+        /// Another thread frees an object, then the owner frees it again (the
+        /// owner's free does not read the remote bitmap): the owner's next
+        /// sweep of the span finds the slot in both bitmaps and stops.
         @Test func remoteThenOwnerDoubleFreeStops() async {
             let r = await #expect(processExitsWith: .failure,
                                   observing: [\.standardOutputContent, \.standardErrorContent]) {

@@ -7,7 +7,8 @@
  * malloc (sa_owns) and read the heap's statistics.
  *
  *   malloc-test [all | api | realloc | aligned | oom | foreign | bootstrap |
- *                fork | threads | config | foreign-strict]
+ *                fork | threads | huge | config | foreign-strict |
+ *                freed-realloc | freed-usable-size]
  *
  * Prints "ok <section>" per section, "FAIL file:line ..." per failed check;
  * exits 0 when every check passed, 1 otherwise, 2 when not preloaded.
@@ -442,6 +443,59 @@ static void test_oom(void) {
     CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0, "RLIMIT_AS child: status %d", st);
 }
 
+/* ---- sizes the heap refuses: every entry point, NULL with ENOMEM -------------- */
+
+static void test_huge(void) {
+    const size_t sizes[] = {((size_t)1 << 45) - 8191, ((size_t)1 << 45) + 3 * 8192, (size_t)1 << 46,
+                            ((size_t)1 << 46) + 1, SIZE_MAX, ((size_t)1 << 38) + 1};
+    void *small = malloc(100);
+    for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++) {
+        size_t n = sizes[i];
+        void *p;
+        errno = 0; p = malloc(n); CHECK(!p && errno == ENOMEM, "malloc(%zu) = %p, errno %d", n, p, errno);
+        errno = 0; p = calloc(1, n); CHECK(!p && errno == ENOMEM, "calloc(1, %zu) = %p", n, p);
+        errno = 0; p = realloc(small, n); CHECK(!p && errno == ENOMEM, "realloc(small, %zu) = %p", n, p);
+        errno = 0; p = reallocarray(small, 1, n); CHECK(!p && errno == ENOMEM, "reallocarray(%zu) = %p", n, p);
+        errno = 0; p = aligned_alloc(4096, n); CHECK(!p && errno == ENOMEM, "aligned_alloc(4096, %zu) = %p", n, p);
+        errno = 0; p = memalign(1 << 20, n); CHECK(!p && errno == ENOMEM, "memalign(1 MiB, %zu) = %p", n, p);
+        errno = 0; p = valloc(n); CHECK(!p && errno == ENOMEM, "valloc(%zu) = %p", n, p);
+        errno = 0; p = pvalloc(n); CHECK(!p && errno == ENOMEM, "pvalloc(%zu) = %p", n, p);
+        void *out = (void *)0x1;
+        int rc = posix_memalign(&out, 64, n);
+        CHECK(rc == ENOMEM && out == (void *)0x1, "posix_memalign(64, %zu) = %d", n, rc);
+    }
+    /* Near the bound, the alignment padding makes it too large. */
+    errno = 0;
+    void *p = aligned_alloc((size_t)1 << 30, ((size_t)1 << 38) - 8192);
+    CHECK(!p && errno == ENOMEM, "aligned_alloc near the bound = %p", p);
+    CHECK(small && sa_owns(small), "the block survived the refused reallocs");
+    free(small);
+}
+
+/* ---- a freed block handed to realloc or malloc_usable_size: stops, naming it ---- */
+
+/* A large block freed (its pages are now a free run of the heap, not
+ * glibc's): a pointer `offset` bytes into it, printed for the parent. */
+static void *freed_large_block(size_t offset) {
+    char *p = malloc((size_t)1 << 20);
+    free(p);
+    printf("block %p\n", (void *)(p + offset));
+    fflush(stdout);
+    return p + offset;
+}
+
+static int freed_realloc(void) {
+    void *q = realloc(freed_large_block(0), 100);
+    fprintf(stderr, "survived: realloc of a freed block gave %p\n", q);
+    return 0;
+}
+
+static int freed_usable_size(void) {
+    size_t n = malloc_usable_size(freed_large_block(3 * 8192));
+    fprintf(stderr, "survived: malloc_usable_size of a freed block gave %zu\n", n);
+    return 0;
+}
+
 /* ---- foreign pointers (from glibc's own allocator) ---------------------------- */
 
 static void test_foreign(void) {
@@ -720,6 +774,7 @@ typedef struct section {
 static const section sections[] = {
     {"api", test_api},       {"realloc", test_realloc}, {"aligned", test_aligned}, {"oom", test_oom},
     {"foreign", test_foreign}, {"bootstrap", test_bootstrap}, {"fork", test_fork}, {"threads", test_threads},
+    {"huge", test_huge},
 };
 
 int main(int argc, char **argv) {
@@ -733,6 +788,8 @@ int main(int argc, char **argv) {
     free(probe);
     if (strcmp(what, "config") == 0) return print_config();
     if (strcmp(what, "foreign-strict") == 0) return foreign_strict();
+    if (strcmp(what, "freed-realloc") == 0) return freed_realloc();
+    if (strcmp(what, "freed-usable-size") == 0) return freed_usable_size();
     bool ran = false;
     for (size_t i = 0; i < sizeof sections / sizeof sections[0]; i++) {
         if (strcmp(what, "all") != 0 && strcmp(what, sections[i].name) != 0) continue;

@@ -97,6 +97,12 @@ extern "C" {
 #define SA_MAX_SMALL_SIZE 32768u
 /** Number of span classes: class << 1 | noscan. */
 #define SA_NUM_SPAN_CLASSES (SA_NUM_CLASSES * 2)
+/**
+ * Largest request served: 256 GiB (with alignment padding). Larger requests
+ * return NULL with errno = ENOMEM, as do requests the OS refuses. The page
+ * map costs 8 bytes per 8 KiB page of a span, 256 MiB for the largest.
+ */
+#define SA_MAX_SIZE ((size_t)1 << 38)
 
 /** Allocation flags. */
 enum {
@@ -112,7 +118,8 @@ enum {
  * Allocates `size` bytes with `flags` (SA_NOSCAN, SA_ZERO). Size 0 returns a
  * unique pointer. Small objects are aligned to the largest power of two that
  * divides their class size (at least 8); large objects to 8 KiB.
- * Returns NULL with errno = ENOMEM when the size cannot be served.
+ * Returns NULL with errno = ENOMEM when the size cannot be served (above
+ * SA_MAX_SIZE, or the OS refuses memory).
  */
 void *_Nullable sa_alloc(size_t size, unsigned flags);
 
@@ -293,6 +300,16 @@ void sa_thread_flush(void);
  */
 int sa_check_heap(char *_Nullable err, size_t errlen);
 
+/**
+ * As sa_check_heap, for a caller that guarantees that no other thread
+ * allocates or frees during the call (an exit-test child, a fuzzer between
+ * inputs, a stress test after joining its workers): it then also validates
+ * the spans and bitmaps that other threads' caches hold, checks that every
+ * small span is cached or on a central list, and always cross-checks the
+ * live objects in the spans against the statistics.
+ */
+int sa_check_heap_quiescent(char *_Nullable err, size_t errlen);
+
 /* ---- fork support (used by the malloc override) ------------------------ */
 
 /** Take every allocator lock in a fixed order (pthread_atfork prepare). */
@@ -309,6 +326,19 @@ void sa_fork_child(void);
  * (n < 0 turns injection off). For testing out-of-memory handling.
  */
 void sa_debug_fail_mmap_after(long n);
+
+/** How the OS layer releases pages (sa_debug_set_release_mode). */
+enum {
+    /** madvise(MADV_DONTNEED) on the whole OS pages of the range. */
+    SA_DEBUG_RELEASE_NORMAL = 0,
+    /** Every release fails, as madvise does in a process that called mlockall. */
+    SA_DEBUG_RELEASE_FAILS = 1,
+    /** Releases round to 64 KiB OS pages, as on a 64 KiB-page kernel. */
+    SA_DEBUG_RELEASE_64K_PAGES = 2,
+};
+
+/** Fault injection for page release (tests): one of SA_DEBUG_RELEASE_*. */
+void sa_debug_set_release_mode(int mode);
 
 /* ---- spin-wait hint (used by GoChan's spin-then-park waits) ------------- */
 
