@@ -2,15 +2,21 @@
 # The test command: installs what the tests need (jemalloc and friends, for
 # the bench and malloc tests), then runs the whole suite three times — plain,
 # under ThreadSanitizer and under AddressSanitizer — and the reliability
-# checks that are not Swift tests (bounded fuzzing). Exits non-zero on the
-# first failure.
+# checks that are not Swift tests (scripts/reliability.sh: the C smoke test,
+# the multi-generation stress in two builds, four bounded fuzz targets;
+# about 4-5 minutes). Exits non-zero on the first failure.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ./scripts/setup.sh
 python3 scripts/gen_sizeclasses.py --check
 
+# The LD_PRELOAD library before any Swift pass: the memory-return test
+# under LD_PRELOAD (ReliabilityTests) needs it and must not be skipped.
+echo "== scripts/build-preload.sh --tests"
+./scripts/build-preload.sh --tests
+
 echo "== swift test"
-swift test
+SPANALLOC_REQUIRE_PRELOAD=1 swift test
 
 echo "== swift test --sanitize=thread"
 swift test --sanitize=thread --scratch-path .build-tsan

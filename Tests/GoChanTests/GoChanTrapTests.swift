@@ -81,7 +81,7 @@ import SpanAllocTestSupport
     @Test func blockedSenderTrapsWhenClosed() async {
         let r = await #expect(processExitsWith: .failure, observing: [\.standardErrorContent]) {
             let ch = GoChan<Int>()
-            let closer = TestThread { usleep(20_000); ch.close() }
+            let closer = closeOnceASenderIsQueued(ch)
             ch.send(1)            // blocks until the close, then traps
             closer.join()
         }
@@ -92,7 +92,7 @@ import SpanAllocTestSupport
         let r = await #expect(processExitsWith: .failure, observing: [\.standardErrorContent]) {
             let ch = GoChan<Int>(capacity: 1)
             _ = ch.trySend(0)
-            let closer = TestThread { usleep(20_000); ch.close() }
+            let closer = closeOnceASenderIsQueued(ch)
             try? await ch.send(1)
             closer.join()
         }
@@ -102,7 +102,7 @@ import SpanAllocTestSupport
     @Test func blockedSelectSenderTrapsWhenClosed() async {
         let r = await #expect(processExitsWith: .failure, observing: [\.standardErrorContent]) {
             let a = GoChan<Int>(), b = GoChan<Int>()
-            let closer = TestThread { usleep(20_000); b.close() }
+            let closer = closeOnceASenderIsQueued(b)
             _ = select(a.onReceive { _ in 0 }, b.onSend(1) { 1 })
             closer.join()
         }
@@ -125,14 +125,34 @@ import SpanAllocTestSupport
             let ch = GoChan<Int>(capacity: 1)
             _ = ch.trySend(0)
             let sender = TestThread { ch.send(1) }
-            usleep(20_000)
-            ch.close()
+            closeOnceASenderIsQueued(ch).join()
             sender.join()
         }
         expectMessage(r, "send on closed channel")
     }
 }
 
+
+/// In an exit test's child: a thread that closes `ch` once a sender is
+/// queued on it, i.e. blocked in the send (not merely about to send, nor
+/// sending on a channel already closed). If no sender queues within 10 s,
+/// it says so and ends the child with exit code 0, so the exit test, which
+/// expects a trap, fails.
+func closeOnceASenderIsQueued(_ ch: GoChan<Int>) -> TestThread {
+    TestThread {
+        var waited = 0
+        while ch.queuedSenders == 0 {
+            if waited == 10_000 {
+                let message = "the sender never blocked\n"
+                _ = message.withCString { write(2, $0, strlen($0)) }
+                exit(0)
+            }
+            usleep(1_000)
+            waited += 1
+        }
+        ch.close()
+    }
+}
 
 /// Checks that a trapped child process printed `message`.
 func expectMessage(_ result: ExitTest.Result?, _ message: String,

@@ -132,8 +132,12 @@ import SpanAllocTestSupport
             sums.update { $0[me] = s }
         }
         let s = sums.value
-        // Each round one side sends and the other receives what it sent.
-        #expect(s[0] + s[1] > 0)
+        // Each round pairs a send with a receive: on x (thread 0 gets 1,
+        // thread 1 gets 10) or on y (thread 1 gets 2, thread 0 gets 20). With
+        // nx rounds on x: s1 = 10·nx + 2·(rounds − nx), s0 = nx + 20·(rounds − nx).
+        let nx = (s[1] - 2 * rounds) / 8
+        #expect((s[1] - 2 * rounds) % 8 == 0 && (0...rounds).contains(nx), "sums \(s)")
+        #expect(s[0] == nx + 20 * (rounds - nx), "sums \(s): \(nx) rounds on x")
         #expect(x.queuedSenders + x.queuedReceivers + y.queuedSenders + y.queuedReceivers == 0)
         #expect(x._checkInvariants() == nil && y._checkInvariants() == nil)
     }
@@ -142,10 +146,18 @@ import SpanAllocTestSupport
         let a = GoChan<Int>(capacity: 2)
         a.send(1)
         let r = select(a.onReceive { $0! }, a.onSend(5) { 5 })
-        #expect(r == 1 || r == 5)
+        // Both cases are ready; whichever ran, the channel shows it.
+        if r == 1 {
+            #expect(a.count == 0)
+        } else {
+            #expect(r == 5)
+            #expect(a.count == 2)
+            #expect(a.receive() == 1 && a.receive() == 5)
+        }
         let t = TestThread { a.send(9) }
-        _ = a.receive()
+        #expect(a.receive() == 9)
         t.join()
+        #expect(a.count == 0)
     }
 }
 

@@ -66,16 +66,29 @@ extension CoreAllocatorTests {
 
         @Test func callocZeroesReusedMemory() throws {
             for size in [8, 48, 512, 4096, 32768, 100_000] {
-                // Dirty a block of the class, free it, calloc the same class.
-                let dirty = heap.allocate(byteCount: size)
-                dirty.initializeMemory(as: UInt8.self, repeating: 0xEE, count: size)
-                heap.deallocate(dirty)
-                let p = try #require(sa_calloc(1, size, 0))
-                #expect(UnsafeRawBufferPointer(start: p, count: size).allSatisfy { $0 == 0 }, "calloc \(size)")
-                heap.deallocate(p)
-                let q = try #require(heap.allocateIfPossible(byteCount: size, zeroed: true))
-                #expect(UnsafeRawBufferPointer(start: q, count: size).allSatisfy { $0 == 0 }, "SA_ZERO \(size)")
-                heap.deallocate(q)
+                // Dirty a block, free it, and calloc (then SA_ZERO-allocate)
+                // the same size: the block must come back (the test is about
+                // reused memory) and read as zero. A small block returns
+                // through this thread's LIFO slot; a large one through the
+                // freed pages, which a test on another thread may take first,
+                // so a few tries are allowed.
+                var callocReused = false, zeroReused = false
+                for _ in 0..<20 where !(callocReused && zeroReused) {
+                    let dirty = try #require(sa_alloc(size, 0))
+                    dirty.initializeMemory(as: UInt8.self, repeating: 0xEE, count: size)
+                    sa_free(dirty)
+                    let p = try #require(sa_calloc(1, size, 0))
+                    #expect(UnsafeRawBufferPointer(start: p, count: size).allSatisfy { $0 == 0 }, "calloc \(size)")
+                    if p == dirty { callocReused = true }
+                    p.initializeMemory(as: UInt8.self, repeating: 0xDD, count: size)
+                    sa_free(p)
+                    let q = try #require(heap.allocateIfPossible(byteCount: size, zeroed: true))
+                    #expect(UnsafeRawBufferPointer(start: q, count: size).allSatisfy { $0 == 0 }, "SA_ZERO \(size)")
+                    if q == p { zeroReused = true }
+                    heap.deallocate(q)
+                }
+                #expect(callocReused, "calloc(\(size)) never got the dirty block back")
+                #expect(zeroReused, "a zeroed allocation of \(size) never got the dirty block back")
             }
         }
 

@@ -1,4 +1,6 @@
-/* Quick C-level smoke and stress test of the native API (built by cc). */
+/* Quick C-level smoke and stress test of the native API. Built and run by
+ * scripts/smoke.sh (part of scripts/reliability.sh, so of scripts/test.sh)
+ * with assertions on: every assert below is live. */
 #include "spanalloc.h"
 #include <assert.h>
 #include <pthread.h>
@@ -114,6 +116,15 @@ int main(void) {
            (unsigned long long)st.heap_objects, (unsigned long long)st.mallocs, (unsigned long long)st.frees,
            (unsigned long long)st.heap_inuse, (unsigned long long)st.heap_idle, (unsigned long long)st.spans_reused,
            (unsigned long long)st.spans_fresh, (unsigned long long)st.spans_returned, (unsigned long long)st.remote_frees);
+    /* everything was freed and every cache handed back */
+    if (st.heap_objects != 0 || st.mallocs != st.frees || st.heap_alloc != 0 || st.spans_inuse != 0 || st.heap_inuse != 0) {
+        fprintf(stderr, "smoke: heap not empty after freeing everything\n");
+        return 1;
+    }
+    if (st.remote_frees < (uint64_t)q.n) {
+        fprintf(stderr, "smoke: %llu remote frees, the consumer freed %d\n", (unsigned long long)st.remote_frees, q.n);
+        return 1;
+    }
     /* LIFO pair timing */
     for (int sz = 16; sz <= 1024; sz *= 4) {
         clock_gettime(CLOCK_MONOTONIC, &t0);
@@ -147,4 +158,3 @@ int main(void) {
     printf("ok\n");
     return 0;
 }
-/* fault injection: called from a second main-like entry via env */

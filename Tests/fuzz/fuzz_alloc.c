@@ -26,6 +26,7 @@
 
 #include <errno.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -221,8 +222,21 @@ static bool refused(void *p, const char *what, size_t size) {
     return true;
 }
 
-/* ---- the other thread: frees what it is handed ------------------------- */
+/* ---- the other threads ------------------------------------------------- */
 
+/* The quiescent heap checker: also validates the other threads' cached
+ * spans and always cross-checks live objects against the statistics; the
+ * caller promises that no other thread allocates or frees during the call.
+ * Weak, so the target also builds against a core without it. */
+int sa_check_heap_quiescent(char *err, size_t errlen) __attribute__((weak));
+
+/* Thread 1, the synchronous remote freer: frees what it is handed while the
+ * input's thread waits (so the order of operations stays deterministic).
+ * Thread 2, the concurrent remote freer: takes blocks from a queue and
+ * checks and frees them while the input's thread goes on allocating and
+ * freeing. Both keep a thread cache across inputs; quiesce() waits until
+ * both are idle, and with `flush` has each call sa_thread_flush() first. */
+enum { HAND_FREE = 1, HAND_FLUSH = 2 };
 static pthread_mutex_t hand_lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t hand_cond = PTHREAD_COND_INITIALIZER;
 static void *hand_ptr;
@@ -233,22 +247,91 @@ static void *remote_freer(void *arg) {
     pthread_mutex_lock(&hand_lock);
     for (;;) {
         while (!hand_pending) pthread_cond_wait(&hand_cond, &hand_lock);
-        sa_free(hand_ptr);
+        if (hand_pending == HAND_FREE) sa_free(hand_ptr);
+        else sa_thread_flush();
         hand_pending = 0;
         pthread_cond_broadcast(&hand_cond);
     }
     return NULL;
 }
 
-static void free_on_other_thread(void *p) {
-    static pthread_t t;
+static pthread_t freer_thread;
+
+static void hand_over(int what, void *p) {
     pthread_mutex_lock(&hand_lock);
-    if (!t) pthread_create(&t, NULL, remote_freer, NULL);
+    if (!freer_thread) pthread_create(&freer_thread, NULL, remote_freer, NULL);
     hand_ptr = p;
-    hand_pending = 1;
+    hand_pending = what;
     pthread_cond_broadcast(&hand_cond);
     while (hand_pending) pthread_cond_wait(&hand_cond, &hand_lock);
     pthread_mutex_unlock(&hand_lock);
+}
+
+static void free_on_other_thread(void *p) { hand_over(HAND_FREE, p); }
+
+#define ASYNC_RING 64
+static pthread_mutex_t async_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t async_cond = PTHREAD_COND_INITIALIZER;
+static block async_ring[ASYNC_RING];
+static unsigned async_head, async_tail; /* ring indexes; async_lock */
+static int async_busy;                  /* a block taken from the ring is being freed */
+static int async_flush;                 /* flush requested, not yet done */
+static pthread_t async_thread;
+static _Atomic unsigned long long async_frees;
+
+static void *concurrent_freer(void *arg) {
+    (void)arg;
+    pthread_mutex_lock(&async_lock);
+    for (;;) {
+        while (async_head == async_tail && !async_flush) pthread_cond_wait(&async_cond, &async_lock);
+        if (async_head != async_tail) {
+            block b = async_ring[async_head % ASYNC_RING];
+            async_head++;
+            async_busy = 1;
+            pthread_mutex_unlock(&async_lock);
+            check(&b, b.size, "before a concurrent remote free");
+            sa_free(b.p);
+            atomic_fetch_add_explicit(&async_frees, 1, memory_order_relaxed);
+            pthread_mutex_lock(&async_lock);
+            async_busy = 0;
+        } else {
+            pthread_mutex_unlock(&async_lock);
+            sa_thread_flush();
+            pthread_mutex_lock(&async_lock);
+            async_flush = 0;
+        }
+        pthread_cond_broadcast(&async_cond);
+    }
+    return NULL;
+}
+
+/* Queues b for the concurrent freer and returns at once (unless the queue is full). */
+static void free_concurrently(const block *b) {
+    pthread_mutex_lock(&async_lock);
+    if (!async_thread) pthread_create(&async_thread, NULL, concurrent_freer, NULL);
+    while (async_tail - async_head == ASYNC_RING) pthread_cond_wait(&async_cond, &async_lock);
+    async_ring[async_tail % ASYNC_RING] = *b;
+    async_tail++;
+    pthread_cond_broadcast(&async_cond);
+    pthread_mutex_unlock(&async_lock);
+}
+
+/* Waits until both helper threads are idle (every queued free done); with
+ * `flush`, each hands its cached spans back first. */
+static void quiesce(bool flush) {
+    pthread_mutex_lock(&async_lock);
+    if (async_thread && flush) async_flush = 1;
+    pthread_cond_broadcast(&async_cond);
+    while (async_head != async_tail || async_busy || async_flush) pthread_cond_wait(&async_cond, &async_lock);
+    pthread_mutex_unlock(&async_lock);
+    if (flush && freer_thread) hand_over(HAND_FLUSH, NULL);
+}
+
+/* The heap checker, every other thread idle. */
+static void heap_check(const char *when) {
+    char err[512];
+    int rc = sa_check_heap_quiescent ? sa_check_heap_quiescent(err, sizeof err) : sa_check_heap(err, sizeof err);
+    if (rc != 0) fail("heap checker%s: %s", when, err);
 }
 
 /* ---- one input ---------------------------------------------------------- */
@@ -256,11 +339,15 @@ static void free_on_other_thread(void *p) {
 enum {
     OP_ALLOC, OP_FREE, OP_REALLOC, OP_ALIGNED, OP_CALLOC, OP_SCAVENGE, OP_LOOKUP,
     OP_FLUSH, OP_REMOTE_FREE, OP_FREE_LAST, OP_CHECK, OP_IMPOSSIBLE, OP_INJECT, OP_HEAP_CHECK,
-    OP_COUNT
+    OP_COUNT,
+    /* added later: opcode bytes 0xF0..0xFF (so the corpus's older inputs
+     * keep their meaning for the other 15/16 of the byte values) */
+    OP_CONCURRENT_FREE = OP_COUNT
 };
 
 static void run_op(reader *r) {
-    unsigned op = u8(r) % OP_COUNT;
+    unsigned opbyte = u8(r);
+    unsigned op = opbyte >= 0xF0 ? (unsigned)OP_CONCURRENT_FREE : opbyte % OP_COUNT;
     switch (op) {
     case OP_ALLOC: {
         size_t size = pick_size(r);
@@ -282,6 +369,17 @@ static void run_op(reader *r) {
         check(&b, b.size, "before free");
         TRACE("%s(%p)\n", op == OP_FREE ? "sa_free" : "sa_free on another thread", (void *)b.p);
         if (op == OP_FREE) sa_free(b.p); else free_on_other_thread(b.p);
+        return;
+    }
+    case OP_CONCURRENT_FREE: {
+        /* up to 8 blocks to the concurrent freer; the input goes on meanwhile */
+        unsigned n = 1 + u8(r) % 8;
+        for (unsigned k = 0; k < n && nlive; k++) {
+            block b = take(u8(r) % nlive);
+            check(&b, b.size, "before a concurrent free");
+            TRACE("sa_free(%p) on the concurrent thread\n", (void *)b.p);
+            free_concurrently(&b);
+        }
         return;
     }
     case OP_FREE_LAST: {
@@ -405,11 +503,13 @@ static void run_op(reader *r) {
         }
         return;
     }
-    case OP_HEAP_CHECK: {
-        char err[256];
-        if (sa_check_heap(err, sizeof err) != 0) fail("heap checker: %s", err);
+    case OP_HEAP_CHECK:
+        /* the helper threads idle, their caches kept: the checker sees
+         * spans other threads cache, with frees pending in their bitmaps */
+        TRACE("heap check\n");
+        quiesce(false);
+        heap_check("");
         return;
-    }
     }
 }
 
@@ -419,10 +519,11 @@ static void print_stats(void) {
     sa_mem_stats s;
     sa_read_mem_stats(&s);
     fprintf(stderr, "fuzz_alloc: heap_sys %llu MiB, heap_idle %llu MiB, released %llu MiB, metadata %llu KiB, "
-            "spans in use %llu, arenas %llu, mallocs %llu\n",
+            "spans in use %llu, arenas %llu, mallocs %llu, concurrent remote frees %llu\n",
             (unsigned long long)s.heap_sys >> 20, (unsigned long long)s.heap_idle >> 20,
             (unsigned long long)s.heap_released >> 20, (unsigned long long)s.metadata_sys >> 10,
-            (unsigned long long)s.spans_inuse, (unsigned long long)s.arenas_mapped, (unsigned long long)s.mallocs);
+            (unsigned long long)s.spans_inuse, (unsigned long long)s.arenas_mapped, (unsigned long long)s.mallocs,
+            (unsigned long long)atomic_load(&async_frees));
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
@@ -433,6 +534,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     sa_mem_stats before, after;
     sa_thread_flush();
     sa_read_mem_stats(&before);
+    /* every input frees everything and every thread flushes at its end */
+    if (before.heap_objects || before.spans_inuse || before.heap_inuse)
+        fail("the heap is not empty at the start of an input: %llu objects, %llu spans in use, %llu bytes in use",
+             (unsigned long long)before.heap_objects, (unsigned long long)before.spans_inuse,
+             (unsigned long long)before.heap_inuse);
     reader r = {data, size, 0};
     while (r.i < r.n) run_op(&r);
     sa_debug_fail_mmap_after(-1);
@@ -442,15 +548,20 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         check(&b, b.size, "at the end");
         sa_free(b.p);
     }
+    /* every helper thread's queued frees done and its cache handed back */
+    quiesce(true);
     sa_thread_flush();
-    char err[256];
-    if (sa_check_heap(err, sizeof err) != 0) fail("heap checker at the end: %s", err);
+    heap_check(" at the end");
     sa_read_mem_stats(&after);
     if (after.mallocs - before.mallocs != after.frees - before.frees || after.heap_objects != before.heap_objects ||
-        after.heap_alloc != before.heap_alloc)
-        fail("statistics do not balance: mallocs +%llu, frees +%llu, heap objects %llu -> %llu, heap alloc %llu -> %llu",
+        after.heap_alloc != before.heap_alloc || after.spans_inuse != before.spans_inuse ||
+        after.heap_inuse != before.heap_inuse)
+        fail("statistics do not balance: mallocs +%llu, frees +%llu, heap objects %llu -> %llu, heap alloc %llu -> %llu, "
+             "spans in use %llu -> %llu, heap in use %llu -> %llu",
              (unsigned long long)(after.mallocs - before.mallocs), (unsigned long long)(after.frees - before.frees),
              (unsigned long long)before.heap_objects, (unsigned long long)after.heap_objects,
-             (unsigned long long)before.heap_alloc, (unsigned long long)after.heap_alloc);
+             (unsigned long long)before.heap_alloc, (unsigned long long)after.heap_alloc,
+             (unsigned long long)before.spans_inuse, (unsigned long long)after.spans_inuse,
+             (unsigned long long)before.heap_inuse, (unsigned long long)after.heap_inuse);
     return 0;
 }

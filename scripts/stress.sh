@@ -1,0 +1,55 @@
+#!/usr/bin/env bash
+# Builds and runs the multi-generation stress (Tests/stress/stress.c,
+# docs/reliability.md) against the CSpanAlloc sources, twice:
+#
+#   .build/stress/stress-release   clang -O2 -DNDEBUG (the shipped build)
+#   .build/stress/stress-tsan      clang -O1 -g -fsanitize=thread, assertions and lock-rank checks on
+#
+#   scripts/stress.sh                    # CI: 4 configurations x >= 10^6 operations, each build
+#   STRESS_SECONDS=1200 scripts/stress.sh --release-only   # long mode (>= 10^8 operations)
+#   STRESS_CONFIGS=8m STRESS_OPS=10000000 scripts/stress.sh
+#
+# STRESS_OPS, STRESS_SECONDS, STRESS_CONFIGS and STRESS_SEED go to both
+# builds; STRESS_TSAN_OPS (default 10^6) bounds the ThreadSanitizer run.
+# Rebuilds only when a source changed. Exits non-zero on the first failure.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+CLANG=${CLANG:-/opt/swift/usr/bin/clang}
+OUT=.build/stress
+mkdir -p "$OUT"
+release_only=0
+for arg in "$@"; do
+    case "$arg" in
+        --release-only) release_only=1 ;;
+        -h|--help) sed -n '2,15p' "$0"; exit 0 ;;
+        *) echo "stress.sh: unknown argument $arg" >&2; exit 2 ;;
+    esac
+done
+
+sources=(Tests/stress/stress.c Sources/CSpanAlloc/*.c)
+build() { # build OUTPUT FLAGS...
+    local bin=$1; shift
+    if [[ ! -x $bin ]] || [[ -n $(find "${sources[@]}" Sources/CSpanAlloc "$0" -newer "$bin" -print -quit) ]]; then
+        echo "== building $bin"
+        "$CLANG" -std=gnu11 -D_GNU_SOURCE -pthread -Wall -Wextra "$@" \
+            -ISources/CSpanAlloc/include -ISources/CSpanAlloc "${sources[@]}" -o "$bin.tmp"
+        mv -f "$bin.tmp" "$bin"
+    fi
+}
+build "$OUT/stress-release" -O2 -DNDEBUG
+# The toolchain's TSan runtime carries libdispatch interceptors: link the
+# toolchain's libdispatch and BlocksRuntime so they resolve.
+swiftlib=$(dirname "$CLANG")/../lib/swift/linux
+[[ $release_only = 1 ]] || build "$OUT/stress-tsan" -O1 -g -fsanitize=thread \
+    -L"$swiftlib" -Wl,-rpath,"$swiftlib" -ldispatch -lBlocksRuntime
+
+start=$(date +%s)
+echo "== $OUT/stress-release"
+"$OUT/stress-release"
+if [[ $release_only = 0 ]]; then
+    echo "== $OUT/stress-tsan"
+    # halt_on_error: a reported race fails the run (exit code 66).
+    STRESS_OPS=${STRESS_TSAN_OPS:-${STRESS_OPS:-1000000}} TSAN_OPTIONS="halt_on_error=1 ${TSAN_OPTIONS:-}" \
+        "$OUT/stress-tsan"
+fi
+echo "== stress: passed, $(($(date +%s) - start)) s"
