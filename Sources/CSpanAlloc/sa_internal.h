@@ -76,6 +76,15 @@ __attribute__((noreturn, format(printf, 1, 2))) SA_HIDDEN void sa_fatal(const ch
 /* Writes a line to stderr without allocating. */
 __attribute__((format(printf, 1, 2))) SA_HIDDEN void sa_log(const char *fmt, ...);
 
+/* ---- configuration (sa_config.c) ----------------------------------------- */
+
+/* Reads SPANALLOC once (a no-op afterwards); called before the heap's first
+ * cache or large span and by the configuration getters, never under a lock. */
+SA_HIDDEN void sa_config_load(void);
+/* Whether the core prints the stats=1 report at exit (the override prints
+ * its own instead). */
+SA_HIDDEN void sa_env_report_native(bool yes);
+
 /* ---- locks --------------------------------------------------------------- */
 
 /* Lock order (rank): the stats lock, the mcache registry, the heap, then

@@ -111,6 +111,7 @@ SA_SLOW_PATH static void call_hook(int event, void *p, size_t size) {
 SA_SLOW_PATH static void *alloc_large(size_t size, size_t align_pages, unsigned flags) {
     if (size > SA_MAX_ALLOC) { errno = ENOMEM; return NULL; }
     sa_fork_register();
+    sa_config_load();
     size_t npages = (size + SA_PAGE_SIZE - 1) >> SA_PAGE_SHIFT;
     if (npages == 0) npages = 1;
     sa_mspan *s = sa_heap_alloc_span(npages, align_pages, (int)(flags & SA_NOSCAN), NULL);
@@ -425,8 +426,15 @@ size_t sa_scavenge(size_t bytes) {
     return sa_heap_scavenge(bytes, false);
 }
 
-void sa_get_scavenge_config(sa_scavenge_config *out) { sa_heap_config(out, NULL); }
-void sa_set_scavenge_config(const sa_scavenge_config *cfg) { sa_heap_config(NULL, cfg); }
+void sa_get_scavenge_config(sa_scavenge_config *out) {
+    sa_config_load();
+    sa_heap_config(out, NULL);
+}
+
+void sa_set_scavenge_config(const sa_scavenge_config *cfg) {
+    sa_config_load(); /* so the variable, read later, cannot undo this call */
+    sa_heap_config(NULL, cfg);
+}
 
 void sa_thread_flush(void) { sa_cache_flush(sa_get_cache()); }
 

@@ -472,6 +472,18 @@ extension ReliabilityTests.Defects {
         }
         expectChildPasses(r)
     }
+
+    /// stats=1 prints MemStats as JSON at exit for a native program too.
+    @Test func environmentStatsReportForNativeUse() async {
+        let r = await #expect(processExitsWith: .success, observing: [\.standardErrorContent]) {
+            setenv("SPANALLOC", "stats=1,bogus_option=1", 1)
+            for _ in 0..<100 { sa_free(sa_alloc(100, 0)) }
+            exit(0)
+        }
+        let err = r.map { String(decoding: $0.standardErrorContent, as: UTF8.self) } ?? ""
+        #expect(r == nil || (err.contains("\"Mallocs\":100,") && err.contains("unknown option 'bogus_option=1'")),
+                "\(err.suffix(600))")
+    }
 }
 
 /// The late destructor's key and a block it frees (a C callback cannot capture them).

@@ -304,6 +304,25 @@ typedef struct sa_scavenge_config {
 void sa_get_scavenge_config(sa_scavenge_config *_Nonnull out);
 void sa_set_scavenge_config(const sa_scavenge_config *_Nonnull config);
 
+/**
+ * The SPANALLOC environment variable configures the heap, natively and under
+ * the malloc override alike: it is read once, when the heap starts (its
+ * first thread cache or large object, or the first configuration call), so
+ * a later sa_set_scavenge_config wins. Options: scavenge=on|off,
+ * scavenge_retain=SIZE, scavenge_percent=N, scavenge_delay_ms=N (the
+ * sa_scavenge_config fields), stats=1 (MemStats as JSON on stderr at exit),
+ * verbose=1 and foreign=glibc|abort (the override's). Bad items are reported
+ * on stderr and ignored. See docs/malloc.md.
+ */
+typedef struct sa_env_options {
+    bool stats;          /**< stats=1 */
+    bool verbose;        /**< verbose=1 */
+    bool foreign_abort;  /**< foreign=abort */
+} sa_env_options;
+
+/** The reporting options SPANALLOC set (reading the variable if it was not yet). */
+void sa_env_options_read(sa_env_options *_Nonnull out);
+
 /** Hands the calling thread's cached spans back to mcentral (as at thread exit). */
 void sa_thread_flush(void);
 
