@@ -49,8 +49,10 @@
  *
  *   Go frees by garbage collection; SpanAlloc frees explicitly. free(p) finds
  *   p's span through the page map, checks that p is the start of an allocated
- *   object (a wrong pointer or a second free stops the process with a message
- *   naming the pointer), and then:
+ *   object (a wrong pointer stops the process with a message naming it; so
+ *   does a second free, unless the slot was handed out again in between,
+ *   which makes it a valid free of the new object: docs/reliability.md
+ *   lists what is detected), and then:
  *     - the object the thread allocated last goes straight back to the
  *       allocCache window (the LIFO shortcut: an alloc/free pair reuses one
  *       slot);
@@ -143,8 +145,10 @@ void *_Nullable sa_realloc(void *_Nullable ptr, size_t size);
 
 /**
  * Frees a block from any thread. NULL is ignored. A pointer the heap does not
- * own, an interior pointer or a second free stops the process with a message
- * that names the pointer and the fault.
+ * own, an interior pointer or a second free (of a slot not handed out again
+ * in between) stops the process with a message that names the pointer and
+ * the fault; a second free whose first was by another thread is caught at
+ * the owner's next sweep of the span, before the slot is reused.
  */
 void sa_free(void *_Nullable ptr);
 
