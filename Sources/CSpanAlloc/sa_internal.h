@@ -365,8 +365,9 @@ SA_HIDDEN void sa_registry_reinit(void);
 /* In a fork child: hands back every cache but the calling thread's. */
 SA_HIDDEN void sa_cache_fork_child(void);
 /* Registers sa_fork_prepare/parent/child with pthread_atfork, once; called
- * before the first cache or large span exists (and first thing by the
- * malloc override), never under a lock. */
+ * by every entry point that takes a lock (first cache, large span,
+ * statistics, scavenge, configuration, checker) before it takes one, and
+ * first thing by the malloc override; never under a lock. */
 SA_HIDDEN void sa_fork_register(void);
 SA_HIDDEN int sa_registry_other_caches(void);
 
