@@ -46,6 +46,12 @@ static void list_remove(sa_mcentral *c, sa_mspan *s) {
     s->list = SA_LIST_NONE;
 }
 
+/* A span leaving mcentral's protection to be released: its id goes to 0
+ * under the central lock, so a late sa_central_free_fixup (which checks the
+ * id first, under the same lock) leaves it alone before the page heap
+ * reuses the struct. */
+static inline void retire_locked(sa_mspan *s) { atomic_store_explicit(&s->id, 0, SA_RELAXED); }
+
 /* Every object of an uncached span is free: check the bitmaps agree (a
  * remote free of an unallocated slot would show here) and release it. */
 static void release_empty(sa_mspan *s) {
@@ -91,6 +97,7 @@ void sa_central_uncache_span(sa_mspan *s, uint32_t allocated) {
     atomic_store_explicit(&s->owner, NULL, SA_SEQCST);
     int32_t pending = atomic_load_explicit(&s->remoteFreed, SA_SEQCST);
     if (pending >= (int32_t)allocated) {
+        retire_locked(s);
         sa_unlock(&c->lock);
         release_empty(s);
         return;
@@ -105,11 +112,14 @@ void sa_central_free_fixup(sa_mspan *s, uint64_t id, int spanclass) {
     sa_mcentral *c = central_of(spanclass);
     sa_lock(&c->lock);
     /* The span may have been cached, emptied and released, even reused for
-     * another span, since the caller's free: the id tells. Span structs are
-     * never unmapped, so reading them is safe. */
+     * another span, since the caller's free: the id tells (a span on its way
+     * to mheap has id 0, set under this lock), and only a span on this
+     * mcentral's partial or full list is acted on. Span structs are never
+     * unmapped, so reading them is safe. */
     if (atomic_load_explicit(&s->id, SA_RELAXED) != id ||
         atomic_load_explicit(&s->state, SA_RELAXED) != SA_SPAN_SMALL ||
-        atomic_load_explicit(&s->owner, SA_SEQCST) != NULL || s->list == SA_LIST_NONE) {
+        atomic_load_explicit(&s->owner, SA_SEQCST) != NULL ||
+        (s->list != SA_LIST_PARTIAL && s->list != SA_LIST_FULL)) {
         sa_unlock(&c->lock);
         return;
     }
@@ -117,6 +127,7 @@ void sa_central_free_fixup(sa_mspan *s, uint64_t id, int spanclass) {
     uint32_t allocated = atomic_load_explicit(&s->allocCount, SA_RELAXED);
     if (pending >= (int32_t)allocated) {
         list_remove(c, s);
+        retire_locked(s);
         sa_unlock(&c->lock);
         release_empty(s);
         return;
@@ -140,7 +151,7 @@ void sa_central_reclaim(void) {
                     break;
                 }
             }
-            if (victim) list_remove(c, victim);
+            if (victim) { list_remove(c, victim); retire_locked(victim); }
             sa_unlock(&c->lock);
             if (!victim) break;
             release_empty(victim);
