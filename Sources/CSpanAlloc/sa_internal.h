@@ -76,6 +76,15 @@ __attribute__((noreturn, format(printf, 1, 2))) SA_HIDDEN void sa_fatal(const ch
 /* Writes a line to stderr without allocating. */
 __attribute__((format(printf, 1, 2))) SA_HIDDEN void sa_log(const char *fmt, ...);
 
+/* ---- configuration (sa_config.c) ----------------------------------------- */
+
+/* Reads SPANALLOC once (a no-op afterwards); called before the heap's first
+ * cache or large span and by the configuration getters, never under a lock. */
+SA_HIDDEN void sa_config_load(void);
+/* Whether the core prints the stats=1 report at exit (the override prints
+ * its own instead). */
+SA_HIDDEN void sa_env_report_native(bool yes);
+
 /* ---- locks --------------------------------------------------------------- */
 
 /* Lock order (rank): the stats lock, the mcache registry, the heap, then
@@ -356,8 +365,9 @@ SA_HIDDEN void sa_registry_reinit(void);
 /* In a fork child: hands back every cache but the calling thread's. */
 SA_HIDDEN void sa_cache_fork_child(void);
 /* Registers sa_fork_prepare/parent/child with pthread_atfork, once; called
- * before the first cache or large span exists (and first thing by the
- * malloc override), never under a lock. */
+ * by every entry point that takes a lock (first cache, large span,
+ * statistics, scavenge, configuration, checker) before it takes one, and
+ * first thing by the malloc override; never under a lock. */
 SA_HIDDEN void sa_fork_register(void);
 SA_HIDDEN int sa_registry_other_caches(void);
 

@@ -111,6 +111,7 @@ SA_SLOW_PATH static void call_hook(int event, void *p, size_t size) {
 SA_SLOW_PATH static void *alloc_large(size_t size, size_t align_pages, unsigned flags) {
     if (size > SA_MAX_ALLOC) { errno = ENOMEM; return NULL; }
     sa_fork_register();
+    sa_config_load();
     size_t npages = (size + SA_PAGE_SIZE - 1) >> SA_PAGE_SHIFT;
     if (npages == 0) npages = 1;
     sa_mspan *s = sa_heap_alloc_span(npages, align_pages, (int)(flags & SA_NOSCAN), NULL);
@@ -333,6 +334,7 @@ sa_lock_t sa_stats_lock = SA_LOCK_INIT;
 
 void sa_read_mem_stats(sa_mem_stats *out) {
     static sa_cache_totals t; /* large: keep it off the stack of small threads */
+    sa_fork_register(); /* every entry point that takes a lock registers the fork handlers first */
     sa_lock(&stats_lock);
     sa_cache_totals_read(&t);
     memset(out, 0, sizeof *out);
@@ -420,13 +422,23 @@ size_t sa_mem_stats_json(char *buf, size_t cap) {
 size_t sa_scavenge(size_t bytes) {
     /* As Go's debug.FreeOSMemory: hand back what the caller caches and what
      * sits empty in mcentral, then release idle pages. */
+    sa_fork_register();
     sa_cache_flush(sa_get_cache());
     sa_central_reclaim();
     return sa_heap_scavenge(bytes, false);
 }
 
-void sa_get_scavenge_config(sa_scavenge_config *out) { sa_heap_config(out, NULL); }
-void sa_set_scavenge_config(const sa_scavenge_config *cfg) { sa_heap_config(NULL, cfg); }
+void sa_get_scavenge_config(sa_scavenge_config *out) {
+    sa_fork_register();
+    sa_config_load();
+    sa_heap_config(out, NULL);
+}
+
+void sa_set_scavenge_config(const sa_scavenge_config *cfg) {
+    sa_fork_register();
+    sa_config_load(); /* so the variable, read later, cannot undo this call */
+    sa_heap_config(NULL, cfg);
+}
 
 void sa_thread_flush(void) { sa_cache_flush(sa_get_cache()); }
 
@@ -500,6 +512,12 @@ void sa_fork_child(void) {
 
 static _Atomic bool fork_handlers;
 
+/* At load time, before the program starts threads: a fork racing another
+ * thread's first lock could otherwise snapshot the handler list before the
+ * registration and the lock after it. Entry points that run before
+ * constructors (the override's first malloc) register lazily. */
+__attribute__((constructor)) static void sa_fork_register_at_load(void) { sa_fork_register(); }
+
 void sa_fork_register(void) {
     /* An atomic flag, not pthread_once: pthread_atfork may allocate, and
      * that allocation comes back here. */
@@ -512,6 +530,7 @@ static int check_heap(char *err, size_t errlen, bool quiescent) {
     if (!err || errlen == 0) { err = local; errlen = sizeof local; }
     err[0] = 0;
     uint64_t live = 0, nsmall = 0, ncached = 0, ncentral = 0;
+    sa_fork_register();
     sa_registry_lock();
     int others = sa_registry_other_caches();
     sa_lock(&sa_heap.lock);

@@ -56,6 +56,7 @@ void sa_registry_reinit(void) { pthread_mutex_init(&registry_lock, NULL); }
 
 sa_mcache *sa_cache_create(void) {
     sa_fork_register();
+    sa_config_load();
     pthread_once(&key_once, make_key);
     /* Without the key, a cache would never be handed back at thread exit. */
     if (!key_ok || tls_cache_gone) return NULL;

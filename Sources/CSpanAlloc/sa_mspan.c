@@ -137,9 +137,12 @@ uint32_t sa_span_sweep(sa_mspan *s) {
     uint64_t *alloc = SA_SPAN_ALLOC(s), *freew = SA_SPAN_FREEW(s), *remote = SA_SPAN_REMOTE(s);
     uint32_t live = 0;
     int32_t nremote = 0;
-    /* Seqlock write side: readers that overlap the rewrite retry. */
-    uint32_t gen = atomic_load_explicit(&s->sweepgen, SA_RELAXED);
-    atomic_store_explicit(&s->sweepgen, gen + 1, SA_RELAXED);
+    /* Seqlock write side: readers that overlap the rewrite retry. The odd
+     * value is taken as `| 1` so that a sweep cut short (a fork child
+     * handing back a cache its vanished thread was sweeping) cannot leave
+     * sweepgen odd for good. */
+    uint32_t odd = atomic_load_explicit(&s->sweepgen, SA_RELAXED) | 1u;
+    atomic_store_explicit(&s->sweepgen, odd, SA_RELAXED);
     atomic_thread_fence(SA_RELEASE);
     /* A remote free sets its bit before it counts it: with a zero count,
      * bits that are set belong to frees still counting, left for next time. */
@@ -162,7 +165,7 @@ uint32_t sa_span_sweep(sa_mspan *s) {
     s->nlocalfree = 0;
     /* Release: a remote free that reads the new freeindex sees the new allocBits. */
     __atomic_store_n(&s->freeindex, 0, __ATOMIC_RELEASE);
-    atomic_store_explicit(&s->sweepgen, gen + 2, SA_RELEASE);
+    atomic_store_explicit(&s->sweepgen, odd + 1, SA_RELEASE);
     refill_alloc_cache(s, 0);
     return s->nelems - live;
 }

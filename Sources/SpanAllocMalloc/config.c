@@ -1,16 +1,17 @@
 /*
- * config.c — the SPANALLOC environment variable, the exit report and the
- * verbose log of the malloc override. See docs/malloc.md for the options.
+ * config.c — the malloc override's side of the SPANALLOC environment
+ * variable (the core parses it, sa_config.c): the exit report and the
+ * verbose log. See docs/malloc.md for the options.
  *
  *   SPANALLOC=stats=1,verbose=1,scavenge=off,scavenge_retain=64M,
  *             scavenge_percent=10,scavenge_delay_ms=1000,foreign=glibc
  *
- * Owns: sa_ov_cfg, written once by the constructor. Parsing allocates
- * nothing (the variable is read in place) so it cannot recurse into
- * malloc; output goes to fd 2 with write(2) from stack or static buffers.
+ * Owns: sa_ov_cfg, copied once by the constructor from the core's parse.
+ * Output goes to fd 2 with write(2) from stack or static buffers.
  * Allocations made before the constructor runs simply use the defaults.
  */
 #include "override_internal.h"
+#include "sa_internal.h" /* sa_env_report_native */
 
 #include <errno.h>
 #include <fcntl.h>
@@ -54,124 +55,19 @@ void sa_ov_log(const char *fmt, ...) {
     errno = saved;
 }
 
-/* ---- parsing ----------------------------------------------------------------- */
-
-/* One "key=value" item of the variable, not NUL-terminated. */
-typedef struct item {
-    const char *key, *value;
-    size_t keylen, valuelen;
-} item;
-
-static bool is(const char *s, size_t len, const char *word) {
-    return strlen(word) == len && strncmp(s, word, len) == 0;
-}
-
-static bool parse_bool(const item *it, bool *out) {
-    if (it->value == NULL) { *out = true; return true; } /* "stats" alone means stats=1 */
-    const char *v = it->value;
-    size_t n = it->valuelen;
-    if (is(v, n, "1") || is(v, n, "on") || is(v, n, "true") || is(v, n, "yes")) { *out = true; return true; }
-    if (is(v, n, "0") || is(v, n, "off") || is(v, n, "false") || is(v, n, "no")) { *out = false; return true; }
-    return false;
-}
-
-/* Decimal number with an optional K, M or G suffix (powers of 1024, an
- * optional trailing "B" or "iB"). */
-static bool parse_size(const item *it, uint64_t *out) {
-    const char *v = it->value;
-    size_t n = it->valuelen, i = 0;
-    if (v == NULL || n == 0) return false;
-    uint64_t x = 0;
-    for (; i < n && v[i] >= '0' && v[i] <= '9'; i++) {
-        if (x > (UINT64_MAX - 9) / 10) return false;
-        x = x * 10 + (uint64_t)(v[i] - '0');
-    }
-    if (i == 0) return false;
-    unsigned shift = 0;
-    if (i < n) {
-        switch (v[i]) {
-        case 'k': case 'K': shift = 10; i++; break;
-        case 'm': case 'M': shift = 20; i++; break;
-        case 'g': case 'G': shift = 30; i++; break;
-        default: break;
-        }
-        if (shift && i < n && v[i] == 'i') i++;
-        if (i < n && (v[i] == 'B' || v[i] == 'b')) i++;
-    }
-    if (i != n) return false;
-    if (shift && x > (UINT64_MAX >> shift)) return false;
-    *out = x << shift;
-    return true;
-}
-
-static void bad(const item *it, const char *why) {
-    sa_ov_log("SPANALLOC: %s '%.*s%s%.*s' ignored", why, (int)it->keylen, it->key,
-              it->value ? "=" : "", it->value ? (int)it->valuelen : 0, it->value ? it->value : "");
-}
-
-static void apply(const item *it, sa_scavenge_config *scav, bool *scav_changed) {
-    const char *k = it->key;
-    size_t kl = it->keylen;
-    bool b;
-    uint64_t x;
-    if (is(k, kl, "stats")) {
-        if (!parse_bool(it, &b)) return bad(it, "bad value in");
-        atomic_store(&sa_ov_cfg.stats, b);
-    } else if (is(k, kl, "verbose")) {
-        if (!parse_bool(it, &b)) return bad(it, "bad value in");
-        atomic_store(&sa_ov_cfg.verbose, b);
-    } else if (is(k, kl, "foreign")) {
-        if (it->value && is(it->value, it->valuelen, "glibc")) atomic_store(&sa_ov_cfg.foreign_abort, false);
-        else if (it->value && is(it->value, it->valuelen, "abort")) atomic_store(&sa_ov_cfg.foreign_abort, true);
-        else return bad(it, "bad value (glibc or abort) in");
-    } else if (is(k, kl, "scavenge")) {
-        if (!parse_bool(it, &b)) return bad(it, "bad value in");
-        scav->enabled = b;
-        *scav_changed = true;
-    } else if (is(k, kl, "scavenge_retain")) {
-        if (!parse_size(it, &x) || x > SIZE_MAX) return bad(it, "bad size in");
-        scav->retain_bytes = (size_t)x;
-        *scav_changed = true;
-    } else if (is(k, kl, "scavenge_percent")) {
-        if (!parse_size(it, &x) || x > 100000) return bad(it, "bad percentage in");
-        scav->retain_percent = (unsigned)x;
-        *scav_changed = true;
-    } else if (is(k, kl, "scavenge_delay_ms")) {
-        if (!parse_size(it, &x) || x > UINT32_MAX) return bad(it, "bad delay in");
-        scav->delay_ms = (unsigned)x;
-        *scav_changed = true;
-    } else {
-        bad(it, "unknown option");
-    }
-}
-
-static void parse(const char *s) {
-    sa_scavenge_config scav;
-    sa_get_scavenge_config(&scav);
-    bool scav_changed = false;
-    while (*s) {
-        const char *end = strchr(s, ',');
-        if (!end) end = s + strlen(s);
-        if (end > s) {
-            const char *eq = memchr(s, '=', (size_t)(end - s));
-            item it = {.key = s, .keylen = (size_t)((eq ? eq : end) - s)};
-            if (eq) {
-                it.value = eq + 1;
-                it.valuelen = (size_t)(end - eq - 1);
-            }
-            apply(&it, &scav, &scav_changed);
-        }
-        s = *end ? end + 1 : end;
-    }
-    if (scav_changed) sa_set_scavenge_config(&scav);
-}
-
 /* ---- start and exit ------------------------------------------------------------ */
 
 __attribute__((constructor)) static void sa_ov_init(void) {
     sa_ov_start();
     const char *env = getenv("SPANALLOC");
-    if (env) parse(env);
+    /* The core parses the variable (once, for native use too); this file
+     * keeps the options that the entry points and reports read. */
+    sa_env_report_native(false);
+    sa_env_options o;
+    sa_env_options_read(&o);
+    atomic_store(&sa_ov_cfg.stats, o.stats);
+    atomic_store(&sa_ov_cfg.verbose, o.verbose);
+    atomic_store(&sa_ov_cfg.foreign_abort, o.foreign_abort);
     if (atomic_load(&sa_ov_cfg.stats) || atomic_load(&sa_ov_cfg.verbose)) {
         int fd = fcntl(2, F_DUPFD_CLOEXEC, 100);
         if (fd >= 0) atomic_store(&report_fd, fd);

@@ -194,11 +194,13 @@ extension CoreAllocatorTests {
             defer { sa_debug_fail_mmap_after(-1) }
             heap.flushThreadCache()
             // With N mmaps allowed, a request bigger than every free run
-            // (it needs new arenas, their metadata, span structs: k mmaps)
-            // fails with ENOMEM while N < k and succeeds from N = k on. Each
-            // N is tried until the first success; k is at most 16 here.
+            // (it needs new arenas, one metadata mmap per 64 MiB arena, span
+            // structs: k mmaps) fails with ENOMEM while N < k and succeeds
+            // from N = k on. Each N is tried until the first success.
             var served = false
-            for successes in 0..<16 where !served {
+            let arenas = (Int(heap.memStats.heapIdle) + (512 << 20)) >> 26
+            let attempts = arenas + 16
+            for successes in 0..<attempts where !served {
                 let size = roundUpToPages(Int(heap.memStats.heapIdle) + (256 << 20))
                 sa_debug_fail_mmap_after(successes)
                 let (p, err) = withErrno { sa_alloc(size, UInt32(SA_NOSCAN)) }
@@ -223,7 +225,7 @@ extension CoreAllocatorTests {
                 for q in small { sa_free(q) }
                 #expect(heap.checkInvariants() == nil, "after failing mmap after \(successes) successes")
             }
-            #expect(served, "never served with up to 15 mmaps allowed")
+            #expect(served, "never served with up to \(attempts - 1) mmaps allowed")
             let size = roundUpToPages(Int(heap.memStats.heapIdle) + (256 << 20))
             let p = try #require(sa_alloc(size, UInt32(SA_NOSCAN)), "the heap maps memory again")
             (p + size - 1).storeBytes(of: 1, as: UInt8.self)

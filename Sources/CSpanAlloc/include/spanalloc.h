@@ -49,8 +49,10 @@
  *
  *   Go frees by garbage collection; SpanAlloc frees explicitly. free(p) finds
  *   p's span through the page map, checks that p is the start of an allocated
- *   object (a wrong pointer or a second free stops the process with a message
- *   naming the pointer), and then:
+ *   object (a wrong pointer stops the process with a message naming it; so
+ *   does a second free, unless the slot was handed out again in between,
+ *   which makes it a valid free of the new object: docs/reliability.md
+ *   lists what is detected), and then:
  *     - the object the thread allocated last goes straight back to the
  *       allocCache window (the LIFO shortcut: an alloc/free pair reuses one
  *       slot);
@@ -143,8 +145,10 @@ void *_Nullable sa_realloc(void *_Nullable ptr, size_t size);
 
 /**
  * Frees a block from any thread. NULL is ignored. A pointer the heap does not
- * own, an interior pointer or a second free stops the process with a message
- * that names the pointer and the fault.
+ * own, an interior pointer or a second free (of a slot not handed out again
+ * in between) stops the process with a message that names the pointer and
+ * the fault; a second free whose first was by another thread is caught at
+ * the owner's next sweep of the span, before the slot is reused.
  */
 void sa_free(void *_Nullable ptr);
 
@@ -303,6 +307,25 @@ typedef struct sa_scavenge_config {
 
 void sa_get_scavenge_config(sa_scavenge_config *_Nonnull out);
 void sa_set_scavenge_config(const sa_scavenge_config *_Nonnull config);
+
+/**
+ * The SPANALLOC environment variable configures the heap, natively and under
+ * the malloc override alike: it is read once, when the heap starts (its
+ * first thread cache or large object, or the first configuration call), so
+ * a later sa_set_scavenge_config wins. Options: scavenge=on|off,
+ * scavenge_retain=SIZE, scavenge_percent=N, scavenge_delay_ms=N (the
+ * sa_scavenge_config fields), stats=1 (MemStats as JSON on stderr at exit),
+ * verbose=1 and foreign=glibc|abort (the override's). Bad items are reported
+ * on stderr and ignored. See docs/malloc.md.
+ */
+typedef struct sa_env_options {
+    bool stats;          /**< stats=1 */
+    bool verbose;        /**< verbose=1 */
+    bool foreign_abort;  /**< foreign=abort */
+} sa_env_options;
+
+/** The reporting options SPANALLOC set (reading the variable if it was not yet). */
+void sa_env_options_read(sa_env_options *_Nonnull out);
 
 /** Hands the calling thread's cached spans back to mcentral (as at thread exit). */
 void sa_thread_flush(void);
