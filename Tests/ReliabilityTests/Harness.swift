@@ -150,6 +150,11 @@ struct TrackedBlock: Sendable {
     /// Size the pattern was written with (`size` may shrink by realloc).
     var filled: Int
 
+    /// For tests that hand blocks between threads: the thread (index) whose
+    /// cache held the block's span when it was allocated, and how often that
+    /// thread had given its spans back by then.
+    var maker = -1, makerEpoch = 0
+
     var isIntact: Bool { BlockPattern.holds(pointer, size: filled, origin: origin, seed: seed, prefix: size) }
 }
 

@@ -15,7 +15,8 @@
  * reallocarray, posix_memalign / aligned_alloc / memalign with good and bad
  * alignments, valloc, pvalloc, free, free_sized, free_aligned_sized, cfree,
  * malloc_usable_size, malloc_trim, free of a glibc block (forwarded), a free
- * on another thread, impossible sizes, and injected mmap failures. A shadow
+ * on another thread, impossible sizes (2^45 - 8191 up to SIZE_MAX, and one past
+ * SA_MAX_SIZE, through every entry point), and injected mmap failures. A shadow
  * model of live blocks checks the libc contract: alignment (16 bytes above
  * 8 bytes of request, the requested alignment, the OS page), usable size,
  * no overlap, contents across realloc and until free, zeroing, errno and
@@ -448,27 +449,71 @@ static void run_op(reader *r) {
         return;
     }
     case OP_IMPOSSIBLE: {
-        size_t size = SIZE_MAX - (size_t)u16(r);
-        errno = 0;
-        expect_null(fz_malloc(size), ENOMEM, "malloc", size);
-        errno = 0;
-        expect_null(fz_calloc(1, size), ENOMEM, "calloc(1, n)", size);
-        errno = 0;
-        expect_null(fz_aligned_alloc(64, size), ENOMEM, "aligned_alloc", size);
-        errno = 0;
-        expect_null(fz_valloc(size), ENOMEM, "valloc", size);
-        errno = 0;
-        expect_null(fz_pvalloc(size), ENOMEM, "pvalloc", size);
-        void *out = NULL;
-        if (fz_posix_memalign(&out, 64, size) != ENOMEM || out) fail("posix_memalign(64, %zu) did not fail with ENOMEM", size);
+        /* Sizes no entry point may serve (issue 12, defect 3): a span's page
+         * count above 32 bits (from 2^45 - 8191 bytes), the old 2^46 limit
+         * and one past it, one past SA_MAX_SIZE, and SIZE_MAX down to
+         * SIZE_MAX - 65535 (the input picks). */
+        const size_t sizes[] = {
+            ((size_t)1 << 45) - 8191, ((size_t)1 << 45) + 3 * 8192, (size_t)1 << 46, ((size_t)1 << 46) + 1,
+            SIZE_MAX, SA_MAX_SIZE + 1, SIZE_MAX - (size_t)u16(r),
+        };
+        block *b = NULL;
         if (nlive) {
-            block *b = &live[u8(r) % nlive];
-            if (!b->foreign) {
+            b = &live[u8(r) % nlive];
+            if (b->foreign) b = NULL; /* glibc's answer to a huge realloc is glibc's business */
+        }
+        for (size_t k = 0; k < sizeof sizes / sizeof sizes[0]; k++) {
+            size_t size = sizes[k];
+            TRACE("impossible size %zu\n", size);
+            errno = 0;
+            expect_null(fz_malloc(size), ENOMEM, "malloc", size);
+            errno = 0;
+            expect_null(fz_calloc(1, size), ENOMEM, "calloc(1, n)", size);
+            errno = 0;
+            expect_null(fz_calloc(size, 1), ENOMEM, "calloc(n, 1)", size);
+            errno = 0;
+            expect_null(fz_realloc(NULL, size), ENOMEM, "realloc(NULL, n)", size);
+            errno = 0;
+            expect_null(fz_reallocarray(NULL, size, 1), ENOMEM, "reallocarray(NULL, n, 1)", size);
+            errno = 0;
+            expect_null(fz_aligned_alloc(64, size), ENOMEM, "aligned_alloc(64, n)", size);
+            errno = 0;
+            expect_null(fz_memalign(64, size), ENOMEM, "memalign(64, n)", size);
+            errno = 0;
+            expect_null(fz_valloc(size), ENOMEM, "valloc", size);
+            errno = 0;
+            expect_null(fz_pvalloc(size), ENOMEM, "pvalloc", size);
+            for (size_t align = 64; align; align = align == 64 ? (size_t)1 << 30 : 0) {
+                void *out = (void *)&live; /* must stay untouched */
+                errno = 12345;
+                int rc = fz_posix_memalign(&out, align, size);
+                if (rc != ENOMEM) fail("posix_memalign(%zu, %zu) = %d, expected ENOMEM", align, size, rc);
+                if (out != (void *)&live) fail("posix_memalign(%zu, %zu) changed the out-pointer", align, size);
+                if (errno != 12345) fail("posix_memalign(%zu, %zu) changed errno to %d", align, size, errno);
+            }
+            if (b) { /* refused: the block stays live, in place, with its contents */
+                sa_override_counts c0 = counts();
                 errno = 0;
                 expect_null(fz_realloc(b->p, size), ENOMEM, "realloc", size);
+                errno = 0;
+                expect_null(fz_reallocarray(b->p, size, 1), ENOMEM, "reallocarray(p, n, 1)", size);
+                if (counts().foreign_reallocs != c0.foreign_reallocs) fail("impossible realloc of %p went to glibc", (void *)b->p);
                 check(b, b->size, "after an impossible realloc");
+                /* still live: malloc_usable_size stops on a freed block */
+                if (fz_malloc_usable_size(b->p) < b->size) fail("%p shrank after an impossible realloc", (void *)b->p);
             }
         }
+        /* An aligned request near the bound: the size fits, the alignment
+         * padding (up to 1 GiB) does not. */
+        size_t near = SA_MAX_SIZE - ((size_t)1 << 29);
+        errno = 0;
+        expect_null(fz_aligned_alloc((size_t)1 << 30, near), ENOMEM, "aligned_alloc(1 GiB, SA_MAX_SIZE - 512 MiB)", near);
+        errno = 0;
+        expect_null(fz_memalign((size_t)1 << 30, near), ENOMEM, "memalign(1 GiB, SA_MAX_SIZE - 512 MiB)", near);
+        void *out = (void *)&live;
+        int rc = fz_posix_memalign(&out, (size_t)1 << 30, near);
+        if (rc != ENOMEM || out != (void *)&live) fail("posix_memalign(1 GiB, %zu) = %d, out-pointer %s", near, rc,
+                                                      out == (void *)&live ? "kept" : "changed");
         return;
     }
     case OP_INJECT: {
