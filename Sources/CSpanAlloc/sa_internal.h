@@ -134,7 +134,7 @@ enum {
  * mcentral's PARTIAL / FULL, mheap's BIN, or its owning cache's CPARTIAL /
  * CFULL (spans the cache still owns but does not allocate from). */
 enum { SA_LIST_NONE = 0, SA_LIST_PARTIAL = 1, SA_LIST_FULL = 2, SA_LIST_BIN = 3,
-       SA_LIST_CPARTIAL = 4, SA_LIST_CFULL = 5 };
+       SA_LIST_CPARTIAL = 4, SA_LIST_CFULL = 5, SA_LIST_EMPTY = 6 };
 
 struct sa_mcache;
 
@@ -286,6 +286,9 @@ SA_HIDDEN sa_mspan *sa_heap_alloc_span(size_t npages, size_t align_pages, int sp
                                        struct sa_mcache *owner);
 /* Returns a span's pages to the free runs. */
 SA_HIDDEN void sa_heap_free_span(sa_mspan *s);
+SA_HIDDEN void sa_heap_free_span_locked(sa_mspan *s);
+/* A span id: unique, never reused. */
+SA_HIDDEN uint64_t sa_heap_new_span_id(void);
 /* Large span resize in place; true on success. */
 SA_HIDDEN bool sa_heap_resize_large(sa_mspan *s, size_t npages);
 SA_HIDDEN size_t sa_heap_scavenge(size_t bytes, bool respect_delay);
@@ -300,7 +303,8 @@ typedef struct sa_mcentral {
     alignas(64) sa_lock_t lock;
     sa_mspan *partial;  /* uncached spans with free or pending-free slots */
     sa_mspan *full;     /* uncached spans with every slot allocated */
-    uint64_t npartial, nfull;
+    sa_mspan *empty;    /* swept spans with no object, kept for reuse (Go's mcentral keeps them too) */
+    uint64_t npartial, nfull, nempty;
 } sa_mcentral;
 
 SA_HIDDEN extern sa_mcentral sa_central[SA_NUM_SPAN_CLASSES];
@@ -311,8 +315,14 @@ SA_HIDDEN sa_mspan *sa_central_cache_span(int spanclass, struct sa_mcache *c);
 SA_HIDDEN void sa_central_uncache_span(sa_mspan *s, uint32_t allocated);
 /* Called by a remote free that may have made an uncached span non-full or empty. */
 SA_HIDDEN void sa_central_free_fixup(sa_mspan *s, uint64_t id, int spanclass);
-/* Releases empty spans still on partial lists. */
+/* Releases empty spans still on partial lists, and the empty spans kept
+ * for reuse, to mheap. */
 SA_HIDDEN void sa_central_reclaim(void);
+/* The same for the kept empty spans only, with the heap lock held (mheap
+ * takes them back before it maps more memory). Returns the pages freed. */
+SA_HIDDEN size_t sa_central_reclaim_empty_heap_locked(void);
+/* Spans and pages on the empty lists now; kept empty spans caches took. */
+SA_HIDDEN void sa_central_empty_stats(uint64_t *spans, uint64_t *pages, uint64_t *reuses);
 /* Adds the spans on the central lists to *nspans. */
 SA_HIDDEN int sa_central_check(char *err, size_t errlen, uint64_t *nspans);
 

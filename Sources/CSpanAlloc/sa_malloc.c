@@ -380,6 +380,9 @@ void sa_read_mem_stats(sa_mem_stats *out) {
     out->pages_scavenged = sa_stat(&sa_heap.pages_scavenged);
     out->scavenge_runs = sa_stat(&sa_heap.scavenge_runs);
     out->threads_exited = t.nexited;
+    uint64_t kept_pages;
+    sa_central_empty_stats(&out->central_empty_spans, &kept_pages, &out->central_empty_reuses);
+    out->central_empty_bytes = kept_pages << SA_PAGE_SHIFT;
 }
 
 size_t sa_mem_stats_json(char *buf, size_t cap) {
@@ -402,6 +405,8 @@ size_t sa_mem_stats_json(char *buf, size_t cap) {
     FIELD("SpansInuse", s.spans_inuse); FIELD("ArenasMapped", s.arenas_mapped);
     FIELD("RemoteFrees", s.remote_frees); FIELD("PagesScavenged", s.pages_scavenged);
     FIELD("ScavengeRuns", s.scavenge_runs); FIELD("ThreadsExited", s.threads_exited);
+    FIELD("CentralEmptySpans", s.central_empty_spans); FIELD("CentralEmptyBytes", s.central_empty_bytes);
+    FIELD("CentralEmptyReuses", s.central_empty_reuses);
     EMIT("\"BySize\":[");
     for (int c = 1; c < SA_NUM_CLASSES; c++)
         EMIT("%s{\"Size\":%u,\"Mallocs\":%llu,\"Frees\":%llu}", c > 1 ? "," : "", s.by_size[c].size,
@@ -440,7 +445,13 @@ void sa_set_scavenge_config(const sa_scavenge_config *cfg) {
     sa_heap_config(NULL, cfg);
 }
 
-void sa_thread_flush(void) { sa_cache_flush(sa_get_cache()); }
+void sa_thread_flush(void) {
+    sa_cache_flush(sa_get_cache());
+    /* As before mcentral kept empty spans: an explicit flush leaves them in mheap. */
+    sa_lock(&sa_heap.lock);
+    sa_central_reclaim_empty_heap_locked();
+    sa_unlock(&sa_heap.lock);
+}
 
 /* ---- locks: ranks, fork and the checker ---------------------------------------- */
 

@@ -11,13 +11,16 @@
  *     there; the first remote free after that moves it to partial
  *     (sa_central_free_fixup), so a span with a free slot is never stranded
  *     on the full list;
- *   - a span whose objects are all freed while uncached is released to
- *     mheap by the free that made it empty (or by sa_central_reclaim).
+ *   - a span whose objects are all freed while uncached is swept by the free
+ *     that made it empty (or by sa_central_reclaim) and kept on the empty
+ *     list, up to SA_CENTRAL_EMPTY_PAGES pages per spanClass, or released to
+ *     mheap; mheap takes the kept ones back before it maps more memory, and
+ *     sa_scavenge releases them all;
  * Lock order (sa_fork_prepare takes them all in it): the mcache registry,
  * then the heap, then the mcentrals in spanClass order. No path takes the
  * heap lock while holding an mcentral lock: spans go to and come from mheap
- * after the central lock is dropped. The heap checker takes one central lock
- * at a time under the heap lock.
+ * after the central lock is dropped. The heap checker, and mheap taking the
+ * kept empty spans back, take one central lock at a time under the heap lock.
  */
 #include "sa_internal.h"
 
@@ -27,21 +30,29 @@ sa_mcentral sa_central[SA_NUM_SPAN_CLASSES] = {[0 ... SA_NUM_SPAN_CLASSES - 1] =
 
 static inline sa_mcentral *central_of(int spc) { return &sa_central[spc]; }
 
+static sa_mspan **list_head(sa_mcentral *c, int which) {
+    return which == SA_LIST_FULL ? &c->full : which == SA_LIST_EMPTY ? &c->empty : &c->partial;
+}
+
+static uint64_t *list_count(sa_mcentral *c, int which) {
+    return which == SA_LIST_FULL ? &c->nfull : which == SA_LIST_EMPTY ? &c->nempty : &c->npartial;
+}
+
 static void list_push(sa_mcentral *c, sa_mspan *s, int which) {
-    sa_mspan **head = which == SA_LIST_FULL ? &c->full : &c->partial;
+    sa_mspan **head = list_head(c, which);
     s->list = (uint8_t)which;
     s->prev = NULL;
     s->next = *head;
     if (*head) (*head)->prev = s;
     *head = s;
-    if (which == SA_LIST_FULL) c->nfull++; else c->npartial++;
+    (*list_count(c, which))++;
 }
 
 static void list_remove(sa_mcentral *c, sa_mspan *s) {
-    sa_mspan **head = s->list == SA_LIST_FULL ? &c->full : &c->partial;
+    sa_mspan **head = list_head(c, s->list);
     if (s->prev) s->prev->next = s->next; else *head = s->next;
     if (s->next) s->next->prev = s->prev;
-    if (s->list == SA_LIST_FULL) c->nfull--; else c->npartial--;
+    (*list_count(c, s->list))--;
     s->next = s->prev = NULL;
     s->list = SA_LIST_NONE;
 }
@@ -51,13 +62,36 @@ static void list_remove(sa_mcentral *c, sa_mspan *s) {
  * id first, under the same lock) leaves it alone before the page heap
  * reuses the struct. */
 static inline void retire_locked(sa_mspan *s) { atomic_store_explicit(&s->id, 0, SA_RELAXED); }
+/* Empty spans the mcentrals keep for reuse, all classes together: up to
+ * this many pages. Beyond it an emptied span's pages go back to mheap,
+ * where any class or a large object can use them; mheap takes the kept
+ * ones back before it maps more memory, the scavenger counts them as idle
+ * memory, and sa_scavenge releases them all. */
+#define SA_CENTRAL_EMPTY_PAGES 4096 /* 32 MiB, all classes together */
+static _Atomic uint64_t empty_pages, empty_spans; /* on every mcentral's empty list */
+static _Atomic uint64_t empty_reuses;              /* kept empty spans a cache took */
+static inline bool keeps_empty(const sa_mcentral *c, const sa_mspan *s) {
+    (void)c;
+    return atomic_load_explicit(&empty_pages, SA_RELAXED) + s->npages <= SA_CENTRAL_EMPTY_PAGES;
+}
 
 /* Every object of an uncached span is free: check the bitmaps agree (a
- * remote free of an unallocated slot would show here) and release it. */
+ * remote free of an unallocated slot would show here), then keep it on the
+ * empty list or release it to mheap. */
 static void release_empty(sa_mspan *s) {
     uint32_t left = sa_span_sweep(s);
     if (left != s->nelems)
         sa_fatal("span %p released with %u live objects", (void *)s->base, s->nelems - left);
+    sa_mcentral *c = central_of(s->spanclass);
+    sa_lock(&c->lock);
+    if (keeps_empty(c, s)) {
+        list_push(c, s, SA_LIST_EMPTY);
+        sa_stat_add(&empty_pages, s->npages);
+        sa_stat_add(&empty_spans, 1);
+        sa_unlock(&c->lock);
+        return;
+    }
+    sa_unlock(&c->lock);
     sa_heap_free_span(s);
 }
 
@@ -78,6 +112,18 @@ sa_mspan *sa_central_cache_span(int spc, sa_mcache *owner) {
         if (atomic_load_explicit(&s->remoteFreed, SA_SEQCST) > 0) list_push(c, s, SA_LIST_PARTIAL);
         else list_push(c, s, SA_LIST_FULL);
         if (c->partial == s) break; /* only this one: avoid spinning */
+    }
+    if ((s = c->empty) != NULL) {
+        /* Swept and empty: allocCache already covers every slot. It was
+         * retired (id 0) when it emptied: a new life, a new id. */
+        list_remove(c, s);
+        atomic_store_explicit(&s->id, sa_heap_new_span_id(), SA_RELAXED);
+        sa_stat_sub(&empty_pages, s->npages);
+        sa_stat_sub(&empty_spans, 1);
+        sa_stat_add(&empty_reuses, 1);
+        atomic_store_explicit(&s->owner, owner, SA_SEQCST);
+        sa_unlock(&c->lock);
+        return s;
     }
     sa_unlock(&c->lock);
     /* Objects are aligned to the largest power of two dividing their size:
@@ -139,6 +185,30 @@ void sa_central_free_fixup(sa_mspan *s, uint64_t id, int spanclass) {
     sa_unlock(&c->lock);
 }
 
+void sa_central_empty_stats(uint64_t *spans, uint64_t *pages, uint64_t *reuses) {
+    *spans = sa_stat(&empty_spans);
+    *pages = sa_stat(&empty_pages);
+    *reuses = sa_stat(&empty_reuses);
+}
+
+size_t sa_central_reclaim_empty_heap_locked(void) {
+    size_t pages = 0;
+    for (int spc = 2; spc < SA_NUM_SPAN_CLASSES; spc++) {
+        sa_mcentral *c = central_of(spc);
+        sa_lock(&c->lock);
+        sa_mspan *s;
+        while ((s = c->empty) != NULL) {
+            list_remove(c, s);
+            sa_stat_sub(&empty_pages, s->npages);
+            sa_stat_sub(&empty_spans, 1);
+            pages += s->npages;
+            sa_heap_free_span_locked(s);
+        }
+        sa_unlock(&c->lock);
+    }
+    return pages;
+}
+
 void sa_central_reclaim(void) {
     for (int spc = 2; spc < SA_NUM_SPAN_CLASSES; spc++) {
         sa_mcentral *c = central_of(spc);
@@ -157,15 +227,19 @@ void sa_central_reclaim(void) {
             release_empty(victim);
         }
     }
+    sa_lock(&sa_heap.lock);
+    sa_central_reclaim_empty_heap_locked();
+    sa_unlock(&sa_heap.lock);
 }
 
 #define CHECK(cond, ...) do { if (!(cond)) { snprintf(err, errlen, __VA_ARGS__); return -1; } } while (0)
 
 static int check_one(sa_mcentral *c, int spc, char *err, size_t errlen, uint64_t *nspans) {
     {
-        uint64_t n[3] = {0, 0, 0};
-        for (int which = SA_LIST_PARTIAL; which <= SA_LIST_FULL; which++) {
-            for (sa_mspan *s = which == SA_LIST_FULL ? c->full : c->partial; s; s = s->next) {
+        uint64_t n[SA_LIST_EMPTY + 1] = {0};
+        for (int which = SA_LIST_PARTIAL; which <= SA_LIST_EMPTY; which++) {
+            if (which != SA_LIST_PARTIAL && which != SA_LIST_FULL && which != SA_LIST_EMPTY) continue;
+            for (sa_mspan *s = *list_head(c, which); s; s = s->next) {
                 n[which]++;
                 CHECK(s->list == which, "spanClass %d: span %p on the wrong list", spc, (void *)s->base);
                 CHECK(s->spanclass == spc, "spanClass %d: span %p has spanClass %d", spc, (void *)s->base, s->spanclass);
@@ -174,19 +248,34 @@ static int check_one(sa_mcentral *c, int spc, char *err, size_t errlen, uint64_t
                 CHECK(sa_span_of_addr(s->base) == s, "central span %p not in the page map", (void *)s->base);
                 if (sa_span_check(s, err, errlen)) return -1;
                 uint32_t live = sa_span_count_allocated(s);
+                if (which == SA_LIST_EMPTY) {
+                    CHECK(live == 0, "span %p on the empty list holds %u objects", (void *)s->base, live);
+                    continue;
+                }
                 CHECK(live > 0, "empty span %p left on mcentral's list", (void *)s->base);
                 if (which == SA_LIST_FULL)
                     CHECK(live == s->nelems, "span %p on the full list has %u free slots", (void *)s->base, s->nelems - live);
             }
         }
-        CHECK(n[SA_LIST_PARTIAL] == c->npartial && n[SA_LIST_FULL] == c->nfull, "spanClass %d: list counts wrong", spc);
-        *nspans += n[SA_LIST_PARTIAL] + n[SA_LIST_FULL];
+        CHECK(n[SA_LIST_PARTIAL] == c->npartial && n[SA_LIST_FULL] == c->nfull && n[SA_LIST_EMPTY] == c->nempty,
+              "spanClass %d: list counts wrong", spc);
+        *nspans += n[SA_LIST_PARTIAL] + n[SA_LIST_FULL] + n[SA_LIST_EMPTY];
     }
     return 0;
 }
 
 /* Takes each central lock in turn. */
 int sa_central_check(char *err, size_t errlen, uint64_t *nspans) {
+    uint64_t kept_pages = 0, kept_spans = 0;
+    for (int spc = 2; spc < SA_NUM_SPAN_CLASSES; spc++) {
+        sa_lock(&sa_central[spc].lock);
+        for (sa_mspan *s = sa_central[spc].empty; s; s = s->next) { kept_pages += s->npages; kept_spans++; }
+        sa_unlock(&sa_central[spc].lock);
+    }
+    CHECK(kept_pages == sa_stat(&empty_pages) && kept_spans == sa_stat(&empty_spans),
+          "kept empty spans: %llu (%llu pages) on the lists, counters say %llu (%llu pages)",
+          (unsigned long long)kept_spans, (unsigned long long)kept_pages, (unsigned long long)sa_stat(&empty_spans),
+          (unsigned long long)sa_stat(&empty_pages));
     for (int spc = 2; spc < SA_NUM_SPAN_CLASSES; spc++) {
         sa_lock(&sa_central[spc].lock);
         int rc = check_one(&sa_central[spc], spc, err, errlen, nspans);

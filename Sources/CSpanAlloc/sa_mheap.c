@@ -30,7 +30,9 @@ static sa_mspan *bins[SA_BINS + 1];
 static uint64_t binmask[(SA_BINS + 1 + 63) / 64];
 static struct { uintptr_t base; size_t npages; } chunks[SA_MAX_CHUNKS];
 static size_t nchunks;
-static uint64_t next_span_id = 1;
+static _Atomic uint64_t next_span_id = 1;
+
+uint64_t sa_heap_new_span_id(void) { return atomic_fetch_add_explicit(&next_span_id, 1, SA_RELAXED); }
 static uint64_t arenas_indexed; /* arena index entries set */
 static uint64_t last_pace_ns;
 
@@ -318,6 +320,8 @@ sa_mspan *sa_heap_alloc_span(size_t npages, size_t align_pages, int spanclass, s
     if (need < npages || need > (SA_MAX_ALLOC >> SA_PAGE_SHIFT)) return NULL;
     sa_lock(&sa_heap.lock);
     sa_mspan *run = find_run(need);
+    /* Before mapping more, take back the empty spans mcentral keeps. */
+    if (!run && sa_central_reclaim_empty_heap_locked()) run = find_run(need);
     if (!run) {
         if (!grow(need)) { sa_unlock(&sa_heap.lock); return NULL; }
         run = find_run(need);
@@ -364,7 +368,7 @@ sa_mspan *sa_heap_alloc_span(size_t npages, size_t align_pages, int spanclass, s
 
     s->base = start;
     s->npages = (uint32_t)npages;
-    atomic_store_explicit(&s->id, next_span_id++, SA_RELAXED);
+    atomic_store_explicit(&s->id, sa_heap_new_span_id(), SA_RELAXED);
     size_t used = page_bits(start, npages, F_USED, BITS_COUNT);
     s->fresh = used == 0;
     s->needzero = page_bits(start, npages, F_DIRTY, BITS_SET) != npages; /* some page was dirty */
@@ -399,6 +403,12 @@ static void pace_scavenger_locked(void);
 
 void sa_heap_free_span(sa_mspan *s) {
     sa_lock(&sa_heap.lock);
+    sa_heap_free_span_locked(s);
+    pace_scavenger_locked();
+    sa_unlock(&sa_heap.lock);
+}
+
+void sa_heap_free_span_locked(sa_mspan *s) {
     uintptr_t base = s->base;
     size_t npages = s->npages;
     int st = atomic_load_explicit(&s->state, SA_RELAXED);
@@ -418,8 +428,6 @@ void sa_heap_free_span(sa_mspan *s) {
     sa_stat_sub(&sa_heap.spans_inuse, 1);
     sa_stat_add(&sa_heap.spans_returned, 1);
     insert_free_run(base, npages, s);
-    pace_scavenger_locked();
-    sa_unlock(&sa_heap.lock);
 }
 
 bool sa_heap_resize_large(sa_mspan *s, size_t npages) {
@@ -528,14 +536,20 @@ static size_t scavenge_locked(size_t pages, bool respect_delay) {
  * quarter of the delay). */
 static void pace_scavenger_locked(void) {
     if (!scav_cfg.enabled) return;
-    uint64_t idle = (sa_stat(&sa_heap.pages_free) - sa_stat(&sa_heap.pages_released)) << SA_PAGE_SHIFT;
-    uint64_t inuse = sa_stat(&sa_heap.pages_inuse) << SA_PAGE_SHIFT;
+    uint64_t kept_spans, kept_pages, reuses;
+    sa_central_empty_stats(&kept_spans, &kept_pages, &reuses);
+    /* Empty spans mcentral keeps are idle memory too. */
+    uint64_t idle = (sa_stat(&sa_heap.pages_free) - sa_stat(&sa_heap.pages_released) + kept_pages) << SA_PAGE_SHIFT;
+    uint64_t inuse = (sa_stat(&sa_heap.pages_inuse) - kept_pages) << SA_PAGE_SHIFT;
     uint64_t limit = inuse / 100 * scav_cfg.retain_percent;
     if (limit < scav_cfg.retain_bytes) limit = scav_cfg.retain_bytes;
     if (idle <= limit) return;
     uint64_t now = sa_os_now_ns();
     if (now - last_pace_ns < (uint64_t)scav_cfg.delay_ms * 250000u) return;
     last_pace_ns = now;
+    /* Over the limit: the kept empty spans go first (into free runs, to be
+     * released once they have been idle for the delay). */
+    if (kept_pages) sa_central_reclaim_empty_heap_locked();
     scavenge_locked((size_t)((idle - limit) >> SA_PAGE_SHIFT), true);
 }
 

@@ -71,6 +71,13 @@ public struct MemStats: Sendable, Hashable {
     public var scavengeRuns: UInt64
     /// Thread caches handed back at thread exit.
     public var threadsExited: UInt64
+    /// Emptied spans the central lists keep for reuse (counted in ``heapInuse``).
+    public var centralEmptySpans: UInt64
+    /// Bytes of those spans.
+    public var centralEmptyBytes: UInt64
+    /// Kept empty spans a thread cache took instead of a new span from the
+    /// page heap, cumulative.
+    public var centralEmptyReuses: UInt64
     /// Per size class counts; index = size class (index 0 is unused).
     public var bySize: [ClassStats]
 
@@ -102,6 +109,9 @@ public struct MemStats: Sendable, Hashable {
         pagesScavenged = s.pages_scavenged
         scavengeRuns = s.scavenge_runs
         threadsExited = s.threads_exited
+        centralEmptySpans = s.central_empty_spans
+        centralEmptyBytes = s.central_empty_bytes
+        centralEmptyReuses = s.central_empty_reuses
         var by = s.by_size
         bySize = withUnsafeBytes(of: &by) { raw in
             raw.bindMemory(to: sa_class_stats.self).map {

@@ -324,6 +324,7 @@ extension ReliabilityTests.Defects {
             let before = childStats()
             let pid = fork()
             if pid == 0 {
+                sa_thread_flush() // emptied spans from mcentral's empty lists to mheap
                 let after = childStats()
                 let violation = childHeapViolation()
                 if after.spans_inuse >= before.spans_inuse || after.threads_exited <= before.threads_exited
@@ -398,6 +399,7 @@ extension ReliabilityTests.Defects {
             })
             childCheck(rc == 0, "pthread_key_create")
             lateKey = key
+            sa_thread_flush()
             let before = childStats()
             onThread {
                 pthread_setspecific(lateKey, UnsafeRawPointer(bitPattern: 1))
@@ -405,6 +407,7 @@ extension ReliabilityTests.Defects {
                 for p in ps { sa_free(p) }
                 lateBlock = UInt(bitPattern: sa_alloc(200, 0))
             }
+            sa_thread_flush() // emptied spans from mcentral's empty lists to mheap
             let after = childStats()
             childCheck(after.mallocs - before.mallocs == 152, "mallocs counted: \(after.mallocs - before.mallocs)")
             childCheck(after.heap_objects == before.heap_objects, "objects \(before.heap_objects) -> \(after.heap_objects)")
@@ -493,3 +496,51 @@ extension ReliabilityTests.Defects {
 /// The late destructor's key and a block it frees (a C callback cannot capture them).
 nonisolated(unsafe) var lateKey = pthread_key_t()
 nonisolated(unsafe) var lateBlock: UInt = 0
+
+// MARK: - Emptied spans kept by mcentral
+
+extension ReliabilityTests {
+    @Suite struct CentralEmptySpans {
+        /// Spans emptied by remote frees stay on their mcentral's empty list;
+        /// the next refills take them instead of new spans from the page heap;
+        /// sa_scavenge hands them all back.
+        @Test func emptiedSpansAreReusedFromMcentral() async {
+            let r = await #expect(processExitsWith: .success, observing: [\.standardErrorContent]) {
+                let perSpan = Int(sa_class_objects(Int32(sa_size_to_class(256))))
+                let spans = 12
+                let made = Guarded<[UInt]>([])
+                onThread {
+                    let blocks = (0..<(spans * perSpan)).map { _ in UInt(bitPattern: sa_alloc(256, 0)!) }
+                    made.withLock { $0 = blocks }
+                } // the thread's cache goes back: the full spans are uncached
+                let before = childStats()
+                for a in made.withLock({ $0 }) { sa_free(UnsafeMutableRawPointer(bitPattern: a)) }
+                let emptied = childStats()
+                childCheck(emptied.central_empty_spans - before.central_empty_spans == UInt64(spans),
+                           "kept \(emptied.central_empty_spans - before.central_empty_spans) of \(spans) emptied spans")
+                let spanBytes = UInt64(sa_class_pages(Int32(sa_size_to_class(256)))) * UInt64(SA_PAGE_SIZE)
+                childCheck(emptied.central_empty_bytes == emptied.central_empty_spans * spanBytes,
+                           "kept bytes \(emptied.central_empty_bytes) for \(emptied.central_empty_spans) spans")
+                childCheck(emptied.spans_inuse == before.spans_inuse, "kept spans stay in use")
+                if let v = childHeapViolation() { childFail(v) }
+                onThread {
+                    let blocks = (0..<(spans * perSpan)).map { _ in UInt(bitPattern: sa_alloc(256, 0)!) }
+                    made.withLock { $0 = blocks }
+                }
+                let again = made.withLock { $0 }.map { UnsafeMutableRawPointer(bitPattern: $0)! }
+                let reused = childStats()
+                childCheck(reused.central_empty_reuses - emptied.central_empty_reuses == UInt64(spans),
+                           "reused \(reused.central_empty_reuses - emptied.central_empty_reuses) kept spans")
+                childCheck(reused.spans_fresh == emptied.spans_fresh && reused.spans_reused == emptied.spans_reused,
+                           "refills went to the page heap")
+                for p in again { sa_free(p) }
+                _ = sa_scavenge(Int.max)
+                let scavenged = childStats()
+                childCheck(scavenged.central_empty_spans == 0 && scavenged.central_empty_bytes == 0,
+                           "sa_scavenge left \(scavenged.central_empty_spans) kept spans")
+                if let v = childHeapViolation() { childFail(v) }
+            }
+            expectChildPasses(r)
+        }
+    }
+}

@@ -295,6 +295,7 @@ extension ReliabilityTests {
 
             let c = counts.withLock { $0 }
             Self.totals.withLock { $0.add(c) }
+            spanHeap.flushThreadCache() // and the emptied spans mcentral keeps, to mheap
             let after = spanHeap.memStats
             let mode = Sanitizer.any ? " under \(Sanitizer.name)" : ""
             print("stress \(threads) threads, \(Self.seconds) s\(mode): \(c.summary)")
@@ -351,8 +352,10 @@ extension ReliabilityTests {
             // Balanced: the heap is back where it started, and the checker agrees.
             #expect(after.heapObjects == before.heapObjects)
             #expect(after.heapAlloc == before.heapAlloc)
-            #expect(after.spansInUse == before.spansInUse, "spans in use \(before.spansInUse) -> \(after.spansInUse)")
-            #expect(after.heapInuse == before.heapInuse, "heap in use \(before.heapInuse) -> \(after.heapInuse)")
+            // No span left behind by the run (another thread of the test
+            // process, exiting meanwhile, may hand one back: at most equal).
+            #expect(after.spansInUse <= before.spansInUse, "spans in use \(before.spansInUse) -> \(after.spansInUse)")
+            #expect(after.heapInuse <= before.heapInuse, "heap in use \(before.heapInuse) -> \(after.heapInuse)")
             #expect(spanHeap.checkInvariants() == nil)
         }
     }

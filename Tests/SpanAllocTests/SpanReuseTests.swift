@@ -3,8 +3,9 @@ import SpanAlloc
 import Testing
 
 extension CoreAllocatorTests {
-    /// A span whose objects are all freed gives its pages back to mheap,
-    /// where they serve any size class.
+    /// A span whose objects are all freed is kept on its mcentral's empty
+    /// list; once mheap takes it back (before mapping more memory, or on
+    /// sa_scavenge) its pages serve any size class.
     @Suite struct SpanReuse {
         /// Frees every object of a one-page span of class `from`, then
         /// allocates objects of class `to` (also one page per span) until a
@@ -18,12 +19,18 @@ extension CoreAllocatorTests {
             let full = try #require(found, "filled a span of class \(from) by itself")
             let inSpan = objects.filter { full.contains($0) }
             for p in objects where !full.contains(p) { heap.deallocate(p) }
-            // Uncache the span, then free all its objects: it goes back to mheap.
+            // Uncache the span, then free all its objects: mcentral keeps it
+            // empty; sa_scavenge(0) gives the kept spans back to mheap.
             heap.flushThreadCache()
             let s0 = heap.memStats
             for p in inSpan { heap.deallocate(p) }
+            let kept = heap.memStats
+            #expect(kept.centralEmptySpans > s0.centralEmptySpans, "the emptied span is kept")
+            #expect(heap.span(containing: UnsafeRawPointer(bitPattern: full.base)!)?.allocatedCount == 0)
+            _ = heap.scavenge(byteCount: 0)
             let s1 = heap.memStats
             #expect(s1.spansReturned > s0.spansReturned, "the emptied span was returned")
+            #expect(s1.centralEmptySpans == 0)
             #expect(heap.span(containing: UnsafeRawPointer(bitPattern: full.base)!) == nil)
 
             var mine: [UnsafeMutableRawPointer] = []

@@ -57,14 +57,18 @@
  *       allocCache window (the LIFO shortcut: an alloc/free pair reuses one
  *       slot);
  *     - the thread that owns the span sets p's bit in freeBits (plain
- *       store); a span of its own that it empties goes back to mheap unless
- *       the thread holds fewer than 16 pages (and two spans) of partial
- *       spans of the class, which it keeps for the next batch;
+ *       store); a span of its own that it empties goes back to mcentral
+ *       unless the thread holds fewer than 16 pages (and two spans) of
+ *       partial spans of the class, which it keeps for the next batch;
  *     - any other thread sets p's bit in remoteBits with one atomic OR and
  *       counts it in the span's remote-free counter. When the span is owned
  *       by no thread, the free that makes it non-full moves it to mcentral's
- *       partial list and the free that makes it empty returns its pages to
- *       mheap, where they can serve any size class.
+ *       partial list and the free that makes it empty puts it on mcentral's
+ *       empty list, for the next refill of the class without a trip through
+ *       mheap (up to 32 MiB of such spans in all; beyond that, and whenever
+ *       mheap would otherwise map more memory, on sa_thread_flush and on
+ *       sa_scavenge, their pages go back to mheap, where they can serve any
+ *       size class).
  *   The owner sweeps both bitmaps into allocBits when its cache runs dry, as
  *   Go's sweeper turns gcmarkBits into the next allocBits.
  *
@@ -260,6 +264,9 @@ typedef struct sa_mem_stats {
     uint64_t pages_scavenged;  /**< pages returned to the OS, cumulative */
     uint64_t scavenge_runs;    /**< times the scavenger released memory */
     uint64_t threads_exited;   /**< thread caches handed back */
+    uint64_t central_empty_spans;  /**< emptied spans mcentral keeps for reuse (in heap_inuse) */
+    uint64_t central_empty_bytes;  /**< their bytes */
+    uint64_t central_empty_reuses; /**< kept empty spans a thread cache took, cumulative */
     sa_class_stats by_size[SA_NUM_CLASSES]; /**< index = size class (0 unused) */
 } sa_mem_stats;
 
@@ -327,7 +334,10 @@ typedef struct sa_env_options {
 /** The reporting options SPANALLOC set (reading the variable if it was not yet). */
 void sa_env_options_read(sa_env_options *_Nonnull out);
 
-/** Hands the calling thread's cached spans back to mcentral (as at thread exit). */
+/**
+ * Hands the calling thread's cached spans back to mcentral (as at thread
+ * exit), and the emptied spans mcentral keeps for reuse to mheap.
+ */
 void sa_thread_flush(void);
 
 /**
