@@ -21,6 +21,12 @@ double bk_now_ns(void) {
     return (double)ts.tv_sec * 1e9 + (double)ts.tv_nsec;
 }
 
+double bk_cpu_ns(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+    return (double)ts.tv_sec * 1e9 + (double)ts.tv_nsec;
+}
+
 /* ---- harness memory and randomness --------------------------------------- */
 
 static void *harness_alloc(size_t bytes) {
@@ -87,7 +93,7 @@ static void gate_open(start_gate *g, int n) {
 static int run_lifo(const bk_allocator *a, const bk_params *p, bk_result *r) {
     size_t size = p->size ? p->size : 16;
     uint64_t sum = 0;
-    double t0 = bk_now_ns();
+    double t0 = bk_now_ns(), c0 = bk_cpu_ns();
     for (uint64_t i = 0; i < p->ops; i++) {
         void *q = a->malloc(size);
         if (q == NULL) { r->failed = 1; break; }
@@ -96,6 +102,7 @@ static int run_lifo(const bk_allocator *a, const bk_params *p, bk_result *r) {
         a->free(q);
     }
     r->elapsed_ns = bk_now_ns() - t0;
+    r->cpu_ns = bk_cpu_ns() - c0;
     r->ops = p->ops;
     r->checksum = sum;
     return 0;
@@ -125,7 +132,7 @@ static int run_random_batch(const bk_allocator *a, const bk_params *p, bk_result
     }
     memset(ptrs, 0, sizeof(void *) * batch);
     uint64_t sum = 0;
-    double t0 = bk_now_ns();
+    double t0 = bk_now_ns(), c0 = bk_cpu_ns();
     for (uint64_t b = 0; b < nbatches && !r->failed; b++) {
         const uint32_t *sz = sizes + (size_t)(b % BATCH_VARIANTS) * batch;
         const uint32_t *pm = perm + (size_t)(b % BATCH_VARIANTS) * batch;
@@ -141,6 +148,7 @@ static int run_random_batch(const bk_allocator *a, const bk_params *p, bk_result
         }
     }
     r->elapsed_ns = bk_now_ns() - t0;
+    r->cpu_ns = bk_cpu_ns() - c0;
     r->ops = nbatches * batch;
     r->checksum = sum;
     harness_free(sizes, szb);
@@ -226,10 +234,11 @@ static int run_prodcons(const bk_allocator *a, const bk_params *p, bk_result *r)
     if (pthread_create(&tc, NULL, consumer, c) != 0) return -1;
     if (pthread_create(&tp, NULL, producer, c) != 0) return -1;
     gate_open(&c->gate, 2);
-    double t0 = bk_now_ns();
+    double t0 = bk_now_ns(), c0 = bk_cpu_ns();
     pthread_join(tp, NULL);
     pthread_join(tc, NULL);
     r->elapsed_ns = bk_now_ns() - t0;
+    r->cpu_ns = bk_cpu_ns() - c0;
     r->ops = p->ops;
     r->checksum = c->checksum;
     r->failed = atomic_load(&c->failed);
@@ -312,9 +321,10 @@ static int run_larson(const bk_allocator *a, const bk_params *p, bk_result *r) {
     for (int t = 0; t < threads; t++)
         if (pthread_create(&w[t].thread, NULL, larson_thread, &w[t]) != 0) return -1;
     gate_open(&c->gate, threads);
-    double t0 = bk_now_ns();
+    double t0 = bk_now_ns(), c0 = bk_cpu_ns();
     for (int t = 0; t < threads; t++) pthread_join(w[t].thread, NULL);
     r->elapsed_ns = bk_now_ns() - t0;
+    r->cpu_ns = bk_cpu_ns() - c0;
     r->ops = c->ops_per_thread * (uint64_t)threads;
     r->failed = atomic_load(&c->failed);
     for (int t = 0; t < threads; t++) {
@@ -342,7 +352,7 @@ static int run_realloc(const bk_allocator *a, const bk_params *p, bk_result *r) 
     void *buf[GROWING_BUFFERS];
     size_t len[GROWING_BUFFERS];
     uint64_t sum = 0;
-    double t0 = bk_now_ns();
+    double t0 = bk_now_ns(), c0 = bk_cpu_ns();
     for (int b = 0; b < GROWING_BUFFERS; b++) {
         buf[b] = a->malloc(lo);
         if (!buf[b]) { r->failed = 1; return -1; }
@@ -369,6 +379,7 @@ static int run_realloc(const bk_allocator *a, const bk_params *p, bk_result *r) 
     }
     for (int b = 0; b < GROWING_BUFFERS; b++) if (buf[b]) a->free(buf[b]);
     r->elapsed_ns = bk_now_ns() - t0;
+    r->cpu_ns = bk_cpu_ns() - c0;
     r->ops = p->ops;
     r->checksum = sum;
     harness_free(steps, sizeof(uint32_t) * TABLE_LEN);
@@ -397,7 +408,7 @@ static int run_large(const bk_allocator *a, const bk_params *p, bk_result *r) {
     void *live[LARGE_LIVE] = {0};
     size_t live_size[LARGE_LIVE] = {0};
     uint64_t sum = 0;
-    double t0 = bk_now_ns();
+    double t0 = bk_now_ns(), c0 = bk_cpu_ns();
     for (uint64_t i = 0; i < p->ops; i++) {
         int k = (int)(i % LARGE_LIVE);
         if (live[k]) { sum += *(volatile unsigned char *)live[k]; a->free(live[k]); }
@@ -411,6 +422,7 @@ static int run_large(const bk_allocator *a, const bk_params *p, bk_result *r) {
     }
     for (int k = 0; k < LARGE_LIVE; k++) if (live[k]) a->free(live[k]);
     r->elapsed_ns = bk_now_ns() - t0;
+    r->cpu_ns = bk_cpu_ns() - c0;
     r->ops = p->ops;
     r->checksum = sum + live_size[0];
     harness_free(sizes, sizeof(uint64_t) * TABLE_LEN);
@@ -475,9 +487,10 @@ static int run_scaling(const bk_allocator *a, const bk_params *p, bk_result *r) 
     for (int t = 0; t < threads; t++)
         if (pthread_create(&w[t].thread, NULL, scaling_thread, &w[t]) != 0) return -1;
     gate_open(gate, threads);
-    double t0 = bk_now_ns();
+    double t0 = bk_now_ns(), c0 = bk_cpu_ns();
     for (int t = 0; t < threads; t++) pthread_join(w[t].thread, NULL);
     r->elapsed_ns = bk_now_ns() - t0;
+    r->cpu_ns = bk_cpu_ns() - c0;
     r->ops = 0;
     for (int t = 0; t < threads; t++) {
         r->ops += w[t].ops;
@@ -558,9 +571,10 @@ static int run_churn(const bk_allocator *a, const bk_params *p, bk_result *r) {
     for (int t = 0; t < threads; t++)
         if (pthread_create(&w[t].thread, NULL, churn_thread, &w[t]) != 0) return -1;
     gate_open(gate, threads);
-    double t0 = bk_now_ns();
+    double t0 = bk_now_ns(), c0 = bk_cpu_ns();
     for (int t = 0; t < threads; t++) pthread_join(w[t].thread, NULL);
     r->elapsed_ns = bk_now_ns() - t0;
+    r->cpu_ns = bk_cpu_ns() - c0;
     for (int t = 0; t < threads; t++) {
         r->ops += w[t].ops;
         r->checksum += w[t].checksum;
@@ -648,9 +662,10 @@ static int run_cache(const bk_allocator *a, const bk_params *p, bk_result *r, bo
     for (int t = 0; t < T; t++)
         if (pthread_create(&w[t].thread, NULL, cache_thread, &w[t]) != 0) return -1;
     gate_open(gate, T);
-    double t0 = bk_now_ns();
+    double t0 = bk_now_ns(), c0 = bk_cpu_ns();
     for (int t = 0; t < T; t++) pthread_join(w[t].thread, NULL);
     r->elapsed_ns = bk_now_ns() - t0;
+    r->cpu_ns = bk_cpu_ns() - c0;
     for (int t = 0; t < T; t++) {
         r->ops += w[t].ops;
         r->checksum += w[t].checksum;
@@ -752,10 +767,11 @@ static int run_idle_threads(const bk_allocator *a, const bk_params *p, bk_result
     for (int t = 0; t < threads; t++)
         if (pthread_create(&w[t].thread, NULL, idle_thread, &w[t]) != 0) return -1;
     gate_open(&c->gate, threads);
-    double t0 = bk_now_ns();
+    double t0 = bk_now_ns(), c0 = bk_cpu_ns();
     unsigned spins = 0;
     while (atomic_load(&c->done) < threads) backoff(&spins);
     r->elapsed_ns = bk_now_ns() - t0;
+    r->cpu_ns = bk_cpu_ns() - c0;
     r->ops = (uint64_t)threads * (uint64_t)c->rounds * n;
     r->probes[0] = rss_above(base);          /* right after the frees, threads alive */
     sleep_seconds(p->idle_seconds);
@@ -779,7 +795,7 @@ static int run_idle_gaps(const bk_allocator *a, const bk_params *p, bk_result *r
     bk_params burst = *p;
     burst.rounds = 0;
     size_t base = bk_current_rss();
-    double busy = 0, after_burst = 0, after_gap = 0;
+    double busy = 0, cpu = 0, after_burst = 0, after_gap = 0;
     uint64_t ops = 0, sum = 0;
     for (int b = 0; b < bursts; b++) {
         if (b > 0) {
@@ -792,11 +808,13 @@ static int run_idle_gaps(const bk_allocator *a, const bk_params *p, bk_result *r
         if (run_random_batch(a, &burst, &one) != 0) return -1;
         if (one.failed) { r->failed = 1; break; }
         busy += one.elapsed_ns;
+        cpu += one.cpu_ns;
         ops += one.ops;
         sum += one.checksum;
         after_burst += rss_above(base);
     }
     r->elapsed_ns = busy;
+    r->cpu_ns = cpu;
     r->ops = ops;
     r->checksum = sum;
     r->probes[0] = after_burst / bursts;                       /* mean RSS right after a burst */

@@ -445,3 +445,4 @@ struct RenderCommand: ParsableCommand {
         if let chart { try Chart.svg(report).write(toFile: chart, atomically: true, encoding: .utf8) }
     }
 }
+

@@ -1,6 +1,8 @@
 import ArgumentParser
 import Foundation
 
+extension Diff.Metric: ExpressibleByArgument {}
+
 /// One row of `bench diff`: a workload and an allocator in both reports.
 struct DiffRow: Codable, Sendable {
     var workload: String
@@ -32,6 +34,8 @@ struct DiffReport: Codable, Sendable {
     var new: String
     var threshold: Double
     var allocator: String
+    /// "cpu" or "wall": which time the ratios are of.
+    var metric: String
     var method: String
     var rows: [DiffRow]
     var significantRows: Int
@@ -41,18 +45,35 @@ struct DiffReport: Codable, Sendable {
 }
 
 enum Diff {
-    static let method = "per row: Welch's 95% t-interval on mean(new log ratios) − mean(old log ratios), "
-        + "where a log ratio is ln(allocator / baseline) of one round; shown as a relative change exp(Δ) − 1. "
+    static let method = "per row: Hodges-Lehmann shift between the new and the old run's per-round log ratios "
+        + "ln(allocator / baseline) with the Mann-Whitney 95% interval (Welch's t-interval below 4 rounds a side), "
+        + "shown as a relative change exp(Δ) − 1. "
         + "A row is significant when the interval excludes 0, changed when it is also beyond ±threshold."
 
+    /// What a row's time is: CPU time of the timed region (the default: it leaves out the time a
+    /// process waited for a CPU on a shared machine) or wall time.
+    enum Metric: String, CaseIterable, Codable, Sendable { case cpu, wall }
+
+    /// The row's samples of `metric` (wall time when CPU samples are missing, as in LD_PRELOAD rows).
+    static func samples(_ row: Row, _ metric: Metric) -> [Double] {
+        metric == .cpu ? (row.cpuSamples ?? row.samples) : row.samples
+    }
+
     /// Per-round log ratios of `row` to the table's baseline row.
-    static func logRatios(_ table: WorkloadTable, _ row: Row) -> [Double]? {
+    static func logRatios(_ table: WorkloadTable, _ row: Row, _ metric: Metric) -> [Double]? {
         guard let b = table.baseline, let base = table.rows.first(where: { $0.name == b }) else { return nil }
-        return Statistics.logRatios(row.samples, base.samples)
+        if metric == .cpu, (row.cpuSamples == nil) != (base.cpuSamples == nil) { return nil }
+        return Statistics.logRatios(samples(row, metric), samples(base, metric))
+    }
+
+    /// The ratio and interval of `metric` a report holds for a row.
+    static func ratio(_ row: Row, _ metric: Metric) -> (Double?, Double?, Double?) {
+        metric == .cpu && row.cpuSamples != nil ? (row.cpuRatio, row.cpuRatioLow, row.cpuRatioHigh)
+            : (row.ratio, row.ratioLow, row.ratioHigh)
     }
 
     static func compare(old: Report, new: Report, oldName: String, newName: String, threshold: Double,
-                        allocator: String) -> DiffReport {
+                        allocator: String, metric: Metric) -> DiffReport {
         var rows: [DiffRow] = []
         var notes: [String] = []
         let oldBase = old.settings.baseline ?? AllocatorID.defaultBaseline.rawValue
@@ -70,16 +91,17 @@ enum Diff {
                 }
                 for nr in nt.rows where nr.name != base {
                     guard let or = ot.rows.first(where: { $0.name == nr.name }),
-                          let x = logRatios(ot, or), let y = logRatios(nt, nr) else { continue }
+                          let x = logRatios(ot, or, metric), let y = logRatios(nt, nr, metric) else { continue }
                     let change = Statistics.relativeChange(old: x, new: y)
                     let timeChange = Statistics.relativeChange(
-                        old: or.samples.filter { $0 > 0 }.map { log($0) }, new: nr.samples.filter { $0 > 0 }.map { log($0) })
+                        old: samples(or, metric).filter { $0 > 0 }.map { log($0) },
+                        new: samples(nr, metric).filter { $0 > 0 }.map { log($0) })
+                    let (o, ol, oh) = ratio(or, metric), (n, nl, nh) = ratio(nr, metric)
                     let significant = change.map { $0.low > 0 || $0.high < 0 } ?? false
                     let changed = significant && abs(change!.estimate) > threshold
                     rows.append(DiffRow(
                         workload: nt.id, allocator: nr.name, baseline: base,
-                        oldRatio: or.ratio, oldRatioLow: or.ratioLow, oldRatioHigh: or.ratioHigh,
-                        newRatio: nr.ratio, newRatioLow: nr.ratioLow, newRatioHigh: nr.ratioHigh,
+                        oldRatio: o, oldRatioLow: ol, oldRatioHigh: oh, newRatio: n, newRatioLow: nl, newRatioHigh: nh,
                         ratioChange: change, timeChange: timeChange, significant: significant, changed: changed,
                         worse: changed && change!.estimate > 0, judged: nr.name.lowercased() == allocator.lowercased()))
                 }
@@ -92,7 +114,8 @@ enum Diff {
             notes.append("a report was made with BENCH_TEST_INFLATE (test only): its SpanAlloc samples are inflated")
         }
         return DiffReport(
-            old: oldName, new: newName, threshold: threshold, allocator: allocator, method: method, rows: rows,
+            old: oldName, new: newName, threshold: threshold, allocator: allocator, metric: metric.rawValue,
+            method: method, rows: rows,
             significantRows: rows.filter(\.significant).count, changedRows: rows.filter(\.changed).count,
             worseJudgedRows: rows.filter { $0.judged && $0.worse }.count, notes: notes)
     }
@@ -111,7 +134,8 @@ enum Diff {
                             Format.ratioCI(r.newRatio, r.newRatioLow, r.newRatioHigh), Format.change(r.ratioChange),
                             mark, r.judged ? Format.change(r.timeChange) : ""])
         }
-        var out = [markdown ? "# bench diff" : "bench diff", "old: \(d.old)", "new: \(d.new)",
+        var out = [markdown ? "# bench diff" : "bench diff",
+                   "old: \(d.old)\nnew: \(d.new)\ntime: \(d.metric == "cpu" ? "CPU time of the timed region" : "wall time")",
                    markdown ? tt.markdown() : tt.text()]
         out.append("""
             \(d.rows.count) rows; interval excludes 0 on \(d.significantRows); changed beyond \
@@ -134,8 +158,8 @@ struct DiffCommand: ParsableCommand {
         abstract: "Compare two JSON reports row by row; exit 1 when a row got worse beyond the threshold.",
         discussion: """
             For every workload and allocator in both reports: the ratio to the baseline in each, the relative \
-            change of that ratio with a 95% interval (Welch's t-interval on the per-round log ratios of the two \
-            runs), and for the judged allocator (--allocator, default SpanAlloc) the change of its own time. \
+            change of that ratio with a 95% interval (Hodges–Lehmann shift with the Mann–Whitney interval, on \
+            the per-round log ratios of the two runs), and for the judged allocator (--allocator, default SpanAlloc) the change of its own time. \
             Exits 1 when a row of the judged allocator is slower relative to the baseline beyond --threshold \
             with an interval that excludes zero; 0 otherwise.
             """)
@@ -148,6 +172,9 @@ struct DiffCommand: ParsableCommand {
     var allocator = AllocatorID.spanAlloc.rawValue
     @Option(help: "Output format: text, json or markdown.")
     var format: OutputFormat = .text
+    @Option(help: ArgumentHelp("Which time to compare: cpu (CPU time of the timed region, the default) or wall.",
+                               valueName: "cpu|wall"))
+    var metric: Diff.Metric = .cpu
 
     var thresholdValue: Double? {
         let t = threshold.trimmingCharacters(in: .whitespaces)
@@ -171,7 +198,7 @@ struct DiffCommand: ParsableCommand {
 
     func run() throws {
         let d = Diff.compare(old: try Self.load(old), new: try Self.load(new), oldName: old, newName: new,
-                             threshold: thresholdValue!, allocator: allocator)
+                             threshold: thresholdValue!, allocator: allocator, metric: metric)
         switch format {
         case .json:
             let enc = JSONEncoder()

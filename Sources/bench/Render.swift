@@ -105,6 +105,11 @@ enum Render {
         if t.throughput { headers.append("Mops/s"); align.append(.right) }
         let inner = t.rows.contains { $0.innerNsPerOp != nil }
         if inner { headers.append("in-process ns/op"); align.append(.right) }
+        let cpu = t.rows.contains { $0.cpuMedian != nil }
+        if cpu {
+            headers += ["CPU ns/op", "CPU vs \(base) [95% CI]"]
+            align += [.right, .right]
+        }
         let probeNames = t.rows.first { $0.probes != nil }?.probes?.map(\.name) ?? []
         headers += probeNames
         align += probeNames.map { _ in .right }
@@ -121,6 +126,9 @@ enum Render {
             if let idleRSS { cells.append(row.peakRSSBytes.map { Format.bytes(Swift.max(0, $0 - idleRSS)) } ?? "-") }
             if t.throughput { cells.append(row.mopsPerSecond.map { Format.fixed($0, 1) } ?? "-") }
             if inner { cells.append(row.innerNsPerOp.map(Format.time) ?? "-") }
+            if cpu {
+                cells += [row.cpuMedian.map(Format.time) ?? "-", Format.ratioCI(row.cpuRatio, row.cpuRatioLow, row.cpuRatioHigh)]
+            }
             for name in probeNames {
                 cells.append((row.probes?.first { $0.name == name }).map { Format.bytes(Int($0.median)) } ?? "-")
             }

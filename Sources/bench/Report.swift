@@ -99,14 +99,23 @@ struct Row: Codable, Sendable {
     var median: Double
     var min: Double
     var max: Double
-    /// exp(mean of ln(samples[r] / baseline.samples[r])): the geometric mean of the per-round
-    /// paired ratios; nil when the baseline is missing.
+    /// exp(Hodges–Lehmann estimate of ln(samples[r] / baseline.samples[r])) over the rounds r: a
+    /// robust centre of the per-round paired ratios; nil when the baseline is missing.
     var ratio: Double?
-    /// The 95% interval of `ratio` (paired t-interval on the log ratios, see Statistics); nil with < 2 rounds.
+    /// The 95% interval of `ratio` (Wilcoxon signed-rank, or t with 2-5 rounds: see Statistics); nil with < 2 rounds.
     var ratioLow: Double?
     var ratioHigh: Double?
     /// samples[r] / baseline.samples[r], round by round.
     var pairedRatios: [Double]?
+    /// CPU time of the child's process during each timed region / ops (all threads), in the table's
+    /// unit; cpuSamples[r] ran in round r. Unlike wall time it leaves out the time the process
+    /// waited for a CPU, which on a shared machine is most of the noise.
+    var cpuSamples: [Double]?
+    var cpuMedian: Double?
+    /// The CPU-time ratio to the baseline and its interval, computed as `ratio` is.
+    var cpuRatio: Double?
+    var cpuRatioLow: Double?
+    var cpuRatioHigh: Double?
     /// CPU time and page faults of this row's children (wait4), minus an idle child's.
     var usage: RowUsage?
     /// Workload-specific readings (e.g. resident memory at chosen moments), one sample per repetition.
@@ -202,6 +211,18 @@ extension WorkloadTable {
             rows[i].ratioLow = nil
             rows[i].ratioHigh = nil
             rows[i].pairedRatios = nil
+            rows[i].cpuRatio = nil
+            rows[i].cpuRatioLow = nil
+            rows[i].cpuRatioHigh = nil
+            if let base, let bc = base.cpuSamples, let c = rows[i].cpuSamples {
+                if let ci = Statistics.pairedRatio(c, bc) {
+                    rows[i].cpuRatio = ci.estimate
+                    rows[i].cpuRatioLow = ci.low
+                    rows[i].cpuRatioHigh = ci.high
+                } else if c.count == 1, bc.count == 1, bc[0] > 0 {
+                    rows[i].cpuRatio = c[0] / bc[0]
+                }
+            }
             if let base, base.median > 0 {
                 let pairs = zip(rows[i].samples, base.samples).map { $0 / $1 }
                 rows[i].pairedRatios = pairs

@@ -61,6 +61,8 @@ enum Spawn {
 /// The JSON a `run-one` child prints.
 struct ChildResult: Codable {
     var samples: [Double]
+    /// CPU time of the process during each timed region / ops (all threads), ns.
+    var cpuSamples: [Double]?
     var ops: UInt64
     var checksum: UInt64
     /// The child's own VmHWM at the end (exact, unlike a parent's view).
@@ -103,6 +105,7 @@ enum WorkloadRunner {
         var table = allocator
         var params = spec.params(quick: quick, scale: scale)
         var samples: [Double] = []
+        var cpu: [Double] = []
         var probes: [[Double]] = []
         var ops: UInt64 = 0
         var checksum: UInt64 = 0
@@ -113,13 +116,14 @@ enum WorkloadRunner {
             }
             if i >= warmup {
                 samples.append(r.elapsed_ns / Double(r.ops))
+                cpu.append(r.cpu_ns / Double(r.ops))
                 let all = withUnsafeBytes(of: r.probes) { Array($0.bindMemory(to: Double.self)) }
                 probes.append(Array(all.prefix(Int(r.nprobes))))
                 ops = r.ops
                 checksum &+= r.checksum
             }
         }
-        return ChildResult(samples: samples, ops: ops, checksum: checksum, peakRSSBytes: Int(bk_peak_rss()),
+        return ChildResult(samples: samples, cpuSamples: cpu, ops: ops, checksum: checksum, peakRSSBytes: Int(bk_peak_rss()),
                            probes: probes.contains { !$0.isEmpty } ? probes : nil)
     }
 
@@ -140,6 +144,7 @@ enum WorkloadRunner {
             let rounds = plan.interleave ? repetitions : 1
             let repsPerChild = plan.interleave ? 1 : repetitions
             var samples: [String: [Double]] = [:]
+            var cpuSamples: [String: [Double]] = [:]
             var usages: [String: [Usage]] = [:]
             var probes: [String: [[Double]]] = [:]
             var peak: [String: Int] = [:]
@@ -164,8 +169,13 @@ enum WorkloadRunner {
                         continue
                     }
                     var s = result.samples
-                    if let inflate, a.builtin == .spanAlloc { s = s.map { $0 * inflate } }
+                    var c = result.cpuSamples ?? []
+                    if let inflate, a.builtin == .spanAlloc {
+                        s = s.map { $0 * inflate }
+                        c = c.map { $0 * inflate }
+                    }
                     samples[a.name, default: []] += s
+                    cpuSamples[a.name, default: []] += c
                     usages[a.name, default: []].append(Usage(run.usage).minus(plan.idleUsage))
                     if let p = result.probes { probes[a.name, default: []] += p }
                     peak[a.name] = Swift.max(peak[a.name] ?? 0, result.peakRSSBytes ?? run.peakRSSBytes)
@@ -184,6 +194,10 @@ enum WorkloadRunner {
             for a in allocators where !failed.contains(a.name) {
                 guard let s = samples[a.name] else { continue }
                 var row = Row(name: a.name, samples: s, peakRSSBytes: peak[a.name])
+                if let c = cpuSamples[a.name], c.count == s.count {
+                    row.cpuSamples = c
+                    row.cpuMedian = Statistics.median(c)
+                }
                 if let u = usages[a.name], !u.isEmpty {
                     row.usage = RowUsage(samples: u, median: Usage.median(u), perChild: perChild)
                 }

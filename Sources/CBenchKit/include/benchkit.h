@@ -133,6 +133,7 @@ typedef struct bk_params {
 /** What a run measured. */
 typedef struct bk_result {
     double elapsed_ns;   /**< wall time of the timed region */
+    double cpu_ns;       /**< CPU time of the whole process (all threads) during the timed region */
     uint64_t ops;        /**< operations done (ns/op = elapsed_ns / ops) */
     uint64_t checksum;   /**< keeps the work observable; also a sanity check */
     int failed;          /**< nonzero when an allocation returned NULL */
@@ -213,6 +214,8 @@ size_t bk_current_rss(void);
 size_t bk_peak_rss(void);
 /** Monotonic clock in nanoseconds. */
 double bk_now_ns(void);
+/** CPU time of this process (all its threads), nanoseconds. */
+double bk_cpu_ns(void);
 /**
  * Core-to-core cache-line round trip in ns: two threads take turns on one
  * counter `rounds` times (see lineprobe.c). Returns -1 if no thread could be
