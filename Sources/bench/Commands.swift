@@ -33,8 +33,13 @@ struct CommonOptions: ParsableArguments {
     @Option(help: ArgumentHelp("Timed rounds per workload and allocator (default 10, 6 with --quick); "
                                + "round r of every allocator is paired with round r of the baseline.", valueName: "n"))
     var repetitions: Int?
-    @Option(help: "Untimed warm-up runs before the repetitions.")
-    var warmup = 1
+    @Option(help: ArgumentHelp("Untimed warm-up runs before the repetitions (default 0 for interleaved runs, whose "
+                               + "minimum over --inner repetitions leaves the cold one out; 1 otherwise).", valueName: "n"))
+    var warmup: Int?
+    @Option(help: ArgumentHelp("Timed repetitions inside each child of a round; the round's sample is their minimum, "
+                               + "the repetition least disturbed by the rest of the machine (idle workloads do 1).",
+                               valueName: "n"))
+    var inner = 3
     @Flag(help: "Smoke run with fewer operations per repetition (under two minutes).")
     var quick = false
     @Option(help: ArgumentHelp("Multiply every workload's operation count (e.g. 0.05 for tests).", visibility: .hidden))
@@ -51,9 +56,13 @@ struct CommonOptions: ParsableArguments {
     /// Repetitions after defaults.
     var rounds: Int { repetitions ?? (quick ? 6 : 10) }
 
+    /// Warm-up runs after defaults, for interleaved children (`interleaved`) or others.
+    func warmups(interleaved: Bool) -> Int { warmup ?? (interleaved ? 0 : 1) }
+
     func validate() throws {
         guard rounds >= 1 else { throw ValidationError("--repetitions must be at least 1") }
-        guard warmup >= 0 else { throw ValidationError("--warmup must be 0 or more") }
+        guard (warmup ?? 0) >= 0 else { throw ValidationError("--warmup must be 0 or more") }
+        guard inner >= 1 else { throw ValidationError("--inner must be at least 1") }
         guard scale > 0, scale.isFinite else { throw ValidationError("--scale must be positive") }
         let custom = try customSpecs()
         let known = AllocatorID.allCases.map(\.rawValue) + custom.map(\.name)
@@ -102,7 +111,7 @@ struct CommonOptions: ParsableArguments {
             env.idleChildUsage = idle.usage
         }
         var settings = Report.Settings(
-            repetitions: rounds, warmup: warmup, quick: quick, scale: scale, filter: filter,
+            repetitions: rounds, warmup: warmups(interleaved: false), quick: quick, scale: scale, filter: filter,
             command: CommandLine.arguments.map { $0.contains(" ") ? "'\($0)'" : $0 }.joined(separator: " "))
         settings.baseline = baselineName
         settings.statistics = Statistics.method
@@ -196,19 +205,23 @@ struct Compare: AsyncParsableCommand {
         let (infos, usable) = common.selectAllocators(notes: &notes)
         var report = common.newReport(allocators: infos, filter: tokens)
         report.settings.interleaved = interleave
+        report.settings.warmup = common.warmups(interleaved: interleave)
         report.settings.threads = threadList
         report.settings.idleRounds = idleRounds
+        report.settings.inner = common.inner
         let specs = catalog.filter { Workloads.matches($0.id, filter: tokens) }
         if !specs.isEmpty {
             Progress.say("\(specs.count) workloads × \(usable.count) allocators, \(common.rounds) rounds each "
                          + "(\(idleRounds) for the idle workloads)" + (common.quick ? " (quick)" : ""))
             let plan = RunPlan(
-                allocators: usable, baseline: common.baselineName, repetitions: common.rounds, warmup: common.warmup,
+                allocators: usable, baseline: common.baselineName, repetitions: common.rounds,
+                warmup: common.warmups(interleaved: interleave),
                 idleRounds: idleRounds, quick: common.quick, scale: common.scale, interleave: interleave,
-                idleUsage: report.environment.idleChildUsage)
+                inner: common.inner, idleUsage: report.environment.idleChildUsage)
             report.workloads = WorkloadRunner.runAll(specs: specs, plan: plan, notes: &notes)
         }
-        report.groups = await Groups.run(filter: tokens, repetitions: common.rounds, quick: common.quick)
+        // The in-process groups are not paired across processes and are slow: at most 6 repetitions.
+        report.groups = await Groups.run(filter: tokens, repetitions: Swift.min(common.rounds, 6), quick: common.quick)
         if !noReuse, Workloads.matches(Workloads.reuseID, filter: tokens) {
             Progress.say("reuse experiment: \(Format.bytes(reuseBytes)) per allocator")
             report.reuse = ReuseExperiment.run(allocators: usable, targetBytes: reuseBytes, notes: &notes)
@@ -327,7 +340,7 @@ struct PreloadCommand: AsyncParsableCommand {
         }
         report.preload = PreloadRunner.run(
             programs: programs, preloads: preloads, baseline: common.baselineName, repetitions: common.rounds,
-            warmup: common.warmup, idleUsage: report.environment.idleChildUsage, notes: &notes)
+            warmup: common.warmups(interleaved: false), idleUsage: report.environment.idleChildUsage, notes: &notes)
         report.notes += notes
         try common.emit(report)
     }
@@ -445,4 +458,3 @@ struct RenderCommand: ParsableCommand {
         if let chart { try Chart.svg(report).write(toFile: chart, atomically: true, encoding: .utf8) }
     }
 }
-

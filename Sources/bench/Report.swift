@@ -39,6 +39,8 @@ struct Report: Codable, Sendable {
         var threads: [Int]?
         /// Rounds of the slow idle workloads (idle-threads, idle-gaps).
         var idleRounds: Int?
+        /// Timed repetitions per child of a round (the round's sample is their minimum).
+        var inner: Int?
         /// How the intervals were computed.
         var statistics: String?
         /// The SPANALLOC setting the children ran with (nil: unset).

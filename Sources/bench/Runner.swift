@@ -82,6 +82,9 @@ struct RunPlan {
     var quick: Bool
     var scale: Double
     var interleave: Bool
+    /// Timed repetitions in each interleaved child; the round's sample is their minimum (the
+    /// repetition least disturbed by the rest of the machine). 1 = the child's only repetition.
+    var inner: Int = 1
     /// wait4 usage of an idle child, subtracted from every row's.
     var idleUsage: Usage?
 }
@@ -142,7 +145,8 @@ enum WorkloadRunner {
             let repetitions = spec.idle ? plan.idleRounds : plan.repetitions
             let warmup = spec.idle ? 0 : plan.warmup
             let rounds = plan.interleave ? repetitions : 1
-            let repsPerChild = plan.interleave ? 1 : repetitions
+            let inner = spec.idle ? 1 : plan.inner
+            let repsPerChild = plan.interleave ? inner : repetitions
             var samples: [String: [Double]] = [:]
             var cpuSamples: [String: [Double]] = [:]
             var usages: [String: [Usage]] = [:]
@@ -170,6 +174,10 @@ enum WorkloadRunner {
                     }
                     var s = result.samples
                     var c = result.cpuSamples ?? []
+                    if plan.interleave, inner > 1 {
+                        s = s.min().map { [$0] } ?? []
+                        c = c.min().map { [$0] } ?? []
+                    }
                     if let inflate, a.builtin == .spanAlloc {
                         s = s.map { $0 * inflate }
                         c = c.map { $0 * inflate }
@@ -188,8 +196,9 @@ enum WorkloadRunner {
             var table = WorkloadTable(
                 id: spec.id, title: spec.title, unit: "ns/op", baseline: nil, note: note,
                 throughput: spec.throughput, rows: [])
+            let timed = inner > 1 ? "\(inner) repetitions (the round's sample is their minimum)" : "1 repetition"
             let perChild = plan.interleave
-                ? (warmup > 0 ? "\(warmup) warm-up + 1 repetition" : "1 repetition")
+                ? (warmup > 0 ? "\(warmup) warm-up + " + timed : timed)
                 : (warmup > 0 ? "\(warmup) warm-up + \(repetitions) repetitions" : "\(repetitions) repetitions")
             for a in allocators where !failed.contains(a.name) {
                 guard let s = samples[a.name] else { continue }
