@@ -10,7 +10,12 @@ cd "$(dirname "$0")/.."
 python3 scripts/gen_sizeclasses.py --check
 
 echo "== swift test"
-swift test
+# bench's timing tests measure the release build (what ./scripts/bench.sh runs) when it is there.
+swift build -c release --product bench
+BENCH_RELEASE_BINARY="$PWD/.build/release/bench" swift test
+
+echo "== Benchmarks/: package-benchmark malloc-count thresholds"
+./scripts/benchmarks.sh
 
 echo "== swift test --sanitize=thread"
 swift test --sanitize=thread --scratch-path .build-tsan
