@@ -145,7 +145,7 @@ enum WorkloadRunner {
             let repetitions = spec.idle ? plan.idleRounds : plan.repetitions
             let warmup = spec.idle ? 0 : plan.warmup
             let rounds = plan.interleave ? repetitions : 1
-            let inner = spec.idle ? 1 : plan.inner
+            let inner = spec.idle || spec.long ? 1 : plan.inner
             let repsPerChild = plan.interleave ? inner : repetitions
             var samples: [String: [Double]] = [:]
             var cpuSamples: [String: [Double]] = [:]

@@ -18,6 +18,8 @@ struct WorkloadSpec: Sendable {
     var core = false
     /// A slow workload that mostly waits (idle time): runs `--idle-rounds` rounds without warm-up.
     var idle = false
+    /// A repetition lasts long enough (~0.5-2 s) that a child does one, whatever `--inner` says.
+    var long = false
     /// Rounds per thread (idle-threads) or bursts (idle-gaps), full and quick.
     var rounds = (full: 0, quick: 0)
     /// Writes of every byte of each object (cache-scratch, cache-thrash).
@@ -72,7 +74,7 @@ enum Workloads {
         list.append(WorkloadSpec(
             id: "large-mixed",
             title: "large objects 64 KiB-64 MiB (log-uniform), 4 alive, every page written (op = free+malloc)",
-            kind: BK_W_LARGE, ops: (160, 24), sizeRange: (65_536, 64 << 20)))
+            kind: BK_W_LARGE, ops: (160, 24), sizeRange: (65_536, 64 << 20), long: true))
         for t in scalingThreads {
             list.append(WorkloadSpec(
                 id: "scaling-\(t)t",
@@ -86,7 +88,7 @@ enum Workloads {
                 title: "working-set churn, \(t) thread\(t == 1 ? "" : "s"): each keeps 10,000 live blocks of 16-2048 B "
                     + "and replaces a random one per op (10^7 ops in all)",
                 kind: BK_W_CHURN, ops: (10_000_000, 1_000_000), sizeRange: (16, 2048), batch: 10_000, threads: t,
-                throughput: t > 1))
+                throughput: t > 1, long: true))
         }
         list.append(WorkloadSpec(
             id: "cache-scratch",
