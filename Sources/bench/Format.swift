@@ -17,7 +17,7 @@ enum Format {
 
     static func ratio(_ value: Double?) -> String {
         guard let value, value.isFinite else { return "-" }
-        return fixed(value, 2) + "x"
+        return fixed(value, 2) + "×"
     }
 
     /// A ratio with its 95% interval: "0.86× [0.81, 0.92]" ("0.86×" without an interval).

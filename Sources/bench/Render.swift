@@ -71,9 +71,12 @@ enum Render {
         let e = r.environment
         var lines = [
             "machine: \(e.cpuModel), \(e.cores) cores, \(e.kernel), \(e.os), glibc \(e.glibc)",
-            "date: \(e.date); repetitions: \(r.settings.repetitions) (median shown) after \(r.settings.warmup) warm-up; "
-                + "quick: \(r.settings.quick); scale: \(Format.fixed(r.settings.scale, 2))"
-                + (r.settings.interleaved == true ? "; allocators interleaved, one child per repetition" : "")
+            "date: \(e.date); rounds: \(r.settings.repetitions) (median shown)"
+                + (r.settings.interleaved == true
+                    ? ", one child per allocator per round, order rotated; a round's sample is the minimum of "
+                        + "\(r.settings.inner ?? 1) repetition(s) after \(r.settings.warmup) warm-up"
+                    : ", one child per allocator running all repetitions after \(r.settings.warmup) warm-up")
+                + "; quick: \(r.settings.quick); scale: \(Format.fixed(r.settings.scale, 2))"
                 + (r.settings.idleRounds.map { "; idle workloads: \($0) rounds, no warm-up" } ?? ""),
             "command: \(r.settings.command)",
         ]

@@ -143,7 +143,9 @@ enum WorkloadRunner {
         var tables: [WorkloadTable] = []
         for (si, spec) in specs.enumerated() {
             let repetitions = spec.idle ? plan.idleRounds : plan.repetitions
-            let warmup = spec.idle ? 0 : plan.warmup
+            // A long workload's single repetition is its sample, so it keeps one warm-up (its first run
+            // pays the heap's first-touch page faults: large-mixed's 64 MiB objects, churn's live set).
+            let warmup = spec.idle ? 0 : spec.long ? Swift.max(1, plan.warmup) : plan.warmup
             let rounds = plan.interleave ? repetitions : 1
             let inner = spec.idle || spec.long ? 1 : plan.inner
             let repsPerChild = plan.interleave ? inner : repetitions
