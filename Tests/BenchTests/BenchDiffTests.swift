@@ -42,8 +42,9 @@ import Testing
     /// Workloads whose CPU-time ratio to jemalloc varied least from round to round and from run
     /// to run on the project's shared 2-core VM: with 20 rounds of --inner 3 their intervals were
     /// ±1-5%, while random-batch's ratios moved by 8-20% between two runs (the baseline's memory
-    /// traffic depends on the neighbours) and lifo-16/64, churn and prodcons vary by 10-30% a round.
-    static let stableWorkloads = "realloc-growth,scaling-1t,cache-scratch,cache-thrash,lifo-1024"
+    /// traffic depends on the neighbours) and the lifo rows (two speeds), churn and prodcons vary by
+    /// 10-30% a round.
+    static let stableWorkloads = "realloc-growth,scaling-1t,scaling-4t,cache-scratch,cache-thrash"
 
     /// The bench binary the timing tests measure: the release build when scripts/test.sh made it.
     static func timingBench() throws -> String {
@@ -52,10 +53,10 @@ import Testing
         return try #require(T.benchPath())
     }
 
-    /// One quick, paired run: 20 rounds, each child's sample the minimum of 3 repetitions.
+    /// One quick, paired run of 5 rounds, each child's sample the minimum of 3 repetitions.
     static func quickRun(_ out: String, env: [String: String] = [:], allocators: String? = nil) throws {
         let bench = try timingBench()
-        var args = ["--quick", "--no-reuse", "--filter", stableWorkloads, "--repetitions", "20", "--inner", "3",
+        var args = ["--quick", "--no-reuse", "--filter", stableWorkloads, "--repetitions", "5", "--inner", "3",
                     "--scale", "0.25", "--format", "json", "--output", out]
         if let allocators { args += ["--allocators", allocators] }
         let r = runEnv(bench, args, env: env)
@@ -89,13 +90,51 @@ import Testing
         return (r.status, d)
     }
 
+    /// Appends the per-round samples of `chunk`'s rows to `into`'s (same workloads and rows), so
+    /// that several short runs make one longer one; `bench diff` recomputes from the samples.
+    static func appendRounds(_ chunk: [String: Any]?, into run: inout [String: Any]?) {
+        guard let chunk else { return }
+        guard var r = run else { run = chunk; return }
+        var tables = r["workloads"] as! [[String: Any]]
+        let more = chunk["workloads"] as! [[String: Any]]
+        for ti in tables.indices {
+            guard let mt = more.first(where: { ($0["id"] as! String) == (tables[ti]["id"] as! String) }) else { continue }
+            var rows = tables[ti]["rows"] as! [[String: Any]]
+            let mrows = mt["rows"] as! [[String: Any]]
+            for ri in rows.indices {
+                guard let mr = mrows.first(where: { ($0["name"] as! String) == (rows[ri]["name"] as! String) }) else { continue }
+                for key in ["samples", "cpuSamples"] {
+                    rows[ri][key] = (rows[ri][key] as! [Double]) + (mr[key] as! [Double])
+                }
+            }
+            tables[ti]["rows"] = rows
+        }
+        r["workloads"] = tables
+        run = r
+    }
+
     @Test(.disabled(if: underSanitizer, "timings under a sanitizer measure the sanitizer"))
     func sameBinaryTwiceIsFlaggedOnAtMostOneRowInTwentyAndInflatedSpanAllocOnNinetyPercent() throws {
         let a = Self.tempFile("a.json"), b = Self.tempFile("b.json"), c = Self.tempFile("c.json")
-        defer { for f in [a, b, c] { try? FileManager.default.removeItem(atPath: f) } }
-        try Self.quickRun(a)
-        try Self.quickRun(b)
-        try Self.quickRun(c, env: ["BENCH_TEST_INFLATE": "1.10"])
+        let chunk = Self.tempFile("chunk.json")
+        defer { for f in [a, b, c, chunk] { try? FileManager.default.removeItem(atPath: f) } }
+        // Each run is 4 chunks of 5 rounds, the three runs' chunks interleaved (A B C, B C A, ...):
+        // the ratios to jemalloc themselves move with the machine's load (at load 1-2 against 4-7,
+        // tcmalloc's scaling-2t ratio went from 0.43 to 0.61), so runs made minutes apart under
+        // different neighbours differ for real; interleaving gives the three the same conditions.
+        var runs: [[String: Any]?] = [nil, nil, nil]
+        for k in 0..<4 {
+            for j in 0..<3 {
+                let which = (j + k) % 3
+                try Self.quickRun(chunk, env: which == 2 ? ["BENCH_TEST_INFLATE": "1.10"] : [:])
+                let json = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: chunk)))
+                Self.appendRounds(json as? [String: Any], into: &runs[which])
+            }
+        }
+        for (run, path) in zip(runs, [a, b, c]) {
+            let data = try JSONSerialization.data(withJSONObject: try #require(run))
+            try data.write(to: URL(fileURLWithPath: path))
+        }
 
         let (statusAB, ab) = try Self.diff(a, b)
         #expect(ab.metric == "cpu")
