@@ -16,7 +16,13 @@ echo "== scripts/build-preload.sh --tests"
 ./scripts/build-preload.sh --tests
 
 echo "== swift test"
-SPANALLOC_REQUIRE_PRELOAD=1 swift test
+# bench's timing tests (opt-in, BENCH_TIMING_TESTS=1) measure the release
+# build, what ./scripts/bench.sh runs.
+swift build -c release --product bench
+SPANALLOC_REQUIRE_PRELOAD=1 BENCH_RELEASE_BINARY="$PWD/.build/release/bench" swift test
+
+echo "== Benchmarks/: package-benchmark malloc-count thresholds"
+./scripts/benchmarks.sh
 
 echo "== swift test --sanitize=thread"
 swift test --sanitize=thread --scratch-path .build-tsan

@@ -8,6 +8,7 @@
 #include "benchkit.h"
 
 #include <dlfcn.h>
+#include <link.h>
 #include <gnu/libc-version.h>
 #include <malloc.h>
 #include <stdio.h>
@@ -166,6 +167,50 @@ bool bk_allocator_load(bk_allocator_kind kind, bk_allocator *out) {
         snprintf(out->error, sizeof out->error, "unknown allocator kind %d", (int)kind);
         return false;
     }
+}
+
+/* ---- any library that exports malloc/free/realloc ------------------------ */
+
+static size_t no_usable_size(void *p) { (void)p; return 0; }
+
+bool bk_allocator_load_custom(const char *name, const char *path, bk_allocator *out) {
+    memset(out, 0, sizeof *out);
+    out->kind = BK_CUSTOM;
+    out->name = name;
+    void *h = dlopen(path, RTLD_NOW | RTLD_LOCAL);
+    if (h == NULL) {
+        const char *e = dlerror();
+        snprintf(out->error, sizeof out->error, "%s", e ? e : "dlopen failed");
+        return false;
+    }
+    out->malloc = (bk_malloc_fn)dlsym(h, "malloc");
+    out->free = (bk_free_fn)dlsym(h, "free");
+    out->realloc = (bk_realloc_fn)dlsym(h, "realloc");
+    if (!out->malloc || !out->free || !out->realloc) {
+        snprintf(out->error, sizeof out->error, "%s does not export malloc, free and realloc", path);
+        return false;
+    }
+    /* dlsym(handle) also searches the library's dependencies (libc): the
+     * symbols must come from the library itself. */
+    struct link_map *lm = NULL;
+    Dl_info info;
+    void *syms[3] = {(void *)out->malloc, (void *)out->free, (void *)out->realloc};
+    if (dlinfo(h, RTLD_DI_LINKMAP, &lm) != 0 || lm == NULL) {
+        snprintf(out->error, sizeof out->error, "dlinfo failed for %s", path);
+        return false;
+    }
+    for (int i = 0; i < 3; i++) {
+        if (dladdr(syms[i], &info) == 0 || info.dli_fname == NULL || strcmp(info.dli_fname, lm->l_name) != 0) {
+            snprintf(out->error, sizeof out->error, "%s does not define malloc/free/realloc itself (found in %s)",
+                     path, info.dli_fname ? info.dli_fname : "?");
+            return false;
+        }
+    }
+    bk_usable_size_fn u = (bk_usable_size_fn)dlsym(h, "malloc_usable_size");
+    out->usable_size = (u && dladdr((void *)u, &info) && info.dli_fname && strcmp(info.dli_fname, lm->l_name) == 0)
+                           ? u : no_usable_size;
+    snprintf(out->version, sizeof out->version, "%s", path);
+    return true;
 }
 
 /* ---- jemalloc's configuration and statistics ----------------------------- */

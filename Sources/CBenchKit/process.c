@@ -1,6 +1,7 @@
 /*
  * Child processes and this process's memory: posix_spawn with stdout on a
- * pipe, wait4 for the child's peak RSS (ru_maxrss), /proc/self for our own.
+ * pipe, the child's VmHWM sampled while it runs, wait4 for its CPU time and
+ * page faults, /proc/self for our own.
  */
 #define _GNU_SOURCE
 #include "benchkit.h"
@@ -35,7 +36,8 @@ static long child_hwm(pid_t pid) {
 }
 
 int bk_spawn(const char *path, char *const *argv, char *const *envp, char **out,
-             long *peak_rss_bytes, bool *rss_upper_bound, double *wall_ns, int *status) {
+             long *peak_rss_bytes, bool *rss_upper_bound, double *wall_ns, int *status, bk_rusage *usage) {
+    memset(usage, 0, sizeof *usage);
     *out = NULL;
     *rss_upper_bound = false;
     *peak_rss_bytes = 0;
@@ -93,6 +95,10 @@ int bk_spawn(const char *path, char *const *argv, char *const *envp, char **out,
         *peak_rss_bytes = ru.ru_maxrss * 1024L; /* Linux reports KiB */
         *rss_upper_bound = true;
     }
+    usage->user_ns = (double)ru.ru_utime.tv_sec * 1e9 + (double)ru.ru_utime.tv_usec * 1e3;
+    usage->sys_ns = (double)ru.ru_stime.tv_sec * 1e9 + (double)ru.ru_stime.tv_usec * 1e3;
+    usage->minflt = ru.ru_minflt;
+    usage->majflt = ru.ru_majflt;
     if (WIFEXITED(st)) *status = WEXITSTATUS(st);
     else if (WIFSIGNALED(st)) *status = -WTERMSIG(st);
     *out = buf;

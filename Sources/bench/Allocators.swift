@@ -1,3 +1,4 @@
+import ArgumentParser
 import CBenchKit
 import CSpanAlloc
 import Foundation
@@ -10,8 +11,8 @@ enum AllocatorID: String, CaseIterable, Codable, Sendable {
     case mimalloc
     case tcmalloc
 
-    /// The baseline every ratio is relative to.
-    static let baseline = AllocatorID.jemalloc
+    /// The default baseline every ratio is relative to (`--baseline` chooses another).
+    static let defaultBaseline = AllocatorID.jemalloc
 
     var kind: bk_allocator_kind {
         switch self {
@@ -42,6 +43,45 @@ enum AllocatorID: String, CaseIterable, Codable, Sendable {
     }
 }
 
+/// An allocator of a run: a built-in one, or a library given with `--allocator NAME=/path/lib.so`.
+struct AllocatorSpec: Hashable, Sendable {
+    var name: String
+    /// Set for the built-in allocators.
+    var builtin: AllocatorID?
+    /// The shared library of a custom allocator (dlopen'ed by the child, LD_PRELOAD'ed by `bench preload`).
+    var library: String?
+
+    init(_ id: AllocatorID) {
+        name = id.rawValue
+        builtin = id
+    }
+
+    init(name: String, library: String) {
+        self.name = name
+        self.library = library
+    }
+
+    /// Parses `NAME=/path/lib.so`.
+    static func parseCustom(_ s: String) throws -> AllocatorSpec {
+        let parts = s.split(separator: "=", maxSplits: 1).map(String.init)
+        guard parts.count == 2, !parts[0].isEmpty, !parts[1].isEmpty, !parts[0].contains(",") else {
+            throw ValidationError("--allocator takes NAME=/path/lib.so, not \(s)")
+        }
+        if AllocatorID.named(parts[0]) != nil {
+            throw ValidationError("--allocator \(parts[0]): the name of a built-in allocator; choose another")
+        }
+        return AllocatorSpec(name: parts[0], library: parts[1])
+    }
+
+    /// The child's arguments that name this allocator.
+    var childArguments: [String] {
+        library.map { ["--allocator", name, "--library", $0] } ?? ["--allocator", name]
+    }
+
+    /// The library LD_PRELOAD uses (nil for glibc; SpanAlloc's comes from --spanalloc-so).
+    var preloadLibrary: String? { library ?? builtin?.soname }
+}
+
 /// Fixed-size C character arrays (imported as tuples) to Swift strings.
 func cString<T>(_ tuple: T) -> String {
     withUnsafeBytes(of: tuple) { raw in
@@ -54,6 +94,16 @@ enum Allocators {
     static func load(_ id: AllocatorID) -> Result<bk_allocator, LoadError> {
         var table = bk_allocator()
         if bk_allocator_load(id.kind, &table) { return .success(table) }
+        return .failure(LoadError(message: cString(table.error)))
+    }
+
+    /// Loads a built-in or custom allocator. A custom table's name is kept alive for the process.
+    static func load(_ spec: AllocatorSpec) -> Result<bk_allocator, LoadError> {
+        if let id = spec.builtin { return load(id) }
+        guard let path = spec.library else { return .failure(LoadError(message: "no library for \(spec.name)")) }
+        var table = bk_allocator()
+        let name = UnsafePointer(strdup(spec.name)!)  // lives as long as the process
+        if bk_allocator_load_custom(name, path, &table) { return .success(table) }
         return .failure(LoadError(message: cString(table.error)))
     }
 
@@ -76,7 +126,21 @@ enum Allocators {
     }
 
     /// Loads every allocator once to report which are available, their versions and jemalloc's configuration.
-    static func probe() -> [AllocatorInfo] {
+    static func probe(custom: [AllocatorSpec] = []) -> [AllocatorInfo] {
+        builtins() + custom.map { spec in
+            switch load(spec) {
+            case .success:
+                return AllocatorInfo(name: spec.name, available: true, version: "custom",
+                                     note: "loaded from \(spec.library ?? "?") (dlopen + dlsym of malloc/free/realloc)",
+                                     library: spec.library)
+            case .failure(let err):
+                return AllocatorInfo(name: spec.name, available: false, version: "", note: "not loaded: \(err.message)",
+                                     library: spec.library)
+            }
+        }
+    }
+
+    static func builtins() -> [AllocatorInfo] {
         AllocatorID.allCases.map { id in
             switch load(id) {
             case .success(var table):
@@ -106,10 +170,21 @@ enum Allocators {
 
 enum Environment {
     /// Peak RSS of an idle child process (Swift runtime, Foundation, bench itself).
-    static func idleChildRSS() -> Int? {
-        guard let run = try? Spawn.run(Spawn.selfExe, ["bench", "idle-child"], env: ProcessInfo.processInfo.environment),
-              run.status == 0 else { return nil }
-        return Int(run.stdout.trimmingCharacters(in: .whitespacesAndNewlines))
+    static func idleChildRSS() -> Int? { idleChild()?.rss }
+
+    /// Peak RSS and wait4 usage of an idle child (medians of `runs` children): the floor
+    /// subtracted from every row's CPU time and page faults.
+    static func idleChild(runs: Int = 5) -> (rss: Int, usage: Usage)? {
+        var rss: [Int] = []
+        var usages: [Usage] = []
+        for _ in 0..<runs {
+            guard let run = try? Spawn.run(Spawn.selfExe, ["bench", "idle-child"], env: ProcessInfo.processInfo.environment),
+                  run.status == 0, let r = Int(run.stdout.trimmingCharacters(in: .whitespacesAndNewlines)) else { continue }
+            rss.append(r)
+            usages.append(Usage(run.usage))
+        }
+        guard !rss.isEmpty else { return nil }
+        return (Int(Statistics.median(rss.map(Double.init))), Usage.median(usages))
     }
 
     /// Reads the machine's description for the report header.

@@ -17,7 +17,7 @@ enum Chart {
     static func svg(_ report: Report) -> String {
         var body: [String] = []
         var y = 20.0
-        let names = AllocatorID.allCases.map(\.rawValue).filter { n in
+        let names = report.allocators.map(\.name).filter { n in
             report.workloads.contains { $0.rows.contains { $0.name == n } }
                 || report.reuse?.runs.contains { $0.allocator == n } == true
         }
@@ -27,13 +27,15 @@ enum Chart {
         body.append(legend(names, x: left, y: y))
         y += 48
         let tables = report.workloads.filter { !$0.rows.isEmpty }
+        let base = report.settings.baseline ?? AllocatorID.defaultBaseline.rawValue
         if !tables.isEmpty {
             body.append(contentsOf: bars(tables, names: names, top: y, height: 260,
-                                         title: "median time relative to jemalloc (lower is better)",
-                                         value: { $0.ratio }))
+                                         title: "time relative to \(base) (lower is better; "
+                                             + "error bars: 95% CI of the paired ratio)",
+                                         value: { $0.ratio }, interval: { ($0.ratioLow, $0.ratioHigh) }))
             y += 260 + 90
             body.append(contentsOf: bars(tables, names: names, top: y, height: 200,
-                                         title: "peak RSS relative to jemalloc (lower is better)",
+                                         title: "peak RSS relative to \(base) (lower is better)",
                                          value: { $0.rssRatio }))
             y += 200 + 90
         }
@@ -104,7 +106,7 @@ enum Chart {
     }
 
     static func bars(_ tables: [WorkloadTable], names: [String], top: Double, height: Double, title: String,
-                     value: (Row) -> Double?) -> [String] {
+                     value: (Row) -> Double?, interval: (Row) -> (Double?, Double?) = { _ in (nil, nil) }) -> [String] {
         let values = tables.flatMap { $0.rows.compactMap(value) }.filter(\.isFinite)
         let cap = 4.0
         let cut = values.contains { $0 > cap } ? "  (bars above \(Format.fixed(cap, 0))x are cut; the value is printed)" : ""
@@ -126,13 +128,26 @@ enum Chart {
                 out.append("<rect x=\"\(f(x))\" y=\"\(f(top2 + height - h))\" width=\"\(f(barW - 1))\" "
                            + "height=\"\(f(h))\" fill=\"\(color(n))\"><title>\(esc(t.id)) \(esc(n)): "
                            + "\(Format.ratio(v))</title></rect>")
-                out.append(text(x + barW / 2 + 3, top2 + height - h - 3, Format.fixed(v, 2), size: 8,
-                                rotate: -90))
+                let (lo, hi) = interval(row)
+                var labelY = top2 + height - h - 3
+                if let lo, let hi, lo.isFinite, hi.isFinite {
+                    // Error bar: a vertical line from the lower to the upper bound (clipped to the axis), with caps.
+                    let yLo = top2 + height - min(lo, maxValue) / maxValue * height
+                    let yHi = top2 + height - min(hi, maxValue) / maxValue * height
+                    let cx = x + (barW - 1) / 2
+                    out.append("<g class=\"ci\" stroke=\"#222\" stroke-width=\"1\"><title>\(esc(t.id)) \(esc(n)): "
+                               + "\(esc(Format.ratioCI(v, lo, hi)))</title>"
+                               + "<line x1=\"\(f(cx))\" y1=\"\(f(yLo))\" x2=\"\(f(cx))\" y2=\"\(f(yHi))\"/>"
+                               + "<line x1=\"\(f(cx - 2.5))\" y1=\"\(f(yLo))\" x2=\"\(f(cx + 2.5))\" y2=\"\(f(yLo))\"/>"
+                               + "<line x1=\"\(f(cx - 2.5))\" y1=\"\(f(yHi))\" x2=\"\(f(cx + 2.5))\" y2=\"\(f(yHi))\"/></g>")
+                    labelY = Swift.min(labelY, yHi - 3)
+                }
+                out.append(text(x + barW / 2 + 3, labelY, Format.fixed(v, 2), size: 8, rotate: -90))
             }
             out.append(text(left + (Double(gi) + 0.5) * groupW, top2 + height + 14, t.id, size: 10, anchor: "end",
                             rotate: -30))
         }
-        // jemalloc = 1.0
+        // baseline = 1.0
         let y1 = top2 + height - 1 / maxValue * height
         out.append("<line x1=\"\(f(left))\" y1=\"\(f(y1))\" x2=\"\(f(width - right))\" y2=\"\(f(y1))\" "
                    + "stroke=\"#1f77b4\" stroke-dasharray=\"4 3\"/>")

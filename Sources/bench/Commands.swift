@@ -13,10 +13,11 @@ struct BenchCommand: AsyncParsableCommand {
         discussion: """
             Every allocator runs the same C workloads through one table of function pointers; each \
             (workload, allocator) pair runs in a child process of its own so its peak RSS is its own. \
-            Ratios are relative to jemalloc measured in the same run.
+            Ratios are relative to the baseline (jemalloc unless --baseline) measured in the same round, \
+            with 95% confidence intervals. `bench help compare` (or `bench --help`) lists the run options.
             """,
-        subcommands: [Compare.self, ReuseCommand.self, PreloadCommand.self, RunOne.self, ReuseOne.self, WorkloadMain.self,
-                      RenderCommand.self, IdleChild.self, ExplainCommand.self],
+        subcommands: [Compare.self, DiffCommand.self, ReuseCommand.self, PreloadCommand.self, RunOne.self, ReuseOne.self,
+                      WorkloadMain.self, RenderCommand.self, IdleChild.self, ExplainCommand.self],
         defaultSubcommand: Compare.self)
 }
 
@@ -24,64 +25,124 @@ struct BenchCommand: AsyncParsableCommand {
 struct CommonOptions: ParsableArguments {
     @Option(help: "Output format: text, json, csv or markdown.")
     var format: OutputFormat = .text
-    @Option(help: ArgumentHelp("Also write the report to this file.", valueName: "file"))
+    @Option(help: ArgumentHelp("Also write the report to this file (csv: extra tables go to FILE-reuse.csv, FILE-samples.csv).",
+                               valueName: "file"))
     var output: String?
     @Option(help: ArgumentHelp("Draw the results as an SVG chart into this file.", valueName: "file.svg"))
     var chart: String?
-    @Option(help: "Timed repetitions per workload and allocator (the median is reported).")
-    var repetitions = 5
-    @Option(help: "Untimed warm-up runs before the repetitions.")
-    var warmup = 1
+    @Option(help: ArgumentHelp("Timed rounds per workload and allocator (default 10, 6 with --quick); "
+                               + "round r of every allocator is paired with round r of the baseline.", valueName: "n"))
+    var repetitions: Int?
+    @Option(help: ArgumentHelp("Untimed warm-up runs before the repetitions (default 0 for interleaved runs, whose "
+                               + "minimum over --inner repetitions leaves the cold one out; 1 otherwise).", valueName: "n"))
+    var warmup: Int?
+    @Option(help: ArgumentHelp("Timed repetitions inside each child of a round; the round's sample is their minimum, "
+                               + "the repetition least disturbed by the rest of the machine (idle workloads do 1).",
+                               valueName: "n"))
+    var inner = 3
     @Flag(help: "Smoke run with fewer operations per repetition (under two minutes).")
     var quick = false
     @Option(help: ArgumentHelp("Multiply every workload's operation count (e.g. 0.05 for tests).", visibility: .hidden))
     var scale = 1.0
     @Option(help: ArgumentHelp("Only allocators in this comma-separated list.", valueName: "names"))
     var allocators: String?
+    @Option(help: ArgumentHelp("The allocator every ratio is relative to.", valueName: "name"))
+    var baseline = AllocatorID.defaultBaseline.rawValue
+    @Option(name: .customLong("allocator"),
+            help: ArgumentHelp("Add a library that exports malloc/free/realloc under a name (repeatable), e.g. "
+                               + "tcx=/usr/lib/x86_64-linux-gnu/libtcmalloc_minimal.so.4.", valueName: "name=path"))
+    var customAllocators: [String] = []
+
+    /// Repetitions after defaults.
+    var rounds: Int { repetitions ?? (quick ? 6 : 10) }
+
+    /// Warm-up runs after defaults, for interleaved children (`interleaved`) or others.
+    func warmups(interleaved: Bool) -> Int { warmup ?? (interleaved ? 0 : 1) }
 
     func validate() throws {
-        guard repetitions >= 1 else { throw ValidationError("--repetitions must be at least 1") }
-        guard warmup >= 0 else { throw ValidationError("--warmup must be 0 or more") }
+        guard rounds >= 1 else { throw ValidationError("--repetitions must be at least 1") }
+        guard (warmup ?? 0) >= 0 else { throw ValidationError("--warmup must be 0 or more") }
+        guard inner >= 1 else { throw ValidationError("--inner must be at least 1") }
         guard scale > 0, scale.isFinite else { throw ValidationError("--scale must be positive") }
-        for name in allocatorList where AllocatorID.named(name) == nil {
-            throw ValidationError("unknown allocator \(name); known: "
-                                  + AllocatorID.allCases.map(\.rawValue).joined(separator: ", "))
+        let custom = try customSpecs()
+        let known = AllocatorID.allCases.map(\.rawValue) + custom.map(\.name)
+        for name in allocatorList + [baseline] where !known.contains(where: { $0.lowercased() == name.lowercased() }) {
+            throw ValidationError("unknown allocator \(name); known: " + known.joined(separator: ", "))
         }
+        if Set(custom.map(\.name)).count != custom.count { throw ValidationError("--allocator: a name is given twice") }
     }
+
+    func customSpecs() throws -> [AllocatorSpec] { try customAllocators.map(AllocatorSpec.parseCustom) }
 
     var allocatorList: [String] {
         (allocators ?? "").split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
     }
 
+    /// The baseline's name as the report spells it.
+    var baselineName: String {
+        AllocatorID.named(baseline)?.rawValue
+            ?? ((try? customSpecs()) ?? []).first { $0.name.lowercased() == baseline.lowercased() }?.name ?? baseline
+    }
+
     /// Probes the allocators and returns their info and the usable ones in report order.
-    func selectAllocators(notes: inout [String]) -> ([AllocatorInfo], [AllocatorID]) {
-        let infos = Allocators.probe()
-        let wanted = Set(allocatorList.compactMap { AllocatorID.named($0) })
-        var usable: [AllocatorID] = []
+    func selectAllocators(notes: inout [String]) -> ([AllocatorInfo], [AllocatorSpec]) {
+        let custom = (try? customSpecs()) ?? []
+        let infos = Allocators.probe(custom: custom)
+        let wanted = Set(allocatorList.map { $0.lowercased() })
+        var usable: [AllocatorSpec] = []
         for info in infos {
-            guard let id = AllocatorID.named(info.name) else { continue }
-            if !wanted.isEmpty, !wanted.contains(id) { continue }
-            if info.available { usable.append(id) } else if let n = info.note { notes.append("\(info.name) \(n)") }
-            if id == .spanAlloc, let n = info.note { notes.append("SpanAlloc: \(n)") }
+            let spec = AllocatorID.named(info.name).map(AllocatorSpec.init)
+                ?? custom.first { $0.name == info.name }
+            guard let spec else { continue }
+            if !wanted.isEmpty, !wanted.contains(info.name.lowercased()) { continue }
+            if info.available { usable.append(spec) } else if let n = info.note { notes.append("\(info.name) \(n)") }
+            if spec.builtin == .spanAlloc, let n = info.note { notes.append("SpanAlloc: \(n)") }
+        }
+        if !usable.contains(where: { $0.name == baselineName }) {
+            notes.append("baseline \(baselineName) did not run: no ratios")
         }
         return (infos, usable)
     }
 
     func newReport(allocators: [AllocatorInfo], filter: [String]) -> Report {
         var env = Environment.current()
-        env.idleChildRSSBytes = Environment.idleChildRSS()
-        return Report(
-            environment: env, allocators: allocators,
-            settings: .init(repetitions: repetitions, warmup: warmup, quick: quick, scale: scale, filter: filter,
-                            command: CommandLine.arguments.map { $0.contains(" ") ? "'\($0)'" : $0 }
-                                .joined(separator: " ")))
+        if let idle = Environment.idleChild() {
+            env.idleChildRSSBytes = idle.rss
+            env.idleChildUsage = idle.usage
+        }
+        var settings = Report.Settings(
+            repetitions: rounds, warmup: warmups(interleaved: false), quick: quick, scale: scale, filter: filter,
+            command: CommandLine.arguments.map { $0.contains(" ") ? "'\($0)'" : $0 }.joined(separator: " "))
+        settings.baseline = baselineName
+        settings.statistics = Statistics.method
+        settings.spanallocSetting = ProcessInfo.processInfo.environment["SPANALLOC"]
+        settings.testInflate = TestInflate.factor
+        var report = Report(environment: env, allocators: allocators, settings: settings)
+        if let f = TestInflate.factor {
+            report.notes.append("TEST ONLY: \(TestInflate.variable)=\(f) multiplied SpanAlloc's samples by \(f)")
+        }
+        if let sa = settings.spanallocSetting {
+            report.notes.append("SPANALLOC=\(sa) was in the environment of every child (native SpanAlloc rows and the preload library read it)")
+        }
+        return report
     }
 
     /// Prints the report, and writes the file and chart when asked.
     func emit(_ report: Report) throws {
         let text = Render.render(report, as: format)
         print(text, terminator: "")
-        if let output { try text.write(toFile: output, atomically: true, encoding: .utf8) }
+        if let output {
+            try text.write(toFile: output, atomically: true, encoding: .utf8)
+            if format == .csv {
+                for (suffix, table) in Render.csvExtraTables(report) {
+                    let path = Render.csvSidePath(output, suffix)
+                    try table.write(toFile: path, atomically: true, encoding: .utf8)
+                    Progress.say("csv: \(suffix) table written to \(path)")
+                }
+            }
+        } else if format == .csv, report.reuse != nil {
+            Progress.say("csv: only the rows table is printed; pass --output FILE.csv for the reuse and samples tables")
+        }
         if let chart {
             try Chart.svg(report).write(toFile: chart, atomically: true, encoding: .utf8)
             Progress.say("chart written to \(chart)")
@@ -108,14 +169,30 @@ struct Compare: AsyncParsableCommand {
     var interleave = true
     @Option(help: "Live bytes the reuse experiment fills (default 256 MiB).")
     var reuseBytes = 256 << 20
+    @Option(help: ArgumentHelp("Thread counts of the scaling rows (comma-separated).", valueName: "list"))
+    var threads = Workloads.defaultThreads.map(String.init).joined(separator: ",")
+    @Option(help: ArgumentHelp("Rounds of the slow idle workloads (idle-threads ~6 s and idle-gaps ~21 s per child), "
+                               + "which run without warm-up.", valueName: "n"))
+    var idleRounds = 3
+
+    var threadList: [Int] { threads.split(separator: ",").compactMap { Int($0.trimmingCharacters(in: .whitespaces)) } }
+
+    func validate() throws {
+        let parts = threads.split(separator: ",")
+        guard !parts.isEmpty, threadList.count == parts.count, threadList.allSatisfy({ $0 >= 1 && $0 <= 256 }) else {
+            throw ValidationError("--threads takes a comma-separated list of thread counts 1...256, e.g. 1,2,4,8")
+        }
+        guard idleRounds >= 1 else { throw ValidationError("--idle-rounds must be at least 1") }
+    }
 
     var filterTokens: [String] {
         (filter ?? "").split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
     }
 
     func run() async throws {
+        let catalog = Workloads.catalog(threads: threadList)
         if list {
-            for w in Workloads.all { print(w.id.padding(toLength: 16, withPad: " ", startingAt: 0) + w.title) }
+            for w in catalog { print(w.id.padding(toLength: 16, withPad: " ", startingAt: 0) + w.title) }
             print("reuse".padding(toLength: 16, withPad: " ", startingAt: 0)
                   + "span reuse phases: fill 256 MiB, free 90%, refill with other sizes, free all, purge")
             print("slice.*".padding(toLength: 16, withPad: " ", startingAt: 0) + "GoSlice vs Array (in process)")
@@ -128,15 +205,23 @@ struct Compare: AsyncParsableCommand {
         let (infos, usable) = common.selectAllocators(notes: &notes)
         var report = common.newReport(allocators: infos, filter: tokens)
         report.settings.interleaved = interleave
-        let specs = Workloads.all.filter { Workloads.matches($0.id, filter: tokens) }
+        report.settings.warmup = common.warmups(interleaved: interleave)
+        report.settings.threads = threadList
+        report.settings.idleRounds = idleRounds
+        report.settings.inner = common.inner
+        let specs = catalog.filter { Workloads.matches($0.id, filter: tokens) }
         if !specs.isEmpty {
-            Progress.say("\(specs.count) workloads × \(usable.count) allocators, \(common.repetitions) repetitions each"
-                         + (common.quick ? " (quick)" : ""))
-            report.workloads = WorkloadRunner.runAll(
-                specs: specs, allocators: usable, repetitions: common.repetitions, warmup: common.warmup,
-                quick: common.quick, scale: common.scale, interleave: interleave, notes: &notes)
+            Progress.say("\(specs.count) workloads × \(usable.count) allocators, \(common.rounds) rounds each "
+                         + "(\(idleRounds) for the idle workloads)" + (common.quick ? " (quick)" : ""))
+            let plan = RunPlan(
+                allocators: usable, baseline: common.baselineName, repetitions: common.rounds,
+                warmup: common.warmups(interleaved: interleave),
+                idleRounds: idleRounds, quick: common.quick, scale: common.scale, interleave: interleave,
+                inner: common.inner, idleUsage: report.environment.idleChildUsage)
+            report.workloads = WorkloadRunner.runAll(specs: specs, plan: plan, notes: &notes)
         }
-        report.groups = await Groups.run(filter: tokens, repetitions: common.repetitions, quick: common.quick)
+        // The in-process groups are not paired across processes and are slow: at most 6 repetitions.
+        report.groups = await Groups.run(filter: tokens, repetitions: Swift.min(common.rounds, 6), quick: common.quick)
         if !noReuse, Workloads.matches(Workloads.reuseID, filter: tokens) {
             Progress.say("reuse experiment: \(Format.bytes(reuseBytes)) per allocator")
             report.reuse = ReuseExperiment.run(allocators: usable, targetBytes: reuseBytes, notes: &notes)
@@ -242,9 +327,10 @@ struct PreloadCommand: AsyncParsableCommand {
         let (infos, _) = common.selectAllocators(notes: &notes)
         let tokens = (filter ?? "").split(separator: ",").map(String.init)
         var report = common.newReport(allocators: infos, filter: tokens)
-        var preloads = PreloadRunner.preloadValues(allocators: infos, spanAllocSO: spanallocSo, notes: &notes)
-        let wanted = Set(common.allocatorList.compactMap { AllocatorID.named($0) })
-        if !wanted.isEmpty { preloads = preloads.filter { wanted.contains($0.0) } }
+        var preloads = PreloadRunner.preloadValues(
+            allocators: infos, custom: (try? common.customSpecs()) ?? [], spanAllocSO: spanallocSo, notes: &notes)
+        let wanted = Set(common.allocatorList.map { $0.lowercased() })
+        if !wanted.isEmpty { preloads = preloads.filter { wanted.contains($0.0.lowercased()) } }
         let programs: [PreloadRunner.Program]
         if program.isEmpty {
             programs = PreloadRunner.defaultPrograms(quick: common.quick, scale: common.scale)
@@ -253,8 +339,8 @@ struct PreloadCommand: AsyncParsableCommand {
             programs = [PreloadRunner.Program(id: "program", title: program.joined(separator: " "), argv: program)]
         }
         report.preload = PreloadRunner.run(
-            programs: programs, preloads: preloads, repetitions: common.repetitions, warmup: common.warmup,
-            notes: &notes)
+            programs: programs, preloads: preloads, baseline: common.baselineName, repetitions: common.rounds,
+            warmup: common.warmups(interleaved: false), idleUsage: report.environment.idleChildUsage, notes: &notes)
         report.notes += notes
         try common.emit(report)
     }
@@ -267,6 +353,8 @@ struct RunOne: ParsableCommand {
         shouldDisplay: false)
 
     @Option var allocator: String
+    @Option(help: "The shared library of a custom allocator (named by --allocator).")
+    var library: String?
     @Option var workload: String
     @Option var repetitions = 5
     @Option var warmup = 1
@@ -276,9 +364,13 @@ struct RunOne: ParsableCommand {
     var stats = false
 
     func run() throws {
-        guard let id = AllocatorID.named(allocator) else { throw ValidationError("unknown allocator \(allocator)") }
+        let spec0: AllocatorSpec
+        if let library { spec0 = AllocatorSpec(name: allocator, library: library) }
+        else if let id = AllocatorID.named(allocator) { spec0 = AllocatorSpec(id) }
+        else { throw ValidationError("unknown allocator \(allocator)") }
+        let id = spec0.builtin
         guard let spec = Workloads.named(workload) else { throw ValidationError("unknown workload \(workload)") }
-        let table = try Allocators.load(id).get()
+        let table = try Allocators.load(spec0).get()
         let result = try WorkloadRunner.runInProcess(
             spec: spec, allocator: table, repetitions: repetitions, warmup: warmup, quick: quick, scale: scale)
         print(String(decoding: try JSONEncoder().encode(result), as: UTF8.self))
@@ -295,12 +387,17 @@ struct ReuseOne: ParsableCommand {
         shouldDisplay: false)
 
     @Option var allocator: String
+    @Option(help: "The shared library of a custom allocator (named by --allocator).")
+    var library: String?
     @Option var bytes = 256 << 20
 
     func run() throws {
-        guard let id = AllocatorID.named(allocator) else { throw ValidationError("unknown allocator \(allocator)") }
-        let table = try Allocators.load(id).get()
-        let run = try ReuseExperiment.runInProcess(id: id, allocator: table, targetBytes: bytes)
+        let spec: AllocatorSpec
+        if let library { spec = AllocatorSpec(name: allocator, library: library) }
+        else if let id = AllocatorID.named(allocator) { spec = AllocatorSpec(id) }
+        else { throw ValidationError("unknown allocator \(allocator)") }
+        let table = try Allocators.load(spec).get()
+        let run = try ReuseExperiment.runInProcess(spec: spec, allocator: table, targetBytes: bytes)
         print(String(decoding: try JSONEncoder().encode(run), as: UTF8.self))
     }
 }

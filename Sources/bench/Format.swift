@@ -17,7 +17,32 @@ enum Format {
 
     static func ratio(_ value: Double?) -> String {
         guard let value, value.isFinite else { return "-" }
-        return fixed(value, 2) + "x"
+        return fixed(value, 2) + "×"
+    }
+
+    /// A ratio with its 95% interval: "0.86× [0.81, 0.92]" ("0.86×" without an interval).
+    static func ratioCI(_ value: Double?, _ low: Double?, _ high: Double?) -> String {
+        guard let value, value.isFinite else { return "-" }
+        let v = fixed(value, 2) + "×"
+        guard let low, let high, low.isFinite, high.isFinite else { return v }
+        return v + " [" + fixed(low, 2) + ", " + fixed(high, 2) + "]"
+    }
+
+    /// A relative change with its interval: "+10.2% [+6.1%, +14.5%]".
+    static func change(_ i: Statistics.Interval?) -> String {
+        guard let i else { return "-" }
+        func pct(_ x: Double) -> String { x.isFinite ? String(format: "%+.1f%%", x * 100) : "?" }
+        return pct(i.estimate) + " [" + pct(i.low) + ", " + pct(i.high) + "]"
+    }
+
+    /// A count with thousands grouped by commas ("-" for NaN).
+    static func count(_ value: Double?) -> String {
+        guard let value, value.isFinite else { return "-" }
+        let n = Int(value.rounded())
+        var s = String(abs(n))
+        var i = s.count - 3
+        while i > 0 { s.insert(",", at: s.index(s.startIndex, offsetBy: i)); i -= 3 }
+        return (n < 0 ? "-" : "") + s
     }
 
     /// Bytes in binary units: "12.3 MiB".

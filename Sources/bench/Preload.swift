@@ -29,35 +29,45 @@ enum PreloadRunner {
         return nil
     }
 
-    /// What LD_PRELOAD holds for each allocator (nil = nothing preloaded, i.e. glibc).
+    /// What LD_PRELOAD holds for each allocator (nil = nothing preloaded, i.e. glibc), by name.
     static func preloadValues(
-        allocators: [AllocatorInfo], spanAllocSO: String, notes: inout [String]
-    ) -> [(AllocatorID, String?)] {
-        var result: [(AllocatorID, String?)] = []
+        allocators: [AllocatorInfo], custom: [AllocatorSpec], spanAllocSO: String, notes: inout [String]
+    ) -> [(String, String?)] {
+        var result: [(String, String?)] = []
         for id in AllocatorID.allCases {
             switch id {
             case .glibc:
-                result.append((id, nil))
+                result.append((id.rawValue, nil))
             case .spanAlloc:
                 if FileManager.default.fileExists(atPath: spanAllocSO) {
-                    result.append((id, URL(fileURLWithPath: spanAllocSO).standardizedFileURL.path))
+                    result.append((id.rawValue, URL(fileURLWithPath: spanAllocSO).standardizedFileURL.path))
                 } else {
                     notes.append("preload: SpanAlloc skipped, no preload library at \(spanAllocSO) (build it, or pass --spanalloc-so PATH)")
                 }
             default:
                 if allocators.first(where: { $0.name == id.rawValue })?.available == true, let so = id.soname {
-                    result.append((id, so))
+                    result.append((id.rawValue, so))
                 } else {
                     notes.append("preload: \(id.rawValue) skipped (not installed)")
                 }
             }
         }
+        for spec in custom {
+            if allocators.first(where: { $0.name == spec.name })?.available == true, let so = spec.library {
+                result.append((spec.name, so))
+            } else {
+                notes.append("preload: \(spec.name) skipped (its library did not load)")
+            }
+        }
         return result
     }
 
+    /// Runs every program under every allocator: a warm-up launch each, then `repetitions`
+    /// rounds with one launch per allocator per round (order rotated), so samples[r] of
+    /// every row belong to round r.
     static func run(
-        programs: [Program], preloads: [(AllocatorID, String?)], repetitions: Int, warmup: Int,
-        notes: inout [String]
+        programs: [Program], preloads: [(String, String?)], baseline: String?, repetitions: Int, warmup: Int,
+        idleUsage: Usage?, notes: inout [String]
     ) -> [WorkloadTable] {
         var base = ProcessInfo.processInfo.environment
         base["LD_PRELOAD"] = nil
@@ -71,47 +81,55 @@ enum PreloadRunner {
                 id: program.id, title: program.title, unit: "ms", baseline: nil,
                 note: "wall time of the whole process (ms) and its peak RSS, LD_PRELOAD = the allocator's library",
                 rows: [])
-            for (id, preload) in preloads {
-                var env = base
-                if let preload { env["LD_PRELOAD"] = preload }
-                var wall: [Double] = []
-                var inner: [Double] = []
-                var peak = 0
-                var failed = false
-                var upperBound = false
-                for i in 0..<(warmup + repetitions) {
+            var wall: [String: [Double]] = [:]
+            var inner: [String: [Double]] = [:]
+            var usage: [String: [Usage]] = [:]
+            var peak: [String: Int] = [:]
+            var failed: Set<String> = []
+            var upperBound: Set<String> = []
+            for round in 0..<(warmup + repetitions) {
+                for k in preloads.indices {
+                    let (name, preload) = preloads[(k + round) % preloads.count]
+                    if failed.contains(name) { continue }
+                    var env = base
+                    if let preload { env["LD_PRELOAD"] = preload }
                     guard let run = try? Spawn.run(path, program.argv, env: env), run.status == 0 else {
-                        failed = true
-                        break
+                        failed.insert(name)
+                        continue
                     }
-                    if i < warmup { continue }
-                    wall.append(run.wallNs / 1e6)
+                    if round < warmup { continue }
+                    wall[name, default: []].append(run.wallNs / 1e6)
+                    usage[name, default: []].append(Usage(run.usage).minus(nil))
                     var rss = run.peakRSSBytes
-                    upperBound = upperBound || run.rssUpperBound
+                    if run.rssUpperBound { upperBound.insert(name) }
                     if let r = try? JSONDecoder().decode(ChildResult.self, from: Data(run.stdout.utf8)) {
-                        inner += r.samples
+                        inner[name, default: []] += r.samples
                         rss = r.peakRSSBytes ?? rss
                     }
-                    peak = Swift.max(peak, rss)
+                    peak[name] = Swift.max(peak[name] ?? 0, rss)
                 }
-                if failed {
-                    notes.append("preload: \(program.id) under \(id.rawValue) failed; row left out")
-                    Progress.say("preload \(program.id) \(id.rawValue): FAILED")
+            }
+            for (name, _) in preloads {
+                if failed.contains(name) {
+                    notes.append("preload: \(program.id) under \(name) failed; row left out")
+                    Progress.say("preload \(program.id) \(name): FAILED")
                     continue
                 }
-                var row = Row(name: id.rawValue, samples: wall, peakRSSBytes: peak)
-                if !inner.isEmpty { row.innerNsPerOp = Stats.median(inner.sorted()) }
-                if upperBound {
-                    notes.append("preload: \(program.id) under \(id.rawValue) ended within 2 ms; its peak RSS is "
+                guard let w = wall[name] else { continue }
+                var row = Row(name: name, samples: w, peakRSSBytes: peak[name])
+                if let i = inner[name], !i.isEmpty { row.innerNsPerOp = Stats.median(i.sorted()) }
+                if let u = usage[name], !u.isEmpty {
+                    row.usage = RowUsage(samples: u, median: Usage.median(u), perChild: "the whole program")
+                }
+                if upperBound.contains(name) {
+                    notes.append("preload: \(program.id) under \(name) ended within 2 ms; its peak RSS is "
                                  + "wait4's ru_maxrss, an upper bound (not below bench's own RSS)")
                 }
-                Progress.say("preload \(program.id) \(id.rawValue): \(Format.fixed(row.median, 1)) ms, "
-                             + "peak RSS \(Format.bytes(peak))")
+                Progress.say("preload \(program.id) \(name): \(Format.fixed(row.median, 1)) ms, "
+                             + "peak RSS \(Format.bytes(peak[name]))")
                 table.rows.append(row)
             }
-            if table.rows.contains(where: { $0.name == AllocatorID.baseline.rawValue }) {
-                table.baseline = AllocatorID.baseline.rawValue
-            }
+            if let baseline, table.rows.contains(where: { $0.name == baseline }) { table.baseline = baseline }
             table.computeRatios()
             tables.append(table)
         }

@@ -49,13 +49,15 @@ enum Render {
             para(reuse.note)
         }
         for t in r.preload { heading("\(t.id): \(t.title)"); table(workloadTable(t)); if let n = t.note { para(n) } }
-        for (title, tables) in [("summary: median time vs jemalloc", r.workloads), ("summary: LD_PRELOAD wall time vs jemalloc", r.preload)]
+        let base = r.settings.baseline ?? AllocatorID.defaultBaseline.rawValue
+        for (title, tables) in [("summary: time vs \(base) [95% CI]", r.workloads),
+                                ("summary: LD_PRELOAD wall time vs \(base) [95% CI]", r.preload)]
         where tables.count > 1 {
             heading(title)
-            table(summary(tables, value: \.ratio))
-            if title.contains("median time") {
-                para("peak RSS vs jemalloc:")
-                table(summary(tables, value: \.rssRatio))
+            table(summary(tables) { Format.ratioCI($0.ratio, $0.ratioLow, $0.ratioHigh) })
+            if title.hasPrefix("summary: time") {
+                para("peak RSS vs \(base):")
+                table(summary(tables) { Format.ratio($0.rssRatio) })
             }
         }
         if !r.notes.isEmpty {
@@ -69,11 +71,22 @@ enum Render {
         let e = r.environment
         var lines = [
             "machine: \(e.cpuModel), \(e.cores) cores, \(e.kernel), \(e.os), glibc \(e.glibc)",
-            "date: \(e.date); repetitions: \(r.settings.repetitions) (median shown) after \(r.settings.warmup) warm-up; "
-                + "quick: \(r.settings.quick); scale: \(Format.fixed(r.settings.scale, 2))"
-                + (r.settings.interleaved == true ? "; allocators interleaved, one child per repetition" : ""),
+            "date: \(e.date); rounds: \(r.settings.repetitions) (median shown)"
+                + (r.settings.interleaved == true
+                    ? ", one child per allocator per round, order rotated; a round's sample is the minimum of "
+                        + "\(r.settings.inner ?? 1) repetition(s) after \(r.settings.warmup) warm-up"
+                    : ", one child per allocator running all repetitions after \(r.settings.warmup) warm-up")
+                + "; quick: \(r.settings.quick); scale: \(Format.fixed(r.settings.scale, 2))"
+                + (r.settings.idleRounds.map { "; idle workloads: \($0) rounds, no warm-up" } ?? ""),
             "command: \(r.settings.command)",
         ]
+        if let m = r.settings.statistics { lines.append("statistics: \(m)") }
+        if let sa = r.settings.spanallocSetting { lines.append("SPANALLOC=\(sa) (in every child's environment)") }
+        if let u = e.idleChildUsage {
+            lines.append("an idle bench child (subtracted from every row's CPU time and faults): user "
+                         + "\(Format.fixed(u.userMs, 1)) ms, sys \(Format.fixed(u.sysMs, 1)) ms, "
+                         + "\(Format.count(u.minorFaults)) minor / \(Format.count(u.majorFaults)) major faults")
+        }
         if let idle = e.idleChildRSSBytes {
             lines.append("peak RSS of an idle bench child (included in every peak RSS below): \(Format.bytes(idle))")
         }
@@ -89,31 +102,56 @@ enum Render {
     /// A workload's table; with `idleRSS`, a column shows peak RSS above an idle bench child's.
     static func workloadTable(_ t: WorkloadTable, idleRSS: Int? = nil) -> TextTable {
         let base = t.baseline ?? "baseline"
-        var headers = ["allocator", "median \(t.unit)", "min-max", "vs \(base)", "peak RSS", "RSS vs \(base)"]
+        var headers = ["allocator", "median \(t.unit)", "min-max", "vs \(base) [95% CI]", "peak RSS", "RSS vs \(base)"]
         var align: [TextTable.Align] = [.left, .right, .right, .right, .right, .right]
         if idleRSS != nil { headers.append("RSS above idle"); align.append(.right) }
         if t.throughput { headers.append("Mops/s"); align.append(.right) }
         let inner = t.rows.contains { $0.innerNsPerOp != nil }
         if inner { headers.append("in-process ns/op"); align.append(.right) }
+        let cpu = t.rows.contains { $0.cpuMedian != nil }
+        if cpu {
+            headers += ["CPU ns/op", "CPU vs \(base) [95% CI]"]
+            align += [.right, .right]
+        }
+        let probeNames = t.rows.first { $0.probes != nil }?.probes?.map(\.name) ?? []
+        headers += probeNames
+        align += probeNames.map { _ in .right }
+        let usage = t.rows.contains { $0.usage != nil }
+        if usage {
+            headers += ["user ms", "sys ms", "minor faults", "major faults"]
+            align += [.right, .right, .right, .right]
+        }
         var tt = TextTable(headers: headers, align: align)
         for row in t.rows {
             var cells = [row.name, Format.time(row.median), Format.time(row.min) + "-" + Format.time(row.max),
-                         Format.ratio(row.ratio), Format.bytes(row.peakRSSBytes), Format.ratio(row.rssRatio)]
+                         Format.ratioCI(row.ratio, row.ratioLow, row.ratioHigh), Format.bytes(row.peakRSSBytes),
+                         Format.ratio(row.rssRatio)]
             if let idleRSS { cells.append(row.peakRSSBytes.map { Format.bytes(Swift.max(0, $0 - idleRSS)) } ?? "-") }
             if t.throughput { cells.append(row.mopsPerSecond.map { Format.fixed($0, 1) } ?? "-") }
             if inner { cells.append(row.innerNsPerOp.map(Format.time) ?? "-") }
+            if cpu {
+                cells += [row.cpuMedian.map(Format.time) ?? "-", Format.ratioCI(row.cpuRatio, row.cpuRatioLow, row.cpuRatioHigh)]
+            }
+            for name in probeNames {
+                cells.append((row.probes?.first { $0.name == name }).map { Format.bytes(Int($0.median)) } ?? "-")
+            }
+            if usage {
+                let u = row.usage?.median
+                cells += [u.map { Format.fixed($0.userMs, 1) } ?? "-", u.map { Format.fixed($0.sysMs, 1) } ?? "-",
+                          Format.count(u?.minorFaults), Format.count(u?.majorFaults)]
+            }
             tt.rows.append(cells)
         }
         return tt
     }
 
-    /// Workloads × allocators, one ratio per cell: the whole run at a glance.
-    static func summary(_ tables: [WorkloadTable], value: (Row) -> Double?) -> TextTable {
+    /// Workloads × allocators, one cell per row: the whole run at a glance.
+    static func summary(_ tables: [WorkloadTable], cell: (Row) -> String) -> TextTable {
         var names: [String] = []
         for t in tables { for row in t.rows where !names.contains(row.name) { names.append(row.name) } }
         var tt = TextTable(headers: ["workload"] + names, align: [.left] + names.map { _ in .right })
         for t in tables {
-            tt.rows.append([t.id] + names.map { n in Format.ratio(t.rows.first { $0.name == n }.flatMap(value)) })
+            tt.rows.append([t.id] + names.map { n in t.rows.first { $0.name == n }.map(cell) ?? "-" })
         }
         return tt
     }
@@ -159,33 +197,83 @@ enum Render {
 
     // MARK: CSV
 
+    /// One RFC 4180 field: text is always quoted (quotes doubled), numbers and empty fields are not.
     static func csvField(_ s: String) -> String {
-        s.contains(",") || s.contains("\"") ? "\"" + s.replacingOccurrences(of: "\"", with: "\"\"") + "\"" : s
+        if s.isEmpty || Double(s) != nil { return s }
+        return "\"" + s.replacingOccurrences(of: "\"", with: "\"\"") + "\""
     }
 
+    static func csvLine(_ cells: [String]) -> String { cells.map(csvField).joined(separator: ",") }
+
+    static func num(_ d: Double?) -> String { d.map { $0.isFinite ? String($0) : "" } ?? "" }
+
+    /// `base.csv` + "reuse" → `base-reuse.csv`.
+    static func csvSidePath(_ output: String, _ suffix: String) -> String {
+        let url = URL(fileURLWithPath: output)
+        let ext = url.pathExtension.isEmpty ? "csv" : url.pathExtension
+        return url.deletingPathExtension().path + "-\(suffix).\(ext)"
+    }
+
+    /// The rows table: one line per (section, workload, allocator or variant).
     static func csv(_ r: Report) -> String {
-        func num(_ d: Double?) -> String { d.map { $0.isFinite ? String($0) : "" } ?? "" }
-        var lines = ["section,workload,name,unit,median,min,max,ratio,peak_rss_bytes,rss_ratio,samples"]
+        var lines = [csvLine(["section", "workload", "name", "unit", "rounds", "median", "min", "max", "ratio",
+                              "ratio_low", "ratio_high", "peak_rss_bytes", "rss_ratio", "user_ms", "sys_ms",
+                              "minor_faults", "major_faults"])]
         let sections: [(String, [WorkloadTable])] = [("workload", r.workloads), ("group", r.groups), ("preload", r.preload)]
         for (section, tables) in sections {
             for t in tables {
                 for row in t.rows {
-                    lines.append([section, t.id, row.name, t.unit, num(row.median), num(row.min), num(row.max),
-                                  num(row.ratio), row.peakRSSBytes.map(String.init) ?? "", num(row.rssRatio),
-                                  row.samples.map { String($0) }.joined(separator: ";")].map(csvField).joined(separator: ","))
+                    let u = row.usage?.median
+                    lines.append(csvLine([section, t.id, row.name, t.unit, String(row.samples.count), num(row.median),
+                                          num(row.min), num(row.max), num(row.ratio), num(row.ratioLow),
+                                          num(row.ratioHigh), row.peakRSSBytes.map(String.init) ?? "",
+                                          num(row.rssRatio), num(u?.userMs), num(u?.sysMs), num(u?.minorFaults),
+                                          num(u?.majorFaults)]))
                 }
             }
         }
+        return lines.joined(separator: "\n") + "\n"
+    }
+
+    /// The other tidy tables, each for a file of its own: per-round samples, probes, reuse phases.
+    static func csvExtraTables(_ r: Report) -> [(String, String)] {
+        var out: [(String, String)] = []
+        var samples = [csvLine(["section", "workload", "name", "round", "value", "unit", "paired_ratio", "user_ms",
+                                "sys_ms", "minor_faults", "major_faults"])]
+        for (section, tables) in [("workload", r.workloads), ("group", r.groups), ("preload", r.preload)] {
+            for t in tables {
+                for row in t.rows {
+                    for (i, x) in row.samples.enumerated() {
+                        let u = row.usage.flatMap { i < $0.samples.count ? $0.samples[i] : nil }
+                        let pr = row.pairedRatios.flatMap { i < $0.count ? $0[i] : nil }
+                        samples.append(csvLine([section, t.id, row.name, String(i), num(x), t.unit, num(pr),
+                                                num(u?.userMs), num(u?.sysMs), num(u?.minorFaults), num(u?.majorFaults)]))
+                    }
+                }
+            }
+        }
+        out.append(("samples", samples.joined(separator: "\n") + "\n"))
+        var probes = [csvLine(["workload", "name", "probe", "round", "value", "unit"])]
+        for t in r.workloads {
+            for row in t.rows {
+                for p in row.probes ?? [] {
+                    for (i, x) in p.samples.enumerated() {
+                        probes.append(csvLine([t.id, row.name, p.name, String(i), num(x), p.unit]))
+                    }
+                }
+            }
+        }
+        if probes.count > 1 { out.append(("probes", probes.joined(separator: "\n") + "\n")) }
         if let reuse = r.reuse {
-            lines.append("")
-            lines.append("section,allocator,phase,seconds,live_bytes,live_objects,resident_bytes,efficiency,"
-                         + "spans_fresh,spans_reused,spans_returned,heap_inuse,heap_idle,heap_released,"
-                         + "je_nslabs,je_nreslabs,je_curslabs,je_active,je_resident,je_mapped,je_retained")
+            var lines = [csvLine(["allocator", "phase", "seconds", "live_bytes", "live_objects", "resident_bytes",
+                                  "efficiency", "spans_fresh", "spans_reused", "spans_returned", "heap_inuse",
+                                  "heap_idle", "heap_released", "je_nslabs", "je_nreslabs", "je_curslabs",
+                                  "je_active", "je_resident", "je_mapped", "je_retained"])]
             for run in reuse.runs {
                 for p in run.phases {
                     let s = p.spanAlloc, j = p.jemalloc
                     let cells: [String] = [
-                        "reuse", run.allocator, p.name, String(p.seconds), String(p.liveBytes), String(p.liveObjects),
+                        run.allocator, p.name, String(p.seconds), String(p.liveBytes), String(p.liveObjects),
                         String(p.residentBytes), num(p.efficiency),
                         s.map { String($0.spansFresh) } ?? "", s.map { String($0.spansReused) } ?? "",
                         s.map { String($0.spansReturned) } ?? "", s.map { String($0.heapInuse) } ?? "",
@@ -195,10 +283,11 @@ enum Render {
                         j.map { String($0.resident) } ?? "", j.map { String($0.mapped) } ?? "",
                         j.map { String($0.retained) } ?? "",
                     ]
-                    lines.append(cells.map(csvField).joined(separator: ","))
+                    lines.append(csvLine(cells))
                 }
             }
+            out.append(("reuse", lines.joined(separator: "\n") + "\n"))
         }
-        return lines.joined(separator: "\n") + "\n"
+        return out
     }
 }

@@ -95,7 +95,8 @@ enum ReuseExperiment {
         """
 
     /// In the child: runs every phase under one allocator.
-    static func runInProcess(id: AllocatorID, allocator: bk_allocator, targetBytes: Int) throws -> ReuseRun {
+    static func runInProcess(spec: AllocatorSpec, allocator: bk_allocator, targetBytes: Int) throws -> ReuseRun {
+        let id = spec.builtin
         var table = allocator
         // Room for the smallest-average mix (mix 0 averages ~264 B per object).
         guard let live = bk_reuse_new(targetBytes / 128 + 1024, 0x5EED_2EE5) else {
@@ -135,32 +136,32 @@ enum ReuseExperiment {
         record(phaseNames[3], t)
         t = timed { table.release?() }
         record(phaseNames[4], t)
-        return ReuseRun(allocator: id.rawValue, baselineRSSBytes: Int(baseline), phases: phases,
+        return ReuseRun(allocator: spec.name, baselineRSSBytes: Int(baseline), phases: phases,
                         peakRSSBytes: Int(bk_peak_rss()))
     }
 
     /// In the parent: one child per allocator.
-    static func run(allocators: [AllocatorID], targetBytes: Int, notes: inout [String]) -> ReuseReport {
+    static func run(allocators: [AllocatorSpec], targetBytes: Int, notes: inout [String]) -> ReuseReport {
         let env = ProcessInfo.processInfo.environment
         var runs: [ReuseRun] = []
         for (i, id) in allocators.enumerated() {
-            let args = ["bench", "reuse-one", "--allocator", id.rawValue, "--bytes", String(targetBytes)]
+            let args = ["bench", "reuse-one"] + id.childArguments + ["--bytes", String(targetBytes)]
             do {
                 let child = try Spawn.run(Spawn.selfExe, args, env: env)
                 guard child.status == 0,
                       var run = try? JSONDecoder().decode(ReuseRun.self, from: Data(child.stdout.utf8))
                 else {
-                    notes.append("reuse / \(id.rawValue): child exited with status \(child.status)")
+                    notes.append("reuse / \(id.name): child exited with status \(child.status)")
                     continue
                 }
                 if run.peakRSSBytes == nil { run.peakRSSBytes = child.peakRSSBytes }
                 let last = run.phases.last
-                Progress.say("[reuse \(i + 1)/\(allocators.count)] \(id.rawValue): peak RSS "
+                Progress.say("[reuse \(i + 1)/\(allocators.count)] \(id.name): peak RSS "
                              + "\(Format.bytes(child.peakRSSBytes)), resident after purge "
                              + "\(Format.bytes(last?.residentBytes ?? 0)) (\(Format.fixed(child.wallNs / 1e9, 1)) s)")
                 runs.append(run)
             } catch {
-                notes.append("reuse / \(id.rawValue): \(error)")
+                notes.append("reuse / \(id.name): \(error)")
             }
         }
         return ReuseReport(targetBytes: targetBytes, phases: phaseNames, runs: runs, note: note)

@@ -19,6 +19,8 @@ struct ChildRun {
     var wallNs: Double
     /// Exit status; negative = killed by that signal.
     var status: Int32
+    /// wait4's CPU time and page faults of the whole child.
+    var usage: bk_rusage
 }
 
 enum Spawn {
@@ -38,15 +40,16 @@ enum Spawn {
         var upper = false
         var wall = 0.0
         var status: Int32 = 0
+        var usage = bk_rusage()
         let rc = cArgs.withUnsafeBufferPointer { a in
             cEnv.withUnsafeBufferPointer { e in
-                bk_spawn(path, a.baseAddress!, e.baseAddress!, &out, &rss, &upper, &wall, &status)
+                bk_spawn(path, a.baseAddress!, e.baseAddress!, &out, &rss, &upper, &wall, &status, &usage)
             }
         }
         if rc != 0 { throw SpawnError(message: "cannot start \(path): \(String(cString: strerror(errno)))") }
         defer { free(out) }
         return ChildRun(stdout: out.map { String(cString: $0) } ?? "", peakRSSBytes: rss, rssUpperBound: upper,
-                        wallNs: wall, status: status)
+                        wallNs: wall, status: status, usage: usage)
     }
 
     struct SpawnError: Error, CustomStringConvertible {
@@ -58,10 +61,43 @@ enum Spawn {
 /// The JSON a `run-one` child prints.
 struct ChildResult: Codable {
     var samples: [Double]
+    /// CPU time of the process during each timed region / ops (all threads), ns.
+    var cpuSamples: [Double]?
     var ops: UInt64
     var checksum: UInt64
     /// The child's own VmHWM at the end (exact, unlike a parent's view).
     var peakRSSBytes: Int?
+    /// The workload's probes (bk_result.probes), one array per repetition.
+    var probes: [[Double]]?
+}
+
+/// How a full run is set up: what `runAll` needs beyond the workload list.
+struct RunPlan {
+    var allocators: [AllocatorSpec]
+    var baseline: String?
+    var repetitions: Int
+    var warmup: Int
+    /// Rounds (and so children) of the idle workloads; they run without warm-up.
+    var idleRounds: Int
+    var quick: Bool
+    var scale: Double
+    var interleave: Bool
+    /// Timed repetitions in each interleaved child; the round's sample is their minimum (the
+    /// repetition least disturbed by the rest of the machine). 1 = the child's only repetition.
+    var inner: Int = 1
+    /// wait4 usage of an idle child, subtracted from every row's.
+    var idleUsage: Usage?
+}
+
+/// BENCH_TEST_INFLATE (tests only): the factor SpanAlloc's samples are multiplied by, so a
+/// test can check that `bench diff` sees a 10% slowdown. nil when unset or not a positive number.
+enum TestInflate {
+    static let variable = "BENCH_TEST_INFLATE"
+    static var factor: Double? {
+        guard let s = ProcessInfo.processInfo.environment[variable], let f = Double(s), f > 0, f.isFinite, f != 1
+        else { return nil }
+        return f
+    }
 }
 
 enum WorkloadRunner {
@@ -72,6 +108,8 @@ enum WorkloadRunner {
         var table = allocator
         var params = spec.params(quick: quick, scale: scale)
         var samples: [Double] = []
+        var cpu: [Double] = []
+        var probes: [[Double]] = []
         var ops: UInt64 = 0
         var checksum: UInt64 = 0
         for i in 0..<(warmup + repetitions) {
@@ -81,64 +119,108 @@ enum WorkloadRunner {
             }
             if i >= warmup {
                 samples.append(r.elapsed_ns / Double(r.ops))
+                cpu.append(r.cpu_ns / Double(r.ops))
+                let all = withUnsafeBytes(of: r.probes) { Array($0.bindMemory(to: Double.self)) }
+                probes.append(Array(all.prefix(Int(r.nprobes))))
                 ops = r.ops
                 checksum &+= r.checksum
             }
         }
-        return ChildResult(samples: samples, ops: ops, checksum: checksum, peakRSSBytes: Int(bk_peak_rss()))
+        return ChildResult(samples: samples, cpuSamples: cpu, ops: ops, checksum: checksum, peakRSSBytes: Int(bk_peak_rss()),
+                           probes: probes.contains { !$0.isEmpty } ? probes : nil)
     }
 
     /// In the parent: every workload × allocator, each in its own child for a clean peak RSS.
     ///
     /// With `interleave`, repetition r of every allocator runs before repetition r + 1 of any
     /// (one child per repetition, allocator order rotated each round), so a slow spell of a
-    /// shared machine lands on all allocators alike instead of on whichever ran then.
-    static func runAll(
-        specs: [WorkloadSpec], allocators: [AllocatorID], repetitions: Int, warmup: Int, quick: Bool, scale: Double,
-        interleave: Bool, notes: inout [String]
-    ) -> [WorkloadTable] {
+    /// shared machine lands on all allocators alike instead of on whichever ran then, and
+    /// samples[r] of every row belong to round r (the pairs behind the ratios' intervals).
+    static func runAll(specs: [WorkloadSpec], plan: RunPlan, notes: inout [String]) -> [WorkloadTable] {
         let env = ProcessInfo.processInfo.environment
-        let rounds = interleave ? repetitions : 1
-        let repsPerChild = interleave ? 1 : repetitions
+        let allocators = plan.allocators
+        let inflate = TestInflate.factor
         var tables: [WorkloadTable] = []
         for (si, spec) in specs.enumerated() {
-            var samples: [AllocatorID: [Double]] = [:]
-            var peak: [AllocatorID: Int] = [:]
-            var failed: Set<AllocatorID> = []
+            let repetitions = spec.idle ? plan.idleRounds : plan.repetitions
+            // A long workload's single repetition is its sample, so it keeps one warm-up (its first run
+            // pays the heap's first-touch page faults: large-mixed's 64 MiB objects, churn's live set).
+            let warmup = spec.idle ? 0 : spec.long ? Swift.max(1, plan.warmup) : plan.warmup
+            let rounds = plan.interleave ? repetitions : 1
+            let inner = spec.idle || spec.long ? 1 : plan.inner
+            let repsPerChild = plan.interleave ? inner : repetitions
+            var samples: [String: [Double]] = [:]
+            var cpuSamples: [String: [Double]] = [:]
+            var usages: [String: [Usage]] = [:]
+            var probes: [String: [[Double]]] = [:]
+            var peak: [String: Int] = [:]
+            var failed: Set<String> = []
             let t0 = bk_now_ns()
             for round in 0..<rounds {
                 for k in allocators.indices {
-                    let id = allocators[(k + round) % allocators.count]
-                    if failed.contains(id) { continue }
-                    var args = ["bench", "run-one", "--allocator", id.rawValue, "--workload", spec.id,
+                    let a = allocators[(k + round) % allocators.count]
+                    if failed.contains(a.name) { continue }
+                    var args = ["bench", "run-one"] + a.childArguments + ["--workload", spec.id,
                                 "--repetitions", String(repsPerChild), "--warmup", String(warmup),
-                                "--scale", String(scale)]
-                    if quick { args.append("--quick") }
+                                "--scale", String(plan.scale)]
+                    if plan.quick { args.append("--quick") }
                     let run = try? Spawn.run(Spawn.selfExe, args, env: env)
                     guard let run, run.status == 0,
                           let result = try? JSONDecoder().decode(ChildResult.self, from: Data(run.stdout.utf8))
                     else {
-                        failed.insert(id)
+                        failed.insert(a.name)
                         let why = run.map { "child exited with status \($0.status)" } ?? "child could not start"
-                        notes.append("\(spec.id) / \(id.rawValue): \(why); row left out")
-                        Progress.say("\(spec.id) \(id.rawValue): FAILED (\(why))")
+                        notes.append("\(spec.id) / \(a.name): \(why); row left out")
+                        Progress.say("\(spec.id) \(a.name): FAILED (\(why))")
                         continue
                     }
-                    samples[id, default: []] += result.samples
-                    peak[id] = Swift.max(peak[id] ?? 0, result.peakRSSBytes ?? run.peakRSSBytes)
+                    var s = result.samples
+                    var c = result.cpuSamples ?? []
+                    if plan.interleave, inner > 1 {
+                        s = s.min().map { [$0] } ?? []
+                        c = c.min().map { [$0] } ?? []
+                    }
+                    if let inflate, a.builtin == .spanAlloc {
+                        s = s.map { $0 * inflate }
+                        c = c.map { $0 * inflate }
+                    }
+                    samples[a.name, default: []] += s
+                    cpuSamples[a.name, default: []] += c
+                    usages[a.name, default: []].append(Usage(run.usage).minus(plan.idleUsage))
+                    if let p = result.probes { probes[a.name, default: []] += p }
+                    peak[a.name] = Swift.max(peak[a.name] ?? 0, result.peakRSSBytes ?? run.peakRSSBytes)
                 }
             }
+            var note = spec.throughput ? "ns/op is wall time / operations of all threads together; Mops/s = 1000 / ns/op" : nil
+            if spec.idle {
+                note = (note.map { $0 + "; " } ?? "") + "\(repetitions) rounds without warm-up (an idle workload: see --idle-rounds)"
+            }
             var table = WorkloadTable(
-                id: spec.id, title: spec.title, unit: "ns/op", baseline: nil,
-                note: spec.throughput ? "ns/op is wall time / operations of all threads together; Mops/s = 1000 / ns/op" : nil,
+                id: spec.id, title: spec.title, unit: "ns/op", baseline: nil, note: note,
                 throughput: spec.throughput, rows: [])
-            for id in allocators where !failed.contains(id) {
-                guard let s = samples[id] else { continue }
-                table.rows.append(Row(name: id.rawValue, samples: s, peakRSSBytes: peak[id]))
+            let timed = inner > 1 ? "\(inner) repetitions (the round's sample is their minimum)" : "1 repetition"
+            let perChild = plan.interleave
+                ? (warmup > 0 ? "\(warmup) warm-up + " + timed : timed)
+                : (warmup > 0 ? "\(warmup) warm-up + \(repetitions) repetitions" : "\(repetitions) repetitions")
+            for a in allocators where !failed.contains(a.name) {
+                guard let s = samples[a.name] else { continue }
+                var row = Row(name: a.name, samples: s, peakRSSBytes: peak[a.name])
+                if let c = cpuSamples[a.name], c.count == s.count {
+                    row.cpuSamples = c
+                    row.cpuMedian = Statistics.median(c)
+                }
+                if let u = usages[a.name], !u.isEmpty {
+                    row.usage = RowUsage(samples: u, median: Usage.median(u), perChild: perChild)
+                }
+                if let p = probes[a.name], !p.isEmpty {
+                    row.probes = spec.probeNames.enumerated().map { i, name in
+                        let xs = p.compactMap { i < $0.count ? $0[i] : nil }
+                        return Probe(name: name, unit: "bytes", samples: xs, median: Statistics.median(xs))
+                    }
+                }
+                table.rows.append(row)
             }
-            if table.rows.contains(where: { $0.name == AllocatorID.baseline.rawValue }) {
-                table.baseline = AllocatorID.baseline.rawValue
-            }
+            if let b = plan.baseline, table.rows.contains(where: { $0.name == b }) { table.baseline = b }
             table.computeRatios()
             let summary = table.rows.map { "\($0.name) \(Format.time($0.median))" }.joined(separator: ", ")
             Progress.say("[\(si + 1)/\(specs.count)] \(spec.id) (ns/op): \(summary) "

@@ -33,9 +33,18 @@ import Testing
         var min: Double
         var max: Double
         var ratio: Double?
+        var ratioLow: Double?
+        var ratioHigh: Double?
+        var pairedRatios: [Double]?
+        var cpuSamples: [Double]?
         var peakRSSBytes: Int?
         var rssRatio: Double?
         var innerNsPerOp: Double?
+        var usage: RowUsage?
+    }
+    struct RowUsage: Decodable {
+        var samples: [[String: Double]]
+        var median: [String: Double]
     }
     struct Reuse: Decodable {
         var targetBytes: Int
@@ -53,10 +62,12 @@ import Testing
         var jemalloc: [String: UInt64]?
     }
     enum JSONValue: Decodable {
-        case string(String), number(Double)
+        case string(String), number(Double), object([String: Double])
         init(from decoder: Decoder) throws {
             let c = try decoder.singleValueContainer()
-            if let s = try? c.decode(String.self) { self = .string(s) } else { self = .number(try c.decode(Double.self)) }
+            if let s = try? c.decode(String.self) { self = .string(s) }
+            else if let o = try? c.decode([String: Double].self) { self = .object(o) }
+            else { self = .number(try c.decode(Double.self)) }
         }
     }
 
@@ -128,7 +139,8 @@ import Testing
         let ids = Self.underTSan ? ["lifo-64", "realloc-growth"] : ["lifo-64", "prodcons"]
         // (Under TSan every child start is slow: one child per allocator instead of one per repetition.)
         let result = Self.run(bench, ["--quick", "--format", "json", "--filter", (ids + ["reuse"]).joined(separator: ","),
-                                      "--repetitions", "3", "--scale", "0.05", "--reuse-bytes", String(8 << 20)]
+                                      "--repetitions", "3", "--inner", "1", "--warmup", "1", "--scale", "0.05",
+                                      "--reuse-bytes", String(8 << 20)]
                                      + (Self.underTSan ? ["--no-interleave"] : []))
         #expect(result.status == 0, "bench failed: \(result.stderr)")
         let report = try JSONDecoder().decode(Report.self, from: Data(result.stdout.utf8))
@@ -158,10 +170,24 @@ import Testing
                 #expect(close(row.median, medianOf(row.samples)), "\(label): median is not the samples' median")
                 let rss = try #require(row.peakRSSBytes, "\(label): no peak RSS")
                 #expect(rss > 1 << 20 && rss < 64 << 30, "\(label): implausible peak RSS \(rss)")
+                let usage = try #require(row.usage, "\(label): no wait4 usage")
+                #expect(usage.samples.count == 3, "\(label): one usage sample per child")
+                for key in ["userMs", "sysMs", "minorFaults", "majorFaults"] {
+                    let v = try #require(usage.median[key], "\(label): no \(key)")
+                    #expect(v.isFinite && v >= 0, "\(label): \(key) = \(v)")
+                }
+                #expect((usage.median["userMs"] ?? 0) + (usage.median["sysMs"] ?? 0) > 0, "\(label): no CPU time at all")
+                #expect(row.cpuSamples?.count == 3 && row.cpuSamples!.allSatisfy { $0 > 0 && $0.isFinite })
                 if let base {
                     let ratio = try #require(row.ratio, "\(label): no ratio")
                     #expect(ratio.isFinite && ratio > 0)
-                    #expect(close(ratio, row.median / base.median), "\(label): ratio \(ratio) ≠ median / baseline")
+                    // 3 rounds: the paired t-interval's centre, exp(mean of the per-round log ratios).
+                    let logs = zip(row.samples, base.samples).map { log($0 / $1) }
+                    let expected = exp(logs.reduce(0, +) / Double(logs.count))
+                    #expect(close(ratio, expected), "\(label): ratio \(ratio) ≠ geometric mean of the paired ratios \(expected)")
+                    let lo = try #require(row.ratioLow), hi = try #require(row.ratioHigh)
+                    #expect(lo <= ratio && ratio <= hi, "\(label): ratio outside its interval [\(lo), \(hi)]")
+                    #expect(row.pairedRatios.map { zip($0, zip(row.samples, base.samples)).allSatisfy { close($0, $1.0 / $1.1) } } == true)
                     let rssRatio = try #require(row.rssRatio, "\(label): no RSS ratio")
                     let baseRSS = try #require(base.peakRSSBytes)
                     #expect(close(rssRatio, Double(rss) / Double(baseRSS)), "\(label): RSS ratio inconsistent")
@@ -193,8 +219,12 @@ import Testing
         let csv = Self.run(bench, args + ["--format", "csv"])
         #expect(csv.status == 0, "\(csv.stderr)")
         let lines = csv.stdout.split(separator: "\n")
-        #expect(lines.first?.hasPrefix("section,workload,name,unit,median") == true)
-        #expect(lines.filter { $0.hasPrefix("workload,lifo-16,") }.count == 2)
+        #expect(lines.first?.hasPrefix("\"section\",\"workload\",\"name\",\"unit\"") == true)
+        #expect(lines.filter { $0.hasPrefix("\"workload\",\"lifo-16\",") }.count == 2)
+        // One tidy table: a single header and the same number of fields on every line (no field holds a comma).
+        let widths = Set(lines.map { $0.split(separator: ",", omittingEmptySubsequences: false).count })
+        #expect(widths.count == 1, "CSV lines of different widths: \(widths)")
+        #expect(!csv.stdout.contains("section,allocator,phase"), "the reuse table belongs in its own file")
         let md = Self.run(bench, args + ["--format", "markdown"])
         #expect(md.status == 0)
         #expect(md.stdout.contains("| SpanAlloc |") && md.stdout.contains("| glibc |"))

@@ -55,7 +55,8 @@ typedef enum bk_allocator_kind {
     BK_MIMALLOC = 3,
     BK_TCMALLOC = 4,
     BK_PROCESS = 5,   /**< the process malloc (for LD_PRELOAD runs) */
-    BK_KIND_COUNT = 6
+    BK_CUSTOM = 6,    /**< any library exporting malloc/free/realloc (bk_allocator_load_custom) */
+    BK_KIND_COUNT = 7
 } bk_allocator_kind;
 
 /**
@@ -81,6 +82,16 @@ typedef struct bk_allocator {
  * with the reason in out->error (library not installed, TLS problem, ...).
  */
 bool bk_allocator_load(bk_allocator_kind kind, bk_allocator *_Nonnull out);
+
+/**
+ * Fills `out` with a library given by path that exports malloc, free and
+ * realloc (malloc_usable_size when it has one; otherwise usable_size returns
+ * 0), loaded with dlopen(path, RTLD_NOW | RTLD_LOCAL) + dlsym. Fails when the
+ * library does not define malloc itself (dlsym would otherwise find glibc's
+ * through its dependencies and the row would measure glibc). `name` must stay
+ * valid while the table is used.
+ */
+bool bk_allocator_load_custom(const char *_Nonnull name, const char *_Nonnull path, bk_allocator *_Nonnull out);
 
 /** Path of the shared library used for `kind` with LD_PRELOAD, or NULL (glibc, SpanAlloc, process). */
 const char *_Nullable bk_allocator_soname(bk_allocator_kind kind);
@@ -114,14 +125,20 @@ typedef struct bk_params {
     size_t batch;        /**< objects per batch / pool size per thread */
     int threads;         /**< worker threads */
     uint64_t seed;       /**< for every random choice */
+    int rounds;          /**< rounds per thread (idle-threads) or bursts (idle-gaps) */
+    uint64_t writes;     /**< writes per object (cache-scratch, cache-thrash) */
+    double idle_seconds; /**< idle time (idle-threads: after the frees; idle-gaps: each gap) */
 } bk_params;
 
 /** What a run measured. */
 typedef struct bk_result {
     double elapsed_ns;   /**< wall time of the timed region */
+    double cpu_ns;       /**< CPU time of the whole process (all threads) during the timed region */
     uint64_t ops;        /**< operations done (ns/op = elapsed_ns / ops) */
     uint64_t checksum;   /**< keeps the work observable; also a sanity check */
     int failed;          /**< nonzero when an allocation returned NULL */
+    int nprobes;         /**< how many of probes[] the workload filled */
+    double probes[4];    /**< workload-specific readings, e.g. resident bytes at chosen moments */
 } bk_result;
 
 typedef enum bk_workload_kind {
@@ -132,7 +149,12 @@ typedef enum bk_workload_kind {
     BK_W_REALLOC = 4,       /**< buffers grown by realloc from size_min to size_max */
     BK_W_LARGE = 5,         /**< random large objects (size_min..size_max), every page touched */
     BK_W_SCALING = 6,       /**< `threads` independent threads doing random batches */
-    BK_W_COUNT = 7
+    BK_W_CHURN = 7,         /**< `threads` threads each keep `batch` live blocks, replace a random one per op */
+    BK_W_CACHE_SCRATCH = 8, /**< 2 threads write blocks after freeing blocks the other thread allocated */
+    BK_W_CACHE_THRASH = 9,  /**< 2 threads each malloc, write `writes` times, free small blocks */
+    BK_W_IDLE_THREADS = 10, /**< many threads alloc/free all small sizes, then idle; RSS probes */
+    BK_W_IDLE_GAPS = 11,    /**< random-batch bursts separated by idle gaps; RSS probes */
+    BK_W_COUNT = 12
 } bk_workload_kind;
 
 /** Runs one workload once and fills `out`. Returns 0, or -1 on a setup failure. */
@@ -162,12 +184,21 @@ size_t bk_reuse_live_objects(const bk_reuse *_Nonnull r);
 
 /* ---- processes and the environment -------------------------------------- */
 
+/** What wait4 reported about a child: CPU time and page faults. */
+typedef struct bk_rusage {
+    double user_ns;      /**< user CPU time, ns */
+    double sys_ns;       /**< system CPU time, ns */
+    long minflt;         /**< minor page faults */
+    long majflt;         /**< major page faults */
+} bk_rusage;
+
 /**
  * Runs `path` with `argv` and `envp` (NULL-terminated), collects its stdout
  * into a malloc'ed NUL-terminated buffer (*out, to be freed with free()),
  * waits with wait4 and reports the peak RSS (the child's VmHWM sampled every
  * 2 ms while it runs: wait4's ru_maxrss would include the parent's RSS at
- * spawn time), wall time and exit status (status < 0: killed by signal -status). stderr is inherited.
+ * spawn time), the child's CPU time and page faults (wait4's rusage: the
+ * whole child, start-up included), wall time and exit status (status < 0: killed by signal -status). stderr is inherited.
  * When the child ended before the first sample, *rss_upper_bound is set and
  * the peak is wait4's ru_maxrss, which is at least this process's RSS.
  * Returns 0, or -1 when the process could not be started (errno set).
@@ -175,7 +206,7 @@ size_t bk_reuse_live_objects(const bk_reuse *_Nonnull r);
 int bk_spawn(const char *_Nonnull path, char *_Nullable const *_Nonnull argv,
              char *_Nullable const *_Nonnull envp, char *_Nullable *_Nonnull out,
              long *_Nonnull peak_rss_bytes, bool *_Nonnull rss_upper_bound, double *_Nonnull wall_ns,
-             int *_Nonnull status);
+             int *_Nonnull status, bk_rusage *_Nonnull usage);
 
 /** Current resident set of this process in bytes (from /proc/self/statm). */
 size_t bk_current_rss(void);
@@ -183,6 +214,8 @@ size_t bk_current_rss(void);
 size_t bk_peak_rss(void);
 /** Monotonic clock in nanoseconds. */
 double bk_now_ns(void);
+/** CPU time of this process (all its threads), nanoseconds. */
+double bk_cpu_ns(void);
 /**
  * Core-to-core cache-line round trip in ns: two threads take turns on one
  * counter `rounds` times (see lineprobe.c). Returns -1 if no thread could be
