@@ -76,6 +76,13 @@ def render(rows):
     out.append(arr("sa_class_nelems_tab", "uint16_t", [0] + [r["objects"] for r in rows]))
     out.append(arr("sa_class_divmul_tab", "uint32_t", divmul, per=6))
     out.append(arr("sa_size_to_class8", "uint8_t", t8, per=24))
+    # The malloc override's table: glibc aligns requests of 16 bytes or more
+    # to 16, and the 24-byte class's odd slots are only 8-aligned, so
+    # requests of 17..24 bytes (index 3) go to the 32-byte class.
+    c32 = next(i + 1 for i, r in enumerate(rows) if r["size"] == 32)
+    libc8 = list(t8)
+    libc8[3] = c32
+    out.append(arr("sa_size_to_class8_libc", "uint8_t", libc8, per=24))
     out.append(arr("sa_size_to_class128", "uint8_t", t128, per=24))
     out.append("#endif")
     return "\n".join(out) + "\n"

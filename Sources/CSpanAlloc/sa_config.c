@@ -4,7 +4,8 @@
  * native users and the malloc override alike. See docs/malloc.md.
  *
  *   SPANALLOC=stats=1,verbose=1,scavenge=off,scavenge_retain=64M,
- *             scavenge_percent=10,scavenge_delay_ms=1000,foreign=glibc
+ *             scavenge_percent=10,scavenge_delay_ms=1000,foreign=glibc,
+ *             thread_cache=1M,thread_cache_total=64M
  *
  * Owns: env_options and the once-flag. The scavenger options go to the page
  * heap's configuration (sa_heap_config, under the heap lock); stats, verbose
@@ -82,7 +83,8 @@ static void bad(const item *it, const char *why) {
               it->value ? "=" : "", it->value ? (int)it->valuelen : 0, it->value ? it->value : "");
 }
 
-static void apply(const item *it, sa_scavenge_config *scav, bool *scav_changed) {
+static void apply(const item *it, sa_scavenge_config *scav, bool *scav_changed, sa_cache_config *cache,
+                  bool *cache_changed) {
     const char *k = it->key;
     size_t kl = it->keylen;
     bool b;
@@ -113,6 +115,14 @@ static void apply(const item *it, sa_scavenge_config *scav, bool *scav_changed) 
         if (!parse_size(it, &x) || x > UINT32_MAX) return bad(it, "bad delay in");
         scav->delay_ms = (unsigned)x;
         *scav_changed = true;
+    } else if (is(k, kl, "thread_cache")) {
+        if (!parse_size(it, &x) || x > SIZE_MAX) return bad(it, "bad size in");
+        cache->thread_bytes = (size_t)x;
+        *cache_changed = true;
+    } else if (is(k, kl, "thread_cache_total")) {
+        if (!parse_size(it, &x) || x > SIZE_MAX) return bad(it, "bad size in");
+        cache->total_bytes = (size_t)x;
+        *cache_changed = true;
     } else {
         bad(it, "unknown option");
     }
@@ -121,7 +131,9 @@ static void apply(const item *it, sa_scavenge_config *scav, bool *scav_changed) 
 static void parse(const char *s) {
     sa_scavenge_config scav;
     sa_heap_config(&scav, NULL);
-    bool scav_changed = false;
+    bool scav_changed = false, cache_changed = false;
+    sa_cache_config cache;
+    sa_cache_configure(&cache, NULL);
     while (*s) {
         const char *end = strchr(s, ',');
         if (!end) end = s + strlen(s);
@@ -132,11 +144,12 @@ static void parse(const char *s) {
                 it.value = eq + 1;
                 it.valuelen = (size_t)(end - eq - 1);
             }
-            apply(&it, &scav, &scav_changed);
+            apply(&it, &scav, &scav_changed, &cache, &cache_changed);
         }
         s = *end ? end + 1 : end;
     }
     if (scav_changed) sa_heap_config(NULL, &scav);
+    if (cache_changed) sa_cache_configure(NULL, &cache);
 }
 
 void sa_config_load(void) {

@@ -2,14 +2,15 @@
  * sa_fastpath.h — the allocation and free fast paths, inline, for
  * sa_malloc.c (sa_alloc, sa_free) and for the malloc override, which would
  * otherwise pay a second call on every malloc and free. Everything they do
- * not handle is one tail call into sa_malloc.c's out-of-line slow paths.
+ * not handle is one tail call into the out-of-line slow paths.
  *
- * Cost (x86-64, clang -O2): an allocation is a class lookup, a TLS load, the
- * span's allocCache, ctz and five stores, with one branch to the slow path;
- * freeing the object allocated last (the LIFO shortcut) is about 25
- * instructions; any other free by the owning thread walks the page map
- * (two dependent loads), divides by the object size with a multiply, checks
- * the span's bitmaps for a double free and sets one bit.
+ * Allocation: pop the thread's free-cache bin for the spanClass (an object
+ * the thread freed, reused at once, as Go's runtimefreegc reuse list and
+ * jemalloc's tcache do), else the next slot of the current span's
+ * allocCache (ctz). Free: the page map gives the span (two dependent
+ * loads); the owner checks the slot is live (taken in the bitmaps, not in
+ * freeBits or remoteBits, no cookie in its word 1) and pushes it on the
+ * bin; any other thread hands it to sa_free_remote, which buffers it.
  */
 #ifndef SA_FASTPATH_H
 #define SA_FASTPATH_H
@@ -29,23 +30,33 @@ SA_HIDDEN void sa_free_twice(const void *p);
 
 /* ---- allocation ------------------------------------------------------------ */
 
-/* The next free slot of the thread's span for the class (Go's nextFreeFast).
- * One branch leaves it: no free slot in the current 64-slot window, or the
- * hook is installed. */
+/* A cached object if the bin has one, else the next free slot of the
+ * thread's span for the class (Go's nextFreeFast). One branch leaves it:
+ * neither has one, or the hook is installed. */
 SA_FAST_PATH void *sa_alloc_small(int cls, size_t size, unsigned flags) {
     int spc = (cls << 1) | (int)(flags & SA_NOSCAN);
     sa_mcache *c = sa_get_cache();
+    bool hooked = atomic_load_explicit(&sa_hook, SA_RELAXED) != NULL;
+    sa_freebin *b = &c->bins[spc];
+    void *p = b->head;
+    if (SA_LIKELY(p != NULL && !hooked)) {
+        b->head = (void *)sa_word_load(p, 0);
+        SA_STORE(b->n, b->n - 1);
+        sa_word_store(p, 1, 0); /* the cookie: p is live again */
+        sa_counter_inc(&c->nmalloc[cls]);
+        SA_UNPOISON(p, size);
+        if (flags & SA_ZERO) memset(p, 0, size);
+        return p;
+    }
     sa_mspan *s = c->alloc[spc];
     uint64_t cache = s->allocCache;
-    if (SA_LIKELY(cache != 0 && !atomic_load_explicit(&sa_hook, SA_RELAXED))) {
+    if (SA_LIKELY(cache != 0 && !hooked)) {
         unsigned bit = (unsigned)__builtin_ctzll(cache);
         uint32_t idx = s->freeindex + bit;
         s->allocCache = cache >> bit >> 1;
         SA_STORE(s->freeindex, idx + 1);
         sa_counter_inc(&c->nmalloc[cls]);
-        void *p = (void *)(s->base + (uintptr_t)idx * s->elemsize);
-        c->last = p;
-        c->lastspan = s;
+        p = (void *)(s->base + (uintptr_t)idx * s->elemsize);
         SA_UNPOISON(p, size);
         if (flags & SA_ZERO) memset(p, 0, size);
         return p;
@@ -53,60 +64,55 @@ SA_FAST_PATH void *sa_alloc_small(int cls, size_t size, unsigned flags) {
     return sa_alloc_small_slow(cls, size, flags);
 }
 
-SA_FAST_PATH void *sa_alloc_inline(size_t size, unsigned flags) {
-    if (SA_LIKELY(size <= SA_SMALL_SIZE_MAX)) return sa_alloc_small(sa_size_to_class8[(size + 7) >> 3], size, flags);
+/* `class8` maps (size + 7) / 8 to the class for sizes up to 1024 bytes:
+ * sa_size_to_class8, or the malloc override's sa_size_to_class8_libc. */
+SA_FAST_PATH void *sa_alloc_inline_with(size_t size, unsigned flags, const uint8_t *class8) {
+    if (SA_LIKELY(size <= SA_SMALL_SIZE_MAX)) return sa_alloc_small(class8[(size + 7) >> 3], size, flags);
     return sa_alloc_medium_or_large(size, flags);
 }
 
-/* ---- free -------------------------------------------------------------------- */
-
-/* Frees the object the thread allocated last, when that is p (Go has no
- * explicit free; this is SpanAlloc's LIFO shortcut, which makes an
- * alloc/free pair reuse one warm slot as a free list would). p == last
- * proves p is live, small, in the thread's current span and was the slot at
- * freeindex - 1 that the allocCache handed out, so giving the slot back is
- * undoing that step: shift its bit back into allocCache. It is refused when
- * the bit would fall off the window, when another thread already freed p
- * (a remote double free, reported by the next sweep), or with a hook. */
-SA_FAST_PATH bool sa_free_last(sa_mcache *c, void *p) {
-    sa_mspan *s = c->lastspan;
-    c->last = NULL;
-    uint32_t idx = s->freeindex - 1;
-    uint64_t cache = s->allocCache;
-    uint64_t remote = __atomic_load_n(&SA_SPAN_REMOTE(s)[idx >> 6], __ATOMIC_RELAXED);
-    if (SA_UNLIKELY((cache >> 63) | ((remote >> (idx & 63)) & 1) | (uintptr_t)atomic_load_explicit(&sa_hook, SA_RELAXED)))
-        return false;
-    s->allocCache = (cache << 1) | 1;
-    SA_STORE(s->freeindex, idx);
-    sa_counter_inc(&c->nfree[s->sizeclass]);
-    SA_POISON(p, s->elemsize);
-    return true;
+SA_FAST_PATH void *sa_alloc_inline(size_t size, unsigned flags) {
+    return sa_alloc_inline_with(size, flags, sa_size_to_class8);
 }
 
-/* A small object in span s, freed by the thread that owns s. */
+/* The size of the calling thread's last request that returned NULL (the
+ * override's verbose log names it without keeping it across the call). */
+extern __thread size_t sa_failed_size __attribute__((tls_model("initial-exec")));
+
+/* ---- free -------------------------------------------------------------------- */
+
+/* A small object in span s, freed by the thread that owns s: checked live,
+ * then pushed on the bin (word 0 the link, word 1 the cookie). */
 SA_FAST_PATH void sa_free_owned_slot(sa_mcache *c, sa_mspan *s, uint32_t idx, void *p) {
-    /* A remote free of the same object shows up as an overlap at the sweep. */
     uint32_t w = idx >> 6;
     uint64_t m = (uint64_t)1 << (idx & 63);
-    uint64_t *freew = s->freeBits;
-    bool taken = idx < s->freeindex || (s->allocBits[w] & m);
-    if (SA_UNLIKELY(!taken || (freew[w] & m))) {
+    /* Live: taken (below freeindex or in allocBits), in neither freeBits nor remoteBits. */
+    uint64_t taken = s->allocBits[w] | (idx < s->freeindex ? m : 0);
+    uint64_t gone = s->freeBits[w] | __atomic_load_n(&SA_SPAN_REMOTE(s)[w], __ATOMIC_RELAXED);
+    if (SA_UNLIKELY(!(taken & ~gone & m))) {
         sa_free_twice(p);
         return;
     }
-    SA_STORE(freew[w], freew[w] | m); /* read by other threads' frees and reallocs */
+    sa_freebin *b = &c->bins[s->spanclass];
+    uintptr_t cookie = sa_cookie(s, p);
+    uint32_t n = b->n;
+    /* n < cap implies a class of 16 bytes or more: word 1 is p's. */
+    if (SA_UNLIKELY(n >= b->cap || sa_word_load(p, 1) == cookie)) {
+        sa_free_owned_slow(c, s, idx, p);
+        return;
+    }
+    sa_word_store(p, 0, (uintptr_t)b->head);
+    sa_word_store(p, 1, cookie);
+    b->head = p;
+    SA_STORE(b->n, n + 1);
     sa_counter_inc(&c->nfree[s->sizeclass]);
     SA_POISON(p, s->elemsize);
-    /* Not the current span but one the thread filled earlier. */
-    if (SA_UNLIKELY(s->list != SA_LIST_NONE)) sa_cache_free_owned(c, s);
 }
 
 /* The free path. `ours_only`: return false, doing nothing, for a pointer
  * outside every arena (the malloc override hands those to glibc); a pointer
  * inside an arena that is not a live object still stops the process. */
 SA_FAST_PATH bool sa_free_path(void *p, bool ours_only) {
-    sa_mcache *c = sa_get_cache();
-    if (p == c->last && p != NULL && sa_free_last(c, p)) return true;
     uintptr_t a = (uintptr_t)p;
     sa_mspan *s = sa_span_of_addr(a); /* NULL for p == NULL and for tagged pointers too */
     if (SA_UNLIKELY(!s || atomic_load_explicit(&s->state, SA_RELAXED) != SA_SPAN_SMALL)) {
@@ -127,6 +133,7 @@ SA_FAST_PATH bool sa_free_path(void *p, bool ours_only) {
         sa_free_slow(p);
         return true;
     }
+    sa_mcache *c = sa_get_cache();
     if (atomic_load_explicit(&s->owner, SA_RELAXED) != c) {
         sa_free_remote(c, s, idx, p);
         return true;

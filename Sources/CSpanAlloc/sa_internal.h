@@ -326,11 +326,25 @@ SA_HIDDEN void sa_central_empty_stats(uint64_t *spans, uint64_t *pages, uint64_t
 /* Adds the spans on the central lists to *nspans. */
 SA_HIDDEN int sa_central_check(char *err, size_t errlen, uint64_t *nspans);
 
-/* ---- mcache (sa_mcache.c) ------------------------------------------------ */
+/* ---- mcache (sa_mcache.c) and its free side (sa_freecache.c) ------------- */
+
+/* A bin of the free cache: pointers the thread freed into its own spans of
+ * one spanClass, linked through each object's word 0, newest first. The
+ * allocation fast path pops it before it looks at allocCache; the free fast
+ * path pushes while n < cap. cap is 0 until the thread's first free of the
+ * class, which reserves the bin's bytes from the thread budget. */
+typedef struct sa_freebin {
+    void *head;
+    uint32_t n;   /* pointers on the list (owner writes with SA_STORE, statistics read) */
+    uint32_t cap; /* the push bound; 0: frees go to the span's freeBits */
+} sa_freebin;
+
+/* Frees into spans the thread does not own, buffered and handed to the
+ * spans in one batch (atomic operations per bitmap word, not per object). */
+#define SA_REMOTE_BATCH 64
 
 typedef struct sa_mcache {
-    void *last;                                /* last fast-path allocation, until freed or superseded */
-    sa_mspan *lastspan;                        /* its span */
+    sa_freebin bins[SA_NUM_SPAN_CLASSES];      /* first: the fast paths index it from the cache pointer */
     sa_mspan *alloc[SA_NUM_SPAN_CLASSES];      /* never NULL: &sa_emptyspan when none */
     sa_mspan *partial[SA_NUM_SPAN_CLASSES];    /* owned spans with frees since they were current (FIFO) */
     sa_mspan *partial_tail[SA_NUM_SPAN_CLASSES];
@@ -338,10 +352,24 @@ typedef struct sa_mcache {
     uint16_t npartial[SA_NUM_SPAN_CLASSES];    /* length of partial[] */
     /* set by a remote free into an owned span of the class: look at full[] */
     _Atomic uint8_t remote_hint[SA_NUM_SPAN_CLASSES];
+    /* the remote buffer (owner thread; nrbuf read by statistics) */
+    void *rbuf[SA_REMOTE_BATCH];
+    uint32_t nrbuf;
+    uint32_t rbuf_bytes;
+    /* budget: bytes reserved by the bins' caps, bytes of emptied spans kept */
+    _Atomic uint64_t bin_reserved, empty_bytes;
+    uint32_t gc_countdown;                     /* slow-path events until the next cold-bin pass */
+    uint32_t gc_cursor;
+    void *gc_mark[SA_NUM_SPAN_CLASSES];        /* each bin's head at the last cold-bin pass */
     /* counters: written by the owning thread with relaxed stores, read by stats */
     _Atomic uint64_t nmalloc[SA_NUM_CLASSES];
     _Atomic uint64_t nfree[SA_NUM_CLASSES];
     _Atomic uint64_t nremote, nrefill, nsweep, ngrow;
+    _Atomic uint64_t ndirect;                  /* owner frees that went to freeBits, not a bin */
+    _Atomic uint64_t nflushed;                 /* pointers moved from bins to freeBits */
+    _Atomic uint64_t nflushes;                 /* bin overflow flushes */
+    _Atomic uint64_t nrbatches;                /* remote buffer batches handed back */
+    _Atomic uint64_t ngcflushes;               /* cold bins flushed by the cold-bin pass */
     struct sa_mcache *rnext, *rprev;           /* registry (registry lock) */
     bool live;
 } sa_mcache;
@@ -358,13 +386,16 @@ SA_HIDDEN void *sa_cache_next_free(sa_mcache *c, int spanclass);
 SA_HIDDEN void sa_cache_flush(sa_mcache *c);
 /* Checks the span lists of the calling thread's cache, or (quiescent, with
  * the registry lock held) of every cache; adds the spans found to *nspans. */
-SA_HIDDEN int sa_cache_check(char *err, size_t errlen, bool quiescent, uint64_t *nspans);
+SA_HIDDEN int sa_cache_check(char *err, size_t errlen, bool quiescent, uint64_t *nspans, uint64_t *ncached);
 /* The owner freed into one of its spans that is not the current one. */
 SA_HIDDEN void sa_cache_free_owned(sa_mcache *c, sa_mspan *s);
 /* Sums the counters of every cache, live and exited. */
 typedef struct sa_cache_totals {
     uint64_t nmalloc[SA_NUM_CLASSES], nfree[SA_NUM_CLASSES];
     uint64_t nremote, nrefill, nsweep, ngrow, nexited;
+    uint64_t ndirect, nflushed, nflushes, nrbatches, ngcflushes, nexitflushes;
+    uint64_t cached_objects, cached_bytes; /* in bins and remote buffers now */
+    uint64_t held_max;                     /* the most one live thread holds now */
 } sa_cache_totals;
 SA_HIDDEN void sa_cache_totals_read(sa_cache_totals *t);
 SA_HIDDEN extern sa_lock_t sa_registry_lock_v;
@@ -381,8 +412,60 @@ SA_HIDDEN void sa_cache_fork_child(void);
 SA_HIDDEN void sa_fork_register(void);
 SA_HIDDEN int sa_registry_other_caches(void);
 
+/* ---- free caches (sa_freecache.c) ----------------------------------------- */
+
+/* The cookie a cached object's word 1 holds: never 0 (the key's low bits
+ * are set, span and object are 8-aligned). */
+SA_HIDDEN extern uintptr_t sa_cookie_key;
+SA_FAST_PATH uintptr_t sa_cookie(const sa_mspan *s, const void *p) {
+    return (uintptr_t)s ^ (uintptr_t)p ^ sa_cookie_key;
+}
+/* Words 0 and 1 of a freed object. Under AddressSanitizer the object stays
+ * poisoned while cached, and only these accessors, built without
+ * instrumentation, touch it. */
+#if SA_ASAN
+SA_HIDDEN uintptr_t sa_word_load(const void *p, int i);
+SA_HIDDEN void sa_word_store(void *p, int i, uintptr_t v);
+#else
+SA_FAST_PATH uintptr_t sa_word_load(const void *p, int i) { return ((const uintptr_t *)p)[i]; }
+SA_FAST_PATH void sa_word_store(void *p, int i, uintptr_t v) { ((uintptr_t *)p)[i] = v; }
+#endif
+/* Whether p (a taken slot of s by its bitmaps) sits in a free cache. */
+SA_FAST_PATH bool sa_slot_cached(const sa_mspan *s, const void *p) {
+    return s->elemsize >= 16 && sa_word_load(p, 1) == sa_cookie(s, p);
+}
+/* Sets up a new cache's bins; makes the cookie key on first use. */
+SA_HIDDEN void sa_freecache_init(sa_mcache *c);
+/* An owner free that the fast path did not push: the bin is full, has no
+ * capacity yet, or p carries its cookie (a double free). */
+SA_HIDDEN void sa_free_owned_slow(sa_mcache *c, sa_mspan *s, uint32_t idx, void *p);
+/* Sets p's bit in freeBits and does the span-list work of an owner free. */
+SA_HIDDEN void sa_free_owned_bitmap(sa_mcache *c, sa_mspan *s, uint32_t idx, void *p);
+/* A free into a span c does not own: validated, then buffered. */
+SA_HIDDEN void sa_free_remote(sa_mcache *c, sa_mspan *s, uint32_t idx, const void *p);
+/* A remote free published at once (per object): 8-byte objects, hooked frees. */
+SA_HIDDEN void sa_free_remote_now(sa_mcache *c, sa_mspan *s, uint32_t idx, const void *p);
+/* Empties every bin and the remote buffer into the spans' bitmaps. */
+SA_HIDDEN void sa_freecache_flush(sa_mcache *c);
+/* Called on the allocation slow path: the periodic cold-bin pass. */
+SA_HIDDEN void sa_freecache_tick(sa_mcache *c);
+/* Pointers of span s in c's bin (introspection of the thread's own spans). */
+SA_HIDDEN uint32_t sa_freecache_in_span(const sa_mcache *c, const sa_mspan *s);
+/* Validates c's bins and remote buffer; adds the cached objects to *ncached. */
+SA_HIDDEN int sa_freecache_check(sa_mcache *c, char *err, size_t errlen, uint64_t *ncached);
+/* Adds c's cached objects and bytes, and its holding, to t. */
+SA_HIDDEN void sa_freecache_totals(const sa_mcache *c, sa_cache_totals *t);
+/* The budget (configuration). */
+SA_HIDDEN void sa_cache_configure(sa_cache_config *get, const sa_cache_config *set);
+SA_HIDDEN extern _Atomic uint64_t sa_exit_flushes;
+/* Counts a free by a thread that has no cache (sa_malloc.c). */
+SA_HIDDEN void sa_orphan_free(int cls);
+
 static inline void sa_counter_inc(_Atomic uint64_t *c) {
     atomic_store_explicit(c, atomic_load_explicit(c, SA_RELAXED) + 1, SA_RELAXED);
+}
+static inline void sa_counter_add(_Atomic uint64_t *c, uint64_t n) {
+    atomic_store_explicit(c, atomic_load_explicit(c, SA_RELAXED) + n, SA_RELAXED);
 }
 static inline void sa_stat_add(_Atomic uint64_t *c, uint64_t n) { atomic_fetch_add_explicit(c, n, SA_RELAXED); }
 static inline void sa_stat_sub(_Atomic uint64_t *c, uint64_t n) { atomic_fetch_sub_explicit(c, n, SA_RELAXED); }

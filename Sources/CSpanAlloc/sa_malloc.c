@@ -22,7 +22,10 @@
 _Atomic(sa_hook_fn) sa_hook;
 #define hook sa_hook
 static _Atomic(void *) hook_ctx;
+__thread size_t sa_failed_size __attribute__((tls_model("initial-exec")));
 static _Atomic uint64_t orphan_frees[SA_NUM_CLASSES]; /* frees by a thread with no cache (OOM) */
+
+void sa_orphan_free(int cls) { atomic_fetch_add_explicit(&orphan_frees[cls], 1, SA_RELAXED); }
 
 /* ---- size classes --------------------------------------------------------- */
 
@@ -56,7 +59,7 @@ static void fill_info(const sa_mspan *s, sa_span_info *out, size_t alloc_count) 
 static size_t live_count(sa_mspan *s) {
     if (atomic_load_explicit(&s->state, SA_RELAXED) != SA_SPAN_SMALL) return 1;
     sa_mcache *owner = atomic_load_explicit(&s->owner, SA_ACQUIRE);
-    if (owner == sa_tls_cache) return sa_span_count_allocated(s);
+    if (owner == sa_tls_cache) return sa_span_count_allocated(s) - sa_freecache_in_span(owner, s);
     if (owner == NULL) {
         sa_mcentral *c = &sa_central[s->spanclass];
         sa_lock(&c->lock);
@@ -109,13 +112,13 @@ SA_SLOW_PATH static void call_hook(int event, void *p, size_t size) {
 /* ---- allocation ----------------------------------------------------------- */
 
 SA_SLOW_PATH static void *alloc_large(size_t size, size_t align_pages, unsigned flags) {
-    if (size > SA_MAX_ALLOC) { errno = ENOMEM; return NULL; }
+    if (size > SA_MAX_ALLOC) { errno = ENOMEM; sa_failed_size = size; return NULL; }
     sa_fork_register();
     sa_config_load();
     size_t npages = (size + SA_PAGE_SIZE - 1) >> SA_PAGE_SHIFT;
     if (npages == 0) npages = 1;
     sa_mspan *s = sa_heap_alloc_span(npages, align_pages, (int)(flags & SA_NOSCAN), NULL);
-    if (!s) { errno = ENOMEM; return NULL; }
+    if (!s) { errno = ENOMEM; sa_failed_size = size; return NULL; }
     void *p = (void *)s->base;
     SA_UNPOISON(p, size);
     if ((flags & SA_ZERO) && s->needzero) memset(p, 0, size);
@@ -127,9 +130,8 @@ SA_SLOW_PATH static void *alloc_large(size_t size, size_t align_pages, unsigned 
 void *sa_alloc_small_slow(int cls, size_t size, unsigned flags) {
     int spc = (cls << 1) | (int)(flags & SA_NOSCAN);
     sa_mcache *c = sa_get_cache();
-    if (c->last) c->last = NULL; /* the LIFO shortcut covers fast-path allocations only */
     void *p = sa_cache_next_free(c, spc);
-    if (SA_UNLIKELY(!p)) return NULL;
+    if (SA_UNLIKELY(!p)) { sa_failed_size = size; return NULL; }
     SA_UNPOISON(p, size);
     if (flags & SA_ZERO) memset(p, 0, size);
     if (SA_UNLIKELY(atomic_load_explicit(&hook, SA_RELAXED))) call_hook(SA_EVENT_ALLOC, p, size);
@@ -190,45 +192,9 @@ SA_FAST_PATH sa_mspan *checked_span(const void *p, const char *op, uint32_t *idx
     return s;
 }
 
-void sa_free_remote(sa_mcache *c, sa_mspan *s, uint32_t idx, const void *p) {
-    uint64_t id = atomic_load_explicit(&s->id, SA_RELAXED);
-    int cls = s->sizeclass;
-    /* Read before the free is published: from then on the owner may sweep
-     * the span empty and give it back, and the heap may reuse it. */
-    int spanclass = s->spanclass;
-    uint64_t m = (uint64_t)1 << (idx & 63);
-    /* The object must be live: taken (handed out and not swept free) and
-     * not already freed by the owner or by another thread. */
-    if (SA_UNLIKELY(!sa_span_slot_live_remote(s, idx)))
-        sa_fatal("double free (or free of an unallocated object) of pointer %p", p);
-    /* Poison before the bit is published: once it is set, the owner may
-     * sweep the slot and hand it out again. */
-    SA_POISON(p, s->elemsize);
-    uint64_t old = __atomic_fetch_or(&SA_SPAN_REMOTE(s)[idx >> 6], m, __ATOMIC_SEQ_CST);
-    if (SA_UNLIKELY(old & m)) sa_fatal("double free of pointer %p", p);
-    int32_t n = atomic_fetch_add_explicit(&s->remoteFreed, 1, SA_SEQCST) + 1;
-    sa_mcache *owner = atomic_load_explicit(&s->owner, SA_SEQCST);
-    if (owner == NULL) {
-        int32_t allocated = (int32_t)atomic_load_explicit(&s->allocCount, SA_RELAXED);
-        if (n == 1 || n >= allocated) sa_central_free_fixup(s, id, spanclass);
-    } else if (n == 1) {
-        /* Tell the owner one of its spans has frees to sweep. Caches are never
-         * unmapped, so a stale owner only gets a spurious look. */
-        atomic_store_explicit(&owner->remote_hint[spanclass], 1, SA_RELEASE);
-    }
-    if (c == &sa_emptycache) c = sa_cache_create();
-    if (SA_LIKELY(c)) {
-        sa_counter_inc(&c->nfree[cls]);
-        sa_counter_inc(&c->nremote);
-    } else {
-        atomic_fetch_add_explicit(&orphan_frees[cls], 1, SA_RELAXED);
-    }
-}
-
 /* Frees that are not a small object freed by the thread caching its span. */
 void sa_free_slow(void *p) {
     if (!p) return;
-    if (sa_get_cache()->last == p) sa_get_cache()->last = NULL;
     uint32_t idx;
     sa_mspan *s = checked_span(p, "free", &idx);
     if (SA_UNLIKELY(atomic_load_explicit(&hook, SA_RELAXED))) call_hook(SA_EVENT_FREE, p, s->elemsize);
@@ -238,13 +204,13 @@ void sa_free_slow(void *p) {
     }
     sa_mcache *c = sa_get_cache();
     if (atomic_load_explicit(&s->owner, SA_RELAXED) == c) {
-        uint32_t w = idx >> 6;
-        uint64_t m = (uint64_t)1 << (idx & 63);
+        /* With the hook installed: straight to freeBits, no bin. */
         if (!sa_span_slot_allocated(s, idx)) sa_fatal("double free (or free of an unallocated object) of pointer %p", p);
-        SA_STORE(SA_SPAN_FREEW(s)[w], SA_SPAN_FREEW(s)[w] | m);
+        if (sa_slot_cached(s, p)) sa_fatal("double free of pointer %p (it is already in a free cache)", p);
         sa_counter_inc(&c->nfree[s->sizeclass]);
+        sa_counter_inc(&c->ndirect);
         SA_POISON(p, s->elemsize);
-        if (s->list != SA_LIST_NONE) sa_cache_free_owned(c, s);
+        sa_free_owned_bitmap(c, s, idx, p);
         return;
     }
     sa_free_remote(c, s, idx, p);
@@ -277,8 +243,10 @@ size_t sa_usable_size(const void *p) {
 /* Whether slot idx holds a live object: read directly by the owner, as one
  * snapshot by any other thread (the remote free's test). */
 static bool slot_live(const sa_mspan *s, uint32_t idx) {
-    if (atomic_load_explicit(&s->owner, SA_RELAXED) == sa_get_cache()) return sa_span_slot_allocated(s, idx);
-    return sa_span_slot_live_remote(s, idx);
+    const void *p = (const void *)(s->base + (uintptr_t)idx * s->elemsize);
+    bool live = atomic_load_explicit(&s->owner, SA_RELAXED) == sa_get_cache() ? sa_span_slot_allocated(s, idx)
+                                                                             : sa_span_slot_live_remote(s, idx);
+    return live && !sa_slot_cached(s, p); /* a cached object is freed */
 }
 
 bool sa_in_heap(const void *p) {
@@ -383,6 +351,18 @@ void sa_read_mem_stats(sa_mem_stats *out) {
     uint64_t kept_pages;
     sa_central_empty_stats(&out->central_empty_spans, &kept_pages, &out->central_empty_reuses);
     out->central_empty_bytes = kept_pages << SA_PAGE_SHIFT;
+    /* A bin push is an owner free that is neither remote nor direct; what
+     * left the bins was flushed or popped. */
+    uint64_t pushes = small_frees - t.nremote - t.ndirect;
+    uint64_t out_of_bins = t.nflushed + t.cached_objects;
+    out->free_cache_hits = pushes > out_of_bins ? pushes - out_of_bins : 0;
+    out->free_cache_objects = t.cached_objects;
+    out->free_cache_bytes = t.cached_bytes;
+    out->free_cache_flushes = t.nflushes;
+    out->free_cache_gc_flushes = t.ngcflushes;
+    out->remote_batches = t.nrbatches;
+    out->exit_flushes = sa_stat(&sa_exit_flushes);
+    out->thread_held_max = t.held_max;
 }
 
 size_t sa_mem_stats_json(char *buf, size_t cap) {
@@ -407,6 +387,10 @@ size_t sa_mem_stats_json(char *buf, size_t cap) {
     FIELD("ScavengeRuns", s.scavenge_runs); FIELD("ThreadsExited", s.threads_exited);
     FIELD("CentralEmptySpans", s.central_empty_spans); FIELD("CentralEmptyBytes", s.central_empty_bytes);
     FIELD("CentralEmptyReuses", s.central_empty_reuses);
+    FIELD("FreeCacheHits", s.free_cache_hits); FIELD("FreeCacheObjects", s.free_cache_objects);
+    FIELD("FreeCacheBytes", s.free_cache_bytes); FIELD("FreeCacheFlushes", s.free_cache_flushes);
+    FIELD("FreeCacheGCFlushes", s.free_cache_gc_flushes); FIELD("RemoteBatches", s.remote_batches);
+    FIELD("ExitFlushes", s.exit_flushes); FIELD("ThreadHeldMax", s.thread_held_max);
     EMIT("\"BySize\":[");
     for (int c = 1; c < SA_NUM_CLASSES; c++)
         EMIT("%s{\"Size\":%u,\"Mallocs\":%llu,\"Frees\":%llu}", c > 1 ? "," : "", s.by_size[c].size,
@@ -443,6 +427,16 @@ void sa_set_scavenge_config(const sa_scavenge_config *cfg) {
     sa_fork_register();
     sa_config_load(); /* so the variable, read later, cannot undo this call */
     sa_heap_config(NULL, cfg);
+}
+
+void sa_get_cache_config(sa_cache_config *out) {
+    sa_config_load();
+    sa_cache_configure(out, NULL);
+}
+
+void sa_set_cache_config(const sa_cache_config *cfg) {
+    sa_config_load(); /* so the variable, read later, cannot undo this call */
+    sa_cache_configure(NULL, cfg);
 }
 
 void sa_thread_flush(void) {
@@ -540,14 +534,14 @@ static int check_heap(char *err, size_t errlen, bool quiescent) {
     char local[256];
     if (!err || errlen == 0) { err = local; errlen = sizeof local; }
     err[0] = 0;
-    uint64_t live = 0, nsmall = 0, ncached = 0, ncentral = 0;
+    uint64_t live = 0, nsmall = 0, ncached = 0, ncentral = 0, nfreecached = 0;
     sa_fork_register();
     sa_registry_lock();
     int others = sa_registry_other_caches();
     sa_lock(&sa_heap.lock);
     int rc = sa_heap_check(err, errlen, quiescent, &live, &nsmall);
     sa_unlock(&sa_heap.lock);
-    if (rc == 0) rc = sa_cache_check(err, errlen, quiescent, &ncached);
+    if (rc == 0) rc = sa_cache_check(err, errlen, quiescent, &ncached, &nfreecached);
     sa_registry_unlock();
     if (rc == 0) rc = sa_central_check(err, errlen, &ncentral);
     if (rc == 0 && quiescent && nsmall != ncached + ncentral) {
@@ -560,9 +554,10 @@ static int check_heap(char *err, size_t errlen, bool quiescent) {
         /* Every span was counted: the counters must match the heap. */
         sa_mem_stats st;
         sa_read_mem_stats(&st);
-        if (st.heap_objects != live) {
-            snprintf(err, errlen, "live objects: %llu in spans, statistics say %llu",
-                     (unsigned long long)live, (unsigned long long)st.heap_objects);
+        /* Objects in free caches are taken in their spans' bitmaps but freed. */
+        if (st.heap_objects + nfreecached != live) {
+            snprintf(err, errlen, "live objects: %llu in spans (%llu of them in free caches), statistics say %llu",
+                     (unsigned long long)live, (unsigned long long)nfreecached, (unsigned long long)st.heap_objects);
             rc = -1;
         }
     }

@@ -75,6 +75,7 @@ sa_mcache *sa_cache_create(void) {
         c->alloc[i] = &sa_emptyspan;
         atomic_store_explicit(&c->remote_hint[i], 0, SA_RELAXED);
     }
+    sa_freecache_init(c);
     c->live = true;
     c->rnext = registry;
     if (registry) registry->rprev = c;
@@ -142,7 +143,6 @@ static void own_release(sa_mspan *s) {
 
 void sa_cache_free_owned(sa_mcache *c, sa_mspan *s) {
     int spc = s->spanclass;
-    s->nlocalfree++;
     int32_t remote = atomic_load_explicit(&s->remoteFreed, SA_RELAXED);
     if ((int64_t)atomic_load_explicit(&s->allocCount, SA_RELAXED) - s->nlocalfree - (remote > 0 ? remote : 0) <= 0 &&
         own_keeps_enough(c, spc, s)) {
@@ -239,14 +239,30 @@ void *sa_cache_next_free(sa_mcache *c, int spc) {
         c = sa_cache_create();
         if (!c) return alloc_uncached(spc);
     }
+    sa_freecache_tick(c);
+    sa_freebin *b = &c->bins[spc];
+    if (b->head) { /* reached with the hook installed */
+        void *p = b->head;
+        b->head = (void *)sa_word_load(p, 0);
+        SA_STORE(b->n, b->n - 1);
+        sa_word_store(p, 1, 0);
+        sa_counter_inc(&c->nmalloc[spc >> 1]);
+        return p;
+    }
     sa_mspan *s = c->alloc[spc];
     uint32_t idx;
     if (s != &sa_emptyspan) {
         idx = sa_span_next_free_index(s);
         if (idx < s->nelems) goto got;
         /* Exhausted: sweep the frees it collected since it was last swept
-         * and keep it if that recovered enough slots. */
-        uint32_t nfree = sa_span_sweep(s);
+         * (if any) and keep it if that recovered enough slots. */
+        uint32_t nfree;
+        if (s->nlocalfree || atomic_load_explicit(&s->remoteFreed, SA_RELAXED)) {
+            nfree = sa_span_sweep(s);
+        } else {
+            nfree = 0; /* every slot taken, none freed: what a sweep would find */
+            atomic_store_explicit(&s->allocCount, s->nelems, SA_RELAXED);
+        }
         if (nfree >= sweep_worth(s)) {
             sa_counter_inc(&c->nsweep);
             idx = sa_span_next_free_index(s);
@@ -276,7 +292,7 @@ got:
 
 void sa_cache_flush(sa_mcache *c) {
     if (c == &sa_emptycache) return;
-    c->last = NULL;
+    sa_freecache_flush(c); /* first: cached objects belong to the spans released below */
     for (int spc = 0; spc < SA_NUM_SPAN_CLASSES; spc++) {
         sa_mspan *s = c->alloc[spc];
         if (s != &sa_emptyspan) {
@@ -298,6 +314,11 @@ static void add_totals(sa_cache_totals *t, const sa_mcache *c) {
     t->nrefill += sa_stat(&c->nrefill);
     t->nsweep += sa_stat(&c->nsweep);
     t->ngrow += sa_stat(&c->ngrow);
+    t->ndirect += sa_stat(&c->ndirect);
+    t->nflushed += sa_stat(&c->nflushed);
+    t->nflushes += sa_stat(&c->nflushes);
+    t->nrbatches += sa_stat(&c->nrbatches);
+    t->ngcflushes += sa_stat(&c->ngcflushes);
 }
 
 /* Takes a flushed cache out of the registry (registry lock held). */
@@ -312,6 +333,9 @@ static void retire_locked(sa_mcache *c) {
 
 static void cache_thread_exit(void *arg) {
     sa_mcache *c = arg;
+    sa_cache_totals held = {0};
+    sa_freecache_totals(c, &held);
+    if (held.cached_objects) sa_stat_add(&sa_exit_flushes, 1);
     sa_cache_flush(c);
     sa_tls_cache = &sa_emptycache;
     tls_cache_gone = true;
@@ -337,7 +361,10 @@ void sa_cache_totals_read(sa_cache_totals *t) {
     sa_lock(&registry_lock);
     *t = exited;
     add_totals(t, &uncached_owner);
-    for (sa_mcache *c = registry; c; c = c->rnext) add_totals(t, c);
+    for (sa_mcache *c = registry; c; c = c->rnext) {
+        add_totals(t, c);
+        sa_freecache_totals(c, t);
+    }
     sa_unlock(&registry_lock);
 }
 
@@ -349,7 +376,8 @@ int sa_registry_other_caches(void) {
 }
 
 /* One cache's span lists (heap checker). */
-static int check_one_cache(const sa_mcache *c, char *err, size_t errlen, uint64_t *nspans) {
+static int check_one_cache(sa_mcache *c, char *err, size_t errlen, uint64_t *nspans, uint64_t *ncached) {
+    if (sa_freecache_check(c, err, errlen, ncached)) return -1;
     for (int spc = 0; spc < SA_NUM_SPAN_CLASSES; spc++) {
         sa_mspan *cur = c->alloc[spc];
         if (cur != &sa_emptyspan) {
@@ -385,9 +413,9 @@ static int check_one_cache(const sa_mcache *c, char *err, size_t errlen, uint64_
     return 0;
 }
 
-int sa_cache_check(char *err, size_t errlen, bool quiescent, uint64_t *nspans) {
-    if (!quiescent) return sa_tls_cache == &sa_emptycache ? 0 : check_one_cache(sa_tls_cache, err, errlen, nspans);
+int sa_cache_check(char *err, size_t errlen, bool quiescent, uint64_t *nspans, uint64_t *ncached) {
+    if (!quiescent) return sa_tls_cache == &sa_emptycache ? 0 : check_one_cache(sa_tls_cache, err, errlen, nspans, ncached);
     for (sa_mcache *c = registry; c; c = c->rnext)
-        if (check_one_cache(c, err, errlen, nspans)) return -1;
+        if (check_one_cache(c, err, errlen, nspans, ncached)) return -1;
     return 0;
 }

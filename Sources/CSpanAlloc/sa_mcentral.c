@@ -67,7 +67,7 @@ static inline void retire_locked(sa_mspan *s) { atomic_store_explicit(&s->id, 0,
  * where any class or a large object can use them; mheap takes the kept
  * ones back before it maps more memory, the scavenger counts them as idle
  * memory, and sa_scavenge releases them all. */
-#define SA_CENTRAL_EMPTY_PAGES 4096 /* 32 MiB, all classes together */
+#define SA_CENTRAL_EMPTY_PAGES 65536
 static _Atomic uint64_t empty_pages, empty_spans; /* on every mcentral's empty list */
 static _Atomic uint64_t empty_reuses;              /* kept empty spans a cache took */
 static inline bool keeps_empty(const sa_mcentral *c, const sa_mspan *s) {
@@ -78,8 +78,9 @@ static inline bool keeps_empty(const sa_mcentral *c, const sa_mspan *s) {
 /* Every object of an uncached span is free: check the bitmaps agree (a
  * remote free of an unallocated slot would show here), then keep it on the
  * empty list or release it to mheap. */
-static void release_empty(sa_mspan *s) {
-    uint32_t left = sa_span_sweep(s);
+static void release_empty(sa_mspan *s, bool swept) {
+    /* Swept by its owner just before, with no remote free since: nothing to fold. */
+    uint32_t left = swept && atomic_load_explicit(&s->remoteFreed, SA_ACQUIRE) == 0 ? s->nelems : sa_span_sweep(s);
     if (left != s->nelems)
         sa_fatal("span %p released with %u live objects", (void *)s->base, s->nelems - left);
     sa_mcentral *c = central_of(s->spanclass);
@@ -145,7 +146,7 @@ void sa_central_uncache_span(sa_mspan *s, uint32_t allocated) {
     if (pending >= (int32_t)allocated) {
         retire_locked(s);
         sa_unlock(&c->lock);
-        release_empty(s);
+        release_empty(s, true);
         return;
     }
     list_push(c, s, (allocated == s->nelems && pending == 0) ? SA_LIST_FULL : SA_LIST_PARTIAL);
@@ -175,7 +176,7 @@ void sa_central_free_fixup(sa_mspan *s, uint64_t id, int spanclass) {
         list_remove(c, s);
         retire_locked(s);
         sa_unlock(&c->lock);
-        release_empty(s);
+        release_empty(s, false);
         return;
     }
     if (pending > 0 && s->list == SA_LIST_FULL) {
@@ -224,7 +225,7 @@ void sa_central_reclaim(void) {
             if (victim) { list_remove(c, victim); retire_locked(victim); }
             sa_unlock(&c->lock);
             if (!victim) break;
-            release_empty(victim);
+            release_empty(victim, false);
         }
     }
     sa_lock(&sa_heap.lock);

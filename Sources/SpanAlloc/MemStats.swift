@@ -78,6 +78,23 @@ public struct MemStats: Sendable, Hashable {
     /// Kept empty spans a thread cache took instead of a new span from the
     /// page heap, cumulative.
     public var centralEmptyReuses: UInt64
+    /// Allocations served from a thread's free-cache bin (an object the
+    /// thread freed, reused at once), cumulative.
+    public var freeCacheHits: UInt64
+    /// Freed objects waiting in bins and remote buffers now (counted in ``frees``).
+    public var freeCacheObjects: UInt64
+    /// Bytes of those objects.
+    public var freeCacheBytes: UInt64
+    /// Frees that found their bin full and went to the span's bitmap, cumulative.
+    public var freeCacheFlushes: UInt64
+    /// Cold bins emptied by the periodic pass on the allocation slow path, cumulative.
+    public var freeCacheGCFlushes: UInt64
+    /// Buffers of frees into other threads' spans handed back, cumulative.
+    public var remoteBatches: UInt64
+    /// Threads whose free caches held objects when they exited, cumulative.
+    public var exitFlushes: UInt64
+    /// The most one live thread holds now in free caches and kept empty spans.
+    public var threadHeldMax: UInt64
     /// Per size class counts; index = size class (index 0 is unused).
     public var bySize: [ClassStats]
 
@@ -112,6 +129,14 @@ public struct MemStats: Sendable, Hashable {
         centralEmptySpans = s.central_empty_spans
         centralEmptyBytes = s.central_empty_bytes
         centralEmptyReuses = s.central_empty_reuses
+        freeCacheHits = s.free_cache_hits
+        freeCacheObjects = s.free_cache_objects
+        freeCacheBytes = s.free_cache_bytes
+        freeCacheFlushes = s.free_cache_flushes
+        freeCacheGCFlushes = s.free_cache_gc_flushes
+        remoteBatches = s.remote_batches
+        exitFlushes = s.exit_flushes
+        threadHeldMax = s.thread_held_max
         var by = s.by_size
         bySize = withUnsafeBytes(of: &by) { raw in
             raw.bindMemory(to: sa_class_stats.self).map {

@@ -35,6 +35,9 @@ extension Explain {
         heap.flushThreadCache()
         var freedSlots = 0
         for (i, p) in prep.enumerated() where i % 2 == 1 { heap.deallocate(p); freedSlots += 1 }
+        // Frees into spans the thread does not cache are buffered and reach
+        // the spans in batches; the flush hands the batch over now.
+        heap.flushThreadCache()
 
         // Timer overhead, to subtract.
         var overhead: [Double] = []

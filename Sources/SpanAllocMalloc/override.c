@@ -154,10 +154,14 @@ static inline bool power_of_two(size_t a) { return a != 0 && (a & (a - 1)) == 0;
 
 /* ---- the glibc API ---------------------------------------------------------- */
 
+/* malloc and calloc need no ensure_started: the first allocation of a thread
+ * or of a large object takes the core's slow path, which registers the fork
+ * handlers. The failure path reads the size back from the core, so the fast
+ * path keeps nothing across the call. */
 void *malloc(size_t size) {
-    ensure_started();
-    void *p = sa_alloc_inline(libc_size(size), 0);
-    return SA_OV_LIKELY(p != NULL) ? p : failed("malloc", size, 0);
+    void *p = sa_alloc_inline_with(size, 0, sa_size_to_class8_libc);
+    if (SA_OV_LIKELY(p != NULL)) return p;
+    return failed("malloc", sa_failed_size, 0);
 }
 
 void free(void *p) {
@@ -168,15 +172,15 @@ void free(void *p) {
 }
 
 void *calloc(size_t count, size_t size) {
-    ensure_started();
     size_t total;
     if (SA_OV_UNLIKELY(__builtin_mul_overflow(count, size, &total))) {
         errno = ENOMEM;
         return failed("calloc", SIZE_MAX, 0);
     }
     /* The core skips the memset for a large span fresh from the OS. */
-    void *p = sa_alloc_inline(libc_size(total), SA_ZERO);
-    return SA_OV_LIKELY(p != NULL) ? p : failed("calloc", total, 0);
+    void *p = sa_alloc_inline_with(total, SA_ZERO, sa_size_to_class8_libc);
+    if (SA_OV_LIKELY(p != NULL)) return p;
+    return failed("calloc", sa_failed_size, 0);
 }
 
 void *realloc(void *p, size_t size) {

@@ -267,6 +267,15 @@ typedef struct sa_mem_stats {
     uint64_t central_empty_spans;  /**< emptied spans mcentral keeps for reuse (in heap_inuse) */
     uint64_t central_empty_bytes;  /**< their bytes */
     uint64_t central_empty_reuses; /**< kept empty spans a thread cache took, cumulative */
+    /* the free side of the thread caches */
+    uint64_t free_cache_hits;      /**< allocations served from a free-cache bin, cumulative */
+    uint64_t free_cache_objects;   /**< freed objects in bins and remote buffers now (counted in frees) */
+    uint64_t free_cache_bytes;     /**< their bytes */
+    uint64_t free_cache_flushes;   /**< bins that overflowed and flushed their older half, cumulative */
+    uint64_t free_cache_gc_flushes; /**< cold bins flushed by the periodic pass, cumulative */
+    uint64_t remote_batches;       /**< remote buffers handed to their spans, cumulative */
+    uint64_t exit_flushes;         /**< thread caches flushed at thread exit that held cached frees */
+    uint64_t thread_held_max;      /**< the most one live thread holds now: cached frees + kept empty spans */
     sa_class_stats by_size[SA_NUM_CLASSES]; /**< index = size class (0 unused) */
 } sa_mem_stats;
 
@@ -316,12 +325,33 @@ void sa_get_scavenge_config(sa_scavenge_config *_Nonnull out);
 void sa_set_scavenge_config(const sa_scavenge_config *_Nonnull config);
 
 /**
+ * The thread caches' budget. A thread's free side holds: the bins of
+ * objects it freed into its own spans (reused by its next allocations of
+ * the class), the buffer of its frees into other threads' spans (handed
+ * back in batches) and emptied spans it keeps for reuse. Together they stay
+ * under thread_bytes; all threads' bins together under total_bytes. A bin
+ * gets its capacity on the thread's first free of the class, as far as the
+ * budget allows; bins left unused are flushed by a periodic pass on the
+ * allocation slow path, and everything is flushed at thread exit, by
+ * sa_thread_flush and by sa_scavenge.
+ */
+typedef struct sa_cache_config {
+    size_t thread_bytes; /**< per thread (default 1 MiB); 0 disables the free caches */
+    size_t total_bytes;  /**< all threads' bins together (default 64 MiB) */
+} sa_cache_config;
+
+void sa_get_cache_config(sa_cache_config *_Nonnull out);
+/** Applies to bins sized from now on (existing bins keep their capacity until flushed). */
+void sa_set_cache_config(const sa_cache_config *_Nonnull config);
+
+/**
  * The SPANALLOC environment variable configures the heap, natively and under
  * the malloc override alike: it is read once, when the heap starts (its
  * first thread cache or large object, or the first configuration call), so
  * a later sa_set_scavenge_config wins. Options: scavenge=on|off,
  * scavenge_retain=SIZE, scavenge_percent=N, scavenge_delay_ms=N (the
- * sa_scavenge_config fields), stats=1 (MemStats as JSON on stderr at exit),
+ * sa_scavenge_config fields), thread_cache=SIZE, thread_cache_total=SIZE
+ * (the sa_cache_config fields), stats=1 (MemStats as JSON on stderr at exit),
  * verbose=1 and foreign=glibc|abort (the override's). Bad items are reported
  * on stderr and ignored. See docs/malloc.md.
  */
