@@ -7,10 +7,11 @@
  * Allocation: pop the thread's free-cache bin for the spanClass (an object
  * the thread freed, reused at once, as Go's runtimefreegc reuse list and
  * jemalloc's tcache do), else the next slot of the current span's
- * allocCache (ctz). Free: the page map gives the span (two dependent
- * loads); the owner checks the slot is live (taken in the bitmaps, not in
- * freeBits or remoteBits, no cookie in its word 1) and pushes it on the
- * bin; any other thread hands it to sa_free_remote, which buffers it.
+ * allocCache (ctz). Free: the object allocated last goes straight back to
+ * allocCache (the LIFO shortcut); any other object's span comes from the
+ * page map (two dependent loads); the owner checks the slot is live (taken
+ * in the bitmaps, no cookie in its word 0) and pushes it on the bin; any
+ * other thread hands it to sa_free_remote, which buffers it.
  */
 #ifndef SA_FASTPATH_H
 #define SA_FASTPATH_H
@@ -40,9 +41,11 @@ SA_FAST_PATH void *sa_alloc_small(int cls, size_t size, unsigned flags) {
     sa_freebin *b = &c->bins[spc];
     void *p = b->head;
     if (SA_LIKELY(p != NULL && !hooked)) {
-        b->head = (void *)sa_word_load(p, 0);
+        b->head = (void *)sa_word_load(p, SA_WORD_LINK);
         SA_STORE(b->n, b->n - 1);
-        sa_word_store(p, 1, 0); /* the cookie: p is live again */
+        c->last = p;
+        c->lastspan = (sa_mspan *)(sa_word_load(p, SA_WORD_COOKIE) ^ (uintptr_t)p ^ sa_cookie_key);
+        sa_word_store(p, SA_WORD_COOKIE, 0); /* live again */
         sa_counter_inc(&c->nmalloc[cls]);
         SA_UNPOISON(p, size);
         if (flags & SA_ZERO) memset(p, 0, size);
@@ -57,6 +60,9 @@ SA_FAST_PATH void *sa_alloc_small(int cls, size_t size, unsigned flags) {
         SA_STORE(s->freeindex, idx + 1);
         sa_counter_inc(&c->nmalloc[cls]);
         p = (void *)(s->base + (uintptr_t)idx * s->elemsize);
+        c->last = p;
+        c->lastspan = s;
+        sa_word_store(p, SA_WORD_COOKIE, 0); /* a freed slot's old cookie */
         SA_UNPOISON(p, size);
         if (flags & SA_ZERO) memset(p, 0, size);
         return p;
@@ -81,28 +87,58 @@ extern __thread size_t sa_failed_size __attribute__((tls_model("initial-exec")))
 
 /* ---- free -------------------------------------------------------------------- */
 
-/* A small object in span s, freed by the thread that owns s: checked live,
- * then pushed on the bin (word 0 the link, word 1 the cookie). */
+/* Frees the object the thread allocated last, when that is p (the LIFO
+ * shortcut: Go has no explicit free). p == last proves p is a small object
+ * of span lastspan, which the thread owns, and that this thread has not
+ * freed it since (every free of it clears last), so the page-map walk and
+ * the bitmap test are skipped: p goes on its bin. Refused (the full path
+ * decides) with the hook, when the bin is full, and when p carries its
+ * cookie (another thread freed it: a double free). */
+SA_FAST_PATH bool sa_free_last(sa_mcache *c, void *p) {
+    sa_mspan *s = c->lastspan;
+    c->last = NULL;
+    uintptr_t cookie = sa_cookie(s, p);
+    sa_freebin *b = &c->bins[s->spanclass];
+    uint32_t n = b->n;
+    if (SA_UNLIKELY((n >= b->cap) | (sa_word_load(p, SA_WORD_COOKIE) == cookie) |
+                    (atomic_load_explicit(&sa_hook, SA_RELAXED) != NULL)))
+        return false;
+    sa_word_store(p, SA_WORD_COOKIE, cookie);
+    sa_word_store(p, SA_WORD_LINK, (uintptr_t)b->head);
+    b->head = p;
+    SA_STORE(b->n, n + 1);
+    sa_counter_inc(&c->nfree[s->sizeclass]);
+    SA_POISON(p, s->elemsize);
+    return true;
+}
+
+/* A small object in span s, freed by the thread that owns s: checked live
+ * (taken, no cookie), then pushed on the bin. */
 SA_FAST_PATH void sa_free_owned_slot(sa_mcache *c, sa_mspan *s, uint32_t idx, void *p) {
-    uint32_t w = idx >> 6;
     uint64_t m = (uint64_t)1 << (idx & 63);
-    /* Live: taken (below freeindex or in allocBits), in neither freeBits nor remoteBits. */
-    uint64_t taken = s->allocBits[w] | (idx < s->freeindex ? m : 0);
-    uint64_t gone = s->freeBits[w] | __atomic_load_n(&SA_SPAN_REMOTE(s)[w], __ATOMIC_RELAXED);
-    if (SA_UNLIKELY(!(taken & ~gone & m))) {
+    uint64_t taken = s->allocBits[idx >> 6] | (idx < s->freeindex ? m : 0);
+    uintptr_t cookie = sa_cookie(s, p);
+    if (SA_UNLIKELY(!(taken & m) || sa_word_load(p, SA_WORD_COOKIE) == cookie)) {
         sa_free_twice(p);
         return;
     }
     sa_freebin *b = &c->bins[s->spanclass];
-    uintptr_t cookie = sa_cookie(s, p);
     uint32_t n = b->n;
-    /* n < cap implies a class of 16 bytes or more: word 1 is p's. */
-    if (SA_UNLIKELY(n >= b->cap || sa_word_load(p, 1) == cookie)) {
-        sa_free_owned_slow(c, s, idx, p);
+    if (SA_UNLIKELY(n >= b->cap)) {
+        if (SA_UNLIKELY(b->cap == 0)) {
+            sa_free_owned_slow(c, s, idx, p);
+            return;
+        }
+        /* Full: this object goes to freeBits; the bin keeps what it has. */
+        sa_word_store(p, SA_WORD_COOKIE, cookie);
+        sa_counter_inc(&c->nfree[s->sizeclass]);
+        sa_counter_inc(&c->nflushes);
+        SA_POISON(p, s->elemsize);
+        sa_free_owned_bitmap(c, s, idx);
         return;
     }
-    sa_word_store(p, 0, (uintptr_t)b->head);
-    sa_word_store(p, 1, cookie);
+    sa_word_store(p, SA_WORD_COOKIE, cookie);
+    sa_word_store(p, SA_WORD_LINK, (uintptr_t)b->head);
     b->head = p;
     SA_STORE(b->n, n + 1);
     sa_counter_inc(&c->nfree[s->sizeclass]);
@@ -113,6 +149,8 @@ SA_FAST_PATH void sa_free_owned_slot(sa_mcache *c, sa_mspan *s, uint32_t idx, vo
  * outside every arena (the malloc override hands those to glibc); a pointer
  * inside an arena that is not a live object still stops the process. */
 SA_FAST_PATH bool sa_free_path(void *p, bool ours_only) {
+    sa_mcache *c = sa_get_cache();
+    if (p == c->last && p != NULL && sa_free_last(c, p)) return true;
     uintptr_t a = (uintptr_t)p;
     sa_mspan *s = sa_span_of_addr(a); /* NULL for p == NULL and for tagged pointers too */
     if (SA_UNLIKELY(!s || atomic_load_explicit(&s->state, SA_RELAXED) != SA_SPAN_SMALL)) {
@@ -133,7 +171,6 @@ SA_FAST_PATH bool sa_free_path(void *p, bool ours_only) {
         sa_free_slow(p);
         return true;
     }
-    sa_mcache *c = sa_get_cache();
     if (atomic_load_explicit(&s->owner, SA_RELAXED) != c) {
         sa_free_remote(c, s, idx, p);
         return true;

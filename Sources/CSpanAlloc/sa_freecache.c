@@ -21,12 +21,11 @@
  *     nor remoteBits, of a span c did not own when the object was freed;
  *     it counts as freed; the slot is reused only after the batch reaches
  *     the span's remoteBits and its owner sweeps it;
- *   - word 1 of an object in a bin or remote buffer holds its cookie
- *     (span ^ object ^ key); a flush clears it before the slot becomes free
- *     in the bitmaps and a pop before the object is handed out, so a second
- *     free of a cached object finds it. Word 0 links a bin's list;
- *   - 8-byte objects have no word 1 and are never cached (cap 0, and their
- *     remote frees are published at once);
+ *   - word 0 of every freed object holds its cookie (span ^ object ^ key)
+ *     from the free until the slot is handed out again (a pop, or allocCache
+ *     after a sweep, clears it), so a second free finds it wherever the
+ *     first one put the object; word 1 of a cached object links its bin;
+ *   - 8-byte objects have no word 1 and are never cached (cap 0);
  *   - a bin holds at most cap pointers; the caps of c's bins reserve
  *     bin_reserved bytes, at most 3/4 of the thread budget, and all caches'
  *     reservations together at most the total budget; the remote buffer
@@ -89,15 +88,11 @@ __attribute__((no_sanitize("address"), noinline)) void sa_word_store(void *p, in
 static inline size_t class_bytes(int spc) { return sa_class_size_tab[spc >> 1]; }
 
 static inline sa_mspan *cookie_span(const void *p) {
-    return (sa_mspan *)(sa_word_load(p, 1) ^ (uintptr_t)p ^ sa_cookie_key);
+    return (sa_mspan *)(sa_word_load(p, SA_WORD_COOKIE) ^ (uintptr_t)p ^ sa_cookie_key);
 }
 
 static inline uint32_t slot_of(const sa_mspan *s, const void *p) {
     return (uint32_t)(((uint64_t)((uintptr_t)p - s->base) * s->divmul) >> 32);
-}
-
-SA_SLOW_PATH static void cached_twice(const void *p) {
-    sa_fatal("double free of pointer %p (it is already in a free cache)", p);
 }
 
 /* Gives bin spc its capacity from the thread's budget; false when none is left. */
@@ -135,23 +130,13 @@ static void ungrant(sa_mcache *c, int spc) {
 
 /* ---- owner frees --------------------------------------------------------------- */
 
-void sa_free_owned_bitmap(sa_mcache *c, sa_mspan *s, uint32_t idx, void *p) {
-    (void)p;
-    uint32_t w = idx >> 6;
-    SA_STORE(s->freeBits[w], s->freeBits[w] | (uint64_t)1 << (idx & 63)); /* read by other threads' frees */
-    s->nlocalfree++;
-    /* Not the current span but one the thread filled earlier. */
-    if (SA_UNLIKELY(s->list != SA_LIST_NONE)) sa_cache_free_owned(c, s);
-}
-
 /* Moves a list of cached objects into their spans' freeBits. */
 static void flush_list(sa_mcache *c, void *q) {
     uint64_t n = 0;
     while (q) {
-        void *next = (void *)sa_word_load(q, 0);
-        sa_mspan *s = cookie_span(q);
-        sa_word_store(q, 1, 0);
-        sa_free_owned_bitmap(c, s, slot_of(s, q), q);
+        void *next = (void *)sa_word_load(q, SA_WORD_LINK);
+        sa_mspan *s = cookie_span(q); /* the cookie stays until the slot is handed out again */
+        sa_free_owned_bitmap(c, s, slot_of(s, q));
         q = next;
         n++;
     }
@@ -167,12 +152,13 @@ static void flush_bin(sa_mcache *c, int spc) {
 }
 
 void sa_free_owned_slow(sa_mcache *c, sa_mspan *s, uint32_t idx, void *p) {
-    if (s->elemsize >= 16 && sa_word_load(p, 1) == sa_cookie(s, p)) cached_twice(p);
+    if (sa_slot_freed(s, p)) sa_free_twice(p);
     int spc = s->spanclass;
     sa_freebin *b = &c->bins[spc];
     sa_counter_inc(&c->nfree[s->sizeclass]);
     if (b->cap == 0 && (c == &sa_emptycache || !grant(c, spc))) {
         sa_counter_inc(&c->ndirect);
+        sa_word_store(p, SA_WORD_COOKIE, sa_cookie(s, p));
         SA_POISON(p, s->elemsize);
         if (s == c->alloc[spc] && idx + 1 == s->freeindex && !(s->allocCache >> 63) &&
             !(s->allocBits[idx >> 6] & (uint64_t)1 << (idx & 63))) {
@@ -184,19 +170,11 @@ void sa_free_owned_slow(sa_mcache *c, sa_mspan *s, uint32_t idx, void *p) {
             SA_STORE(s->freeindex, idx);
             return;
         }
-        sa_free_owned_bitmap(c, s, idx, p);
+        sa_free_owned_bitmap(c, s, idx);
         return;
     }
-    if (b->n >= b->cap) {
-        /* Full: this object goes to freeBits; the bin keeps the ones it has. */
-        sa_counter_inc(&c->nflushes);
-        sa_counter_inc(&c->ndirect);
-        SA_POISON(p, s->elemsize);
-        sa_free_owned_bitmap(c, s, idx, p);
-        return;
-    }
-    sa_word_store(p, 0, (uintptr_t)b->head);
-    sa_word_store(p, 1, sa_cookie(s, p));
+    sa_word_store(p, SA_WORD_COOKIE, sa_cookie(s, p));
+    sa_word_store(p, SA_WORD_LINK, (uintptr_t)b->head);
     b->head = p;
     SA_STORE(b->n, b->n + 1);
     SA_POISON(p, s->elemsize);
@@ -253,7 +231,6 @@ static void remote_flush(sa_mcache *c) {
     for (uint32_t i = 0; i < c->nrbuf; i++) {
         void *q = c->rbuf[i];
         sa_mspan *s = cookie_span(q);
-        sa_word_store(q, 1, 0); /* before the slot is published free */
         uint32_t idx = slot_of(s, q), w = idx >> 6;
         uint32_t h = (uint32_t)((((uintptr_t)s >> 6) ^ w) * 0x9E3779B1u) >> 25; /* 7 bits */
         while (used[h] && (t[h].s != s || t[h].w != w)) h = (h + 1) & (SA_REMOTE_SLOTS - 1);
@@ -295,17 +272,16 @@ void sa_free_remote(sa_mcache *c, sa_mspan *s, uint32_t idx, const void *p) {
      * already freed by the owner or by another thread, in no free cache. */
     if (SA_UNLIKELY(!sa_span_slot_live_remote(s, idx)))
         sa_fatal("double free (or free of an unallocated object) of pointer %p", p);
-    if (s->elemsize < 16 || c == &sa_emptycache) {
-        if (s->elemsize >= 16 && sa_slot_cached(s, p)) cached_twice(p);
-        /* A thread without a cache makes one, unless it is exiting. */
-        if (c == &sa_emptycache) c = sa_cache_create();
-        if (!c || s->elemsize < 16) {
-            sa_free_remote_now(c ? c : &sa_emptycache, s, idx, p);
+    if (SA_UNLIKELY(sa_slot_freed(s, p))) sa_free_twice(p);
+    sa_word_store((void *)p, SA_WORD_COOKIE, sa_cookie(s, p));
+    /* A thread without a cache makes one, unless it is exiting. */
+    if (SA_UNLIKELY(c == &sa_emptycache)) {
+        c = sa_cache_create();
+        if (!c) {
+            sa_free_remote_now(&sa_emptycache, s, idx, p);
             return;
         }
     }
-    if (SA_UNLIKELY(sa_slot_cached(s, p))) cached_twice(p);
-    sa_word_store((void *)p, 1, sa_cookie(s, p));
     SA_POISON(p, s->elemsize);
     c->rbuf[c->nrbuf] = (void *)p;
     SA_STORE(c->nrbuf, c->nrbuf + 1);
@@ -356,7 +332,7 @@ void sa_freecache_tick(sa_mcache *c) {
 uint32_t sa_freecache_in_span(const sa_mcache *c, const sa_mspan *s) {
     uint32_t n = 0;
     uintptr_t lo = s->base, hi = s->base + ((uintptr_t)s->npages << SA_PAGE_SHIFT);
-    for (void *q = c->bins[s->spanclass].head; q; q = (void *)sa_word_load(q, 0))
+    for (void *q = c->bins[s->spanclass].head; q; q = (void *)sa_word_load(q, SA_WORD_LINK))
         if ((uintptr_t)q >= lo && (uintptr_t)q < hi) n++;
     return n;
 }
@@ -385,7 +361,7 @@ static int check_cached(const void *q, sa_mspan **out, uint32_t *idx_out, char *
     CHECK(s && atomic_load_explicit(&s->state, SA_RELAXED) == SA_SPAN_SMALL, "cached pointer %p is not in a small span", q);
     uint32_t idx = slot_of(s, q);
     CHECK(idx < s->nelems && (uintptr_t)idx * s->elemsize == (uintptr_t)q - s->base, "cached pointer %p is not a slot", q);
-    CHECK(sa_word_load(q, 1) == sa_cookie(s, q), "cached pointer %p has no cookie", q);
+    CHECK(sa_slot_freed(s, q), "cached pointer %p has no cookie", q);
     *out = s;
     *idx_out = idx;
     return 0;
@@ -393,7 +369,7 @@ static int check_cached(const void *q, sa_mspan **out, uint32_t *idx_out, char *
 
 /* Clears the marks check_bin set in freeBits for the first n pointers of a list. */
 static void unmark(void *q, uint32_t n) {
-    for (; q && n; q = (void *)sa_word_load(q, 0), n--) {
+    for (; q && n; q = (void *)sa_word_load(q, SA_WORD_LINK), n--) {
         sa_mspan *s = sa_span_of_addr((uintptr_t)q);
         uint32_t idx = slot_of(s, q);
         SA_STORE(s->freeBits[idx >> 6], s->freeBits[idx >> 6] & ~((uint64_t)1 << (idx & 63)));
@@ -408,7 +384,7 @@ static int check_bin(sa_mcache *c, int spc, char *err, size_t errlen) {
     sa_freebin *b = &c->bins[spc];
     uint32_t n = 0;
     int rc = 0;
-    for (void *q = b->head; q && rc == 0; q = (void *)sa_word_load(q, 0)) {
+    for (void *q = b->head; q && rc == 0; q = (void *)sa_word_load(q, SA_WORD_LINK)) {
         sa_mspan *s;
         uint32_t idx;
         if (n + 1 > b->cap) {

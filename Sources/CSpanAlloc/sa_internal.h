@@ -345,6 +345,8 @@ typedef struct sa_freebin {
 
 typedef struct sa_mcache {
     sa_freebin bins[SA_NUM_SPAN_CLASSES];      /* first: the fast paths index it from the cache pointer */
+    void *last;                                /* the last allocation, until freed or superseded (LIFO shortcut) */
+    sa_mspan *lastspan;                        /* its span */
     sa_mspan *alloc[SA_NUM_SPAN_CLASSES];      /* never NULL: &sa_emptyspan when none */
     sa_mspan *partial[SA_NUM_SPAN_CLASSES];    /* owned spans with frees since they were current (FIFO) */
     sa_mspan *partial_tail[SA_NUM_SPAN_CLASSES];
@@ -414,14 +416,17 @@ SA_HIDDEN int sa_registry_other_caches(void);
 
 /* ---- free caches (sa_freecache.c) ----------------------------------------- */
 
-/* The cookie a cached object's word 1 holds: never 0 (the key's low bits
- * are set, span and object are 8-aligned). */
+/* A freed object's word 0 holds its cookie (span ^ object ^ key) from the
+ * free until the slot is handed out again, which clears it: a free that
+ * finds it is a double free. Never 0: the key's low bits are set, span and
+ * object are 8-aligned. A cached object's word 1 links its bin. */
+enum { SA_WORD_COOKIE = 0, SA_WORD_LINK = 1 };
 SA_HIDDEN extern uintptr_t sa_cookie_key;
 SA_FAST_PATH uintptr_t sa_cookie(const sa_mspan *s, const void *p) {
     return (uintptr_t)s ^ (uintptr_t)p ^ sa_cookie_key;
 }
-/* Words 0 and 1 of a freed object. Under AddressSanitizer the object stays
- * poisoned while cached, and only these accessors, built without
+/* Words of a freed object. Under AddressSanitizer the object stays
+ * poisoned while freed, and only these accessors, built without
  * instrumentation, touch it. */
 #if SA_ASAN
 SA_HIDDEN uintptr_t sa_word_load(const void *p, int i);
@@ -430,17 +435,32 @@ SA_HIDDEN void sa_word_store(void *p, int i, uintptr_t v);
 SA_FAST_PATH uintptr_t sa_word_load(const void *p, int i) { return ((const uintptr_t *)p)[i]; }
 SA_FAST_PATH void sa_word_store(void *p, int i, uintptr_t v) { ((uintptr_t *)p)[i] = v; }
 #endif
-/* Whether p (a taken slot of s by its bitmaps) sits in a free cache. */
-SA_FAST_PATH bool sa_slot_cached(const sa_mspan *s, const void *p) {
-    return s->elemsize >= 16 && sa_word_load(p, 1) == sa_cookie(s, p);
+/* Whether p, a taken slot of s by its bitmaps, carries its cookie: freed
+ * (in a free cache, a remote buffer, or freeBits/remoteBits until swept). */
+SA_FAST_PATH bool sa_slot_freed(const sa_mspan *s, const void *p) {
+    return sa_word_load(p, SA_WORD_COOKIE) == sa_cookie(s, p);
 }
+/* Stops the process: p is not a live object (a double free, or a free of
+ * an object never allocated). */
+SA_HIDDEN void sa_free_twice(const void *p);
 /* Sets up a new cache's bins; makes the cookie key on first use. */
 SA_HIDDEN void sa_freecache_init(sa_mcache *c);
 /* An owner free that the fast path did not push: the bin is full, has no
  * capacity yet, or p carries its cookie (a double free). */
 SA_HIDDEN void sa_free_owned_slow(sa_mcache *c, sa_mspan *s, uint32_t idx, void *p);
-/* Sets p's bit in freeBits and does the span-list work of an owner free. */
-SA_HIDDEN void sa_free_owned_bitmap(sa_mcache *c, sa_mspan *s, uint32_t idx, void *p);
+/* Sets slot idx's bit in freeBits (an owner free that no bin takes); the
+ * span-list work (a filled span that gets a free, a span that empties) is
+ * sa_cache_free_owned's. */
+SA_FAST_PATH void sa_free_owned_bitmap(sa_mcache *c, sa_mspan *s, uint32_t idx) {
+    uint32_t w = idx >> 6;
+    SA_STORE(s->freeBits[w], s->freeBits[w] | (uint64_t)1 << (idx & 63)); /* read by other threads' frees */
+    uint32_t nl = ++s->nlocalfree;
+    if (SA_UNLIKELY(s->list != SA_LIST_NONE) &&
+        (s->list == SA_LIST_CFULL ||
+         (int64_t)atomic_load_explicit(&s->allocCount, SA_RELAXED) - nl -
+                 atomic_load_explicit(&s->remoteFreed, SA_RELAXED) <= 0))
+        sa_cache_free_owned(c, s);
+}
 /* A free into a span c does not own: validated, then buffered. */
 SA_HIDDEN void sa_free_remote(sa_mcache *c, sa_mspan *s, uint32_t idx, const void *p);
 /* A remote free published at once (per object): 8-byte objects, hooked frees. */

@@ -130,6 +130,7 @@ SA_SLOW_PATH static void *alloc_large(size_t size, size_t align_pages, unsigned 
 void *sa_alloc_small_slow(int cls, size_t size, unsigned flags) {
     int spc = (cls << 1) | (int)(flags & SA_NOSCAN);
     sa_mcache *c = sa_get_cache();
+    if (c->last) c->last = NULL; /* sa_emptycache is shared: written only when set */
     void *p = sa_cache_next_free(c, spc);
     if (SA_UNLIKELY(!p)) { sa_failed_size = size; return NULL; }
     SA_UNPOISON(p, size);
@@ -195,6 +196,7 @@ SA_FAST_PATH sa_mspan *checked_span(const void *p, const char *op, uint32_t *idx
 /* Frees that are not a small object freed by the thread caching its span. */
 void sa_free_slow(void *p) {
     if (!p) return;
+    if (sa_get_cache()->last == p) sa_get_cache()->last = NULL;
     uint32_t idx;
     sa_mspan *s = checked_span(p, "free", &idx);
     if (SA_UNLIKELY(atomic_load_explicit(&hook, SA_RELAXED))) call_hook(SA_EVENT_FREE, p, s->elemsize);
@@ -206,11 +208,12 @@ void sa_free_slow(void *p) {
     if (atomic_load_explicit(&s->owner, SA_RELAXED) == c) {
         /* With the hook installed: straight to freeBits, no bin. */
         if (!sa_span_slot_allocated(s, idx)) sa_fatal("double free (or free of an unallocated object) of pointer %p", p);
-        if (sa_slot_cached(s, p)) sa_fatal("double free of pointer %p (it is already in a free cache)", p);
+        if (sa_slot_freed(s, p)) sa_free_twice(p);
+        sa_word_store(p, SA_WORD_COOKIE, sa_cookie(s, p));
         sa_counter_inc(&c->nfree[s->sizeclass]);
         sa_counter_inc(&c->ndirect);
         SA_POISON(p, s->elemsize);
-        sa_free_owned_bitmap(c, s, idx, p);
+        sa_free_owned_bitmap(c, s, idx);
         return;
     }
     sa_free_remote(c, s, idx, p);
@@ -246,7 +249,7 @@ static bool slot_live(const sa_mspan *s, uint32_t idx) {
     const void *p = (const void *)(s->base + (uintptr_t)idx * s->elemsize);
     bool live = atomic_load_explicit(&s->owner, SA_RELAXED) == sa_get_cache() ? sa_span_slot_allocated(s, idx)
                                                                              : sa_span_slot_live_remote(s, idx);
-    return live && !sa_slot_cached(s, p); /* a cached object is freed */
+    return live && !sa_slot_freed(s, p); /* in a free cache or remote buffer */
 }
 
 bool sa_in_heap(const void *p) {
@@ -351,9 +354,10 @@ void sa_read_mem_stats(sa_mem_stats *out) {
     uint64_t kept_pages;
     sa_central_empty_stats(&out->central_empty_spans, &kept_pages, &out->central_empty_reuses);
     out->central_empty_bytes = kept_pages << SA_PAGE_SHIFT;
-    /* A bin push is an owner free that is neither remote nor direct; what
+    /* A bin push is an owner free that is not remote, not direct (no bin
+     * capacity, or the hook) and did not find its bin full; what
      * left the bins was flushed or popped. */
-    uint64_t pushes = small_frees - t.nremote - t.ndirect;
+    uint64_t pushes = small_frees - t.nremote - t.ndirect - t.nflushes;
     uint64_t out_of_bins = t.nflushed + t.cached_objects;
     out->free_cache_hits = pushes > out_of_bins ? pushes - out_of_bins : 0;
     out->free_cache_objects = t.cached_objects;

@@ -229,6 +229,7 @@ static void *alloc_uncached(int spc) {
     if (!s) { errno = ENOMEM; return NULL; }
     uint32_t idx = sa_span_next_free_index(s);
     void *p = (void *)(s->base + (uintptr_t)idx * s->elemsize);
+    sa_word_store(p, SA_WORD_COOKIE, 0);
     own_release(s);
     atomic_fetch_add_explicit(&uncached_owner.nmalloc[spc >> 1], 1, SA_RELAXED);
     return p;
@@ -243,9 +244,9 @@ void *sa_cache_next_free(sa_mcache *c, int spc) {
     sa_freebin *b = &c->bins[spc];
     if (b->head) { /* reached with the hook installed */
         void *p = b->head;
-        b->head = (void *)sa_word_load(p, 0);
+        b->head = (void *)sa_word_load(p, SA_WORD_LINK);
         SA_STORE(b->n, b->n - 1);
-        sa_word_store(p, 1, 0);
+        sa_word_store(p, SA_WORD_COOKIE, 0);
         sa_counter_inc(&c->nmalloc[spc >> 1]);
         return p;
     }
@@ -287,11 +288,14 @@ void *sa_cache_next_free(sa_mcache *c, int spc) {
     idx = sa_span_next_free_index(s);
 got:
     sa_counter_inc(&c->nmalloc[spc >> 1]);
-    return (void *)(s->base + (uintptr_t)idx * s->elemsize);
+    void *p = (void *)(s->base + (uintptr_t)idx * s->elemsize);
+    sa_word_store(p, SA_WORD_COOKIE, 0); /* a freed slot's old cookie */
+    return p;
 }
 
 void sa_cache_flush(sa_mcache *c) {
     if (c == &sa_emptycache) return;
+    c->last = NULL;
     sa_freecache_flush(c); /* first: cached objects belong to the spans released below */
     for (int spc = 0; spc < SA_NUM_SPAN_CLASSES; spc++) {
         sa_mspan *s = c->alloc[spc];
