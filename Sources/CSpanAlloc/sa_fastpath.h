@@ -24,7 +24,8 @@ SA_HIDDEN extern _Atomic(sa_hook_fn) sa_hook;
 
 SA_HIDDEN void *sa_alloc_small_slow(int cls, size_t size, unsigned flags);
 SA_HIDDEN void *sa_alloc_medium_or_large(size_t size, unsigned flags);
-SA_HIDDEN void sa_free_slow(void *p);
+/* Validates p (s: its page-map entry, NULL when none) and frees it. */
+SA_HIDDEN void sa_free_slow(void *p, sa_mspan *s);
 SA_HIDDEN void sa_free_remote(sa_mcache *c, sa_mspan *s, uint32_t idx, const void *p);
 SA_HIDDEN void sa_free_interior(const void *p, const sa_mspan *s);
 SA_HIDDEN void sa_free_twice(const void *p);
@@ -155,7 +156,7 @@ SA_FAST_PATH bool sa_free_path(void *p, bool ours_only) {
     sa_mspan *s = sa_span_of_addr(a); /* NULL for p == NULL and for tagged pointers too */
     if (SA_UNLIKELY(!s || atomic_load_explicit(&s->state, SA_RELAXED) != SA_SPAN_SMALL)) {
         if (ours_only && p != NULL && !s && ((a >> SA_ADDR_BITS) || !sa_arena_of(a))) return false;
-        sa_free_slow(p);
+        sa_free_slow(p, s);
         return true;
     }
     uintptr_t off = a - s->base;
@@ -168,10 +169,10 @@ SA_FAST_PATH bool sa_free_path(void *p, bool ours_only) {
         return true;
     }
     if (SA_UNLIKELY(atomic_load_explicit(&sa_hook, SA_RELAXED))) {
-        sa_free_slow(p);
+        sa_free_slow(p, s);
         return true;
     }
-    if (atomic_load_explicit(&s->owner, SA_RELAXED) != c) {
+    if (!sa_span_is_mine(s, c)) {
         sa_free_remote(c, s, idx, p);
         return true;
     }

@@ -334,6 +334,8 @@ uint32_t sa_freecache_in_span(const sa_mcache *c, const sa_mspan *s) {
     uintptr_t lo = s->base, hi = s->base + ((uintptr_t)s->npages << SA_PAGE_SHIFT);
     for (void *q = c->bins[s->spanclass].head; q; q = (void *)sa_word_load(q, SA_WORD_LINK))
         if ((uintptr_t)q >= lo && (uintptr_t)q < hi) n++;
+    for (uint32_t i = 0; i < c->nrbuf; i++)
+        if ((uintptr_t)c->rbuf[i] >= lo && (uintptr_t)c->rbuf[i] < hi) n++;
     return n;
 }
 
@@ -392,7 +394,7 @@ static int check_bin(sa_mcache *c, int spc, char *err, size_t errlen) {
             rc = -1;
         } else if (check_cached(q, &s, &idx, err, errlen)) {
             rc = -1;
-        } else if (s->spanclass != spc || atomic_load_explicit(&s->owner, SA_RELAXED) != c) {
+        } else if (s->spanclass != spc || !sa_span_is_mine(s, c)) {
             snprintf(err, errlen, "cached pointer %p (spanClass %d) in bin %d: not a slot of the cache's own span", q,
                      s->spanclass, spc);
             rc = -1;

@@ -381,6 +381,12 @@ SA_HIDDEN extern sa_mcache sa_emptycache;
 extern __thread sa_mcache *sa_tls_cache __attribute__((tls_model("initial-exec")));
 
 SA_FAST_PATH sa_mcache *sa_get_cache(void) { return sa_tls_cache; }
+/* Whether cache c owns span s: its current span or on its lists. Only c's
+ * thread changes the answer for c, so it is exact there; another thread
+ * may see a stale owner (a remote free then takes the remote path). */
+SA_FAST_PATH bool sa_span_is_mine(const sa_mspan *s, const sa_mcache *c) {
+    return atomic_load_explicit(&s->owner, SA_RELAXED) == c;
+}
 /* The calling thread's real cache, created on first use. NULL when out of memory. */
 SA_HIDDEN sa_mcache *sa_cache_create(void);
 /* Slow path of small allocation: refill the cache's span for spanclass. */
@@ -440,6 +446,19 @@ SA_FAST_PATH void sa_word_store(void *p, int i, uintptr_t v) { ((uintptr_t *)p)[
 SA_FAST_PATH bool sa_slot_freed(const sa_mspan *s, const void *p) {
     return sa_word_load(p, SA_WORD_COOKIE) == sa_cookie(s, p);
 }
+/* The span of p (page-map entry s, NULL when none), validated as the
+ * start of a small slot or of a large object; stops the process naming p
+ * otherwise. Sets *idx to the slot. */
+SA_HIDDEN sa_mspan *sa_checked_span(const void *p, sa_mspan *s, const char *op, uint32_t *idx);
+/* Frees p, validated by sa_checked_span: large, remote, owner, hooked. */
+SA_HIDDEN void sa_free_validated(void *p, sa_mspan *s, uint32_t idx);
+/* Reports an event to the hook (sa_introspect.c); s is p's span. */
+SA_HIDDEN void sa_call_hook(int event, void *p, size_t size, const sa_mspan *s);
+/* The size class of a small size (<= 32 KiB). */
+SA_FAST_PATH int sa_size_class(size_t size) {
+    if (SA_LIKELY(size <= SA_SMALL_SIZE_MAX)) return sa_size_to_class8[(size + 7) >> 3];
+    return sa_size_to_class128[(size - SA_SMALL_SIZE_MAX + SA_LARGE_SIZE_DIV - 1) >> 7];
+}
 /* Stops the process: p is not a live object (a double free, or a free of
  * an object never allocated). */
 SA_HIDDEN void sa_free_twice(const void *p);
@@ -469,7 +488,8 @@ SA_HIDDEN void sa_free_remote_now(sa_mcache *c, sa_mspan *s, uint32_t idx, const
 SA_HIDDEN void sa_freecache_flush(sa_mcache *c);
 /* Called on the allocation slow path: the periodic cold-bin pass. */
 SA_HIDDEN void sa_freecache_tick(sa_mcache *c);
-/* Pointers of span s in c's bin (introspection of the thread's own spans). */
+/* Objects of span s in c's bin and remote buffer (introspection: they are
+ * taken in the span's bitmaps but freed). */
 SA_HIDDEN uint32_t sa_freecache_in_span(const sa_mcache *c, const sa_mspan *s);
 /* Validates c's bins and remote buffer; adds the cached objects to *ncached. */
 SA_HIDDEN int sa_freecache_check(sa_mcache *c, char *err, size_t errlen, uint64_t *ncached);

@@ -385,7 +385,7 @@ static int check_one_cache(sa_mcache *c, char *err, size_t errlen, uint64_t *nsp
     for (int spc = 0; spc < SA_NUM_SPAN_CLASSES; spc++) {
         sa_mspan *cur = c->alloc[spc];
         if (cur != &sa_emptyspan) {
-            if (atomic_load_explicit(&cur->owner, SA_RELAXED) != c || cur->list != SA_LIST_NONE || cur->spanclass != spc ||
+            if (!sa_span_is_mine(cur, c) || cur->list != SA_LIST_NONE || cur->spanclass != spc ||
                 atomic_load_explicit(&cur->state, SA_RELAXED) != SA_SPAN_SMALL) {
                 snprintf(err, errlen, "spanClass %d: the current span %p is not owned by its cache", spc, (void *)cur->base);
                 return -1;
@@ -396,7 +396,7 @@ static int check_one_cache(sa_mcache *c, char *err, size_t errlen, uint64_t *nsp
         for (int which = SA_LIST_CPARTIAL; which <= SA_LIST_CFULL; which++) {
             sa_mspan *prev = NULL;
             for (sa_mspan *s = which == SA_LIST_CPARTIAL ? c->partial[spc] : c->full[spc]; s; prev = s, s = s->next) {
-                if (atomic_load_explicit(&s->owner, SA_RELAXED) != c || s->list != which || s->spanclass != spc ||
+                if (!sa_span_is_mine(s, c) || s->list != which || s->spanclass != spc ||
                     s->prev != prev || atomic_load_explicit(&s->state, SA_RELAXED) != SA_SPAN_SMALL) {
                     snprintf(err, errlen, "spanClass %d: owned span %p is inconsistent", spc, (void *)s->base);
                     return -1;

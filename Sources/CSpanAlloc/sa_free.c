@@ -1,0 +1,78 @@
+/*
+ * sa_free.c — the free path's out-of-line parts: frees the inline fast path
+ * (sa_fastpath.h) hands over with the span its page-map walk found (large
+ * objects, the hook, bad pointers), and frees of pointers already validated
+ * by realloc. The free caches and remote buffers are sa_freecache.c's.
+ *
+ * Owns nothing; no lock of its own (a large free takes the heap lock in
+ * sa_heap_free_span).
+ */
+#include "sa_fastpath.h"
+
+/* Validates p, whose page-map entry is s (NULL when none), and returns its
+ * span (small or large) and slot; stops on a bad pointer. */
+sa_mspan *sa_checked_span(const void *p, sa_mspan *s, const char *op, uint32_t *idx_out) {
+    uintptr_t a = (uintptr_t)p;
+    if (SA_UNLIKELY(!s)) sa_fatal("%s of pointer %p not allocated by SpanAlloc (or already freed)", op, p);
+    int st = atomic_load_explicit(&s->state, SA_RELAXED);
+    if (SA_LIKELY(st == SA_SPAN_SMALL)) {
+        uintptr_t off = a - s->base;
+        uint32_t idx = (uint32_t)(((uint64_t)off * s->divmul) >> 32);
+        if (SA_UNLIKELY((uintptr_t)idx * s->elemsize != off || idx >= s->nelems))
+            sa_fatal("%s of interior pointer %p (span %p, object size %zu)", op, p, (void *)s->base, s->elemsize);
+        *idx_out = idx;
+        return s;
+    }
+    if (SA_UNLIKELY(st != SA_SPAN_LARGE)) sa_fatal("%s of pointer %p: already freed (double free) or never allocated", op, p);
+    if (SA_UNLIKELY(a != s->base))
+        sa_fatal("%s of interior pointer %p (large object at %p)", op, p, (void *)s->base);
+    *idx_out = 0;
+    return s;
+}
+
+void sa_free_validated(void *p, sa_mspan *s, uint32_t idx) {
+    sa_mcache *c = sa_get_cache();
+    if (c->last == p) c->last = NULL;
+    if (SA_UNLIKELY(atomic_load_explicit(&sa_hook, SA_RELAXED))) sa_call_hook(SA_EVENT_FREE, p, s->elemsize, s);
+    if (s->sizeclass == 0) {
+        sa_heap_free_span(s);
+        return;
+    }
+    if (!sa_span_is_mine(s, c)) {
+        sa_free_remote(c, s, idx, p);
+        return;
+    }
+    if (SA_LIKELY(!atomic_load_explicit(&sa_hook, SA_RELAXED))) {
+        sa_free_owned_slot(c, s, idx, p);
+        return;
+    }
+    /* With the hook installed: straight to freeBits, no bin. */
+    if (!sa_span_slot_allocated(s, idx) || sa_slot_freed(s, p)) sa_free_twice(p);
+    sa_word_store(p, SA_WORD_COOKIE, sa_cookie(s, p));
+    sa_counter_inc(&c->nfree[s->sizeclass]);
+    sa_counter_inc(&c->ndirect);
+    SA_POISON(p, s->elemsize);
+    sa_free_owned_bitmap(c, s, idx);
+}
+
+void sa_free_slow(void *p, sa_mspan *s) {
+    if (!p) return;
+    uint32_t idx;
+    s = sa_checked_span(p, s, "free", &idx);
+    sa_free_validated(p, s, idx);
+}
+
+/* Not noreturn, so the fast path reaches them by a tail jump and needs no
+ * stack frame of its own. */
+void sa_free_interior(const void *p, const sa_mspan *s) {
+    if ((uintptr_t)p >> SA_ADDR_BITS) sa_fatal("free of pointer %p not allocated by SpanAlloc", p);
+    sa_fatal("free of interior pointer %p (span %p, object size %zu)", p, (void *)s->base, s->elemsize);
+}
+
+void sa_free_twice(const void *p) {
+    sa_fatal("double free (or free of an unallocated object) of pointer %p", p);
+}
+
+void sa_free(void *p) { sa_free_inline(p); }
+
+bool sa_free_if_ours(void *p) { return sa_free_inline_if_ours(p); }
