@@ -29,7 +29,8 @@
  *   - a bin holds at most cap pointers; the caps of c's bins reserve
  *     bin_reserved bytes, at most 3/4 of the thread budget, and all caches'
  *     reservations together at most the total budget; the remote buffer
- *     holds at most SA_REMOTE_BATCH objects and 1/8 of the thread budget.
+ *     holds at most SA_REMOTE_BATCH objects and 1/8 of the thread budget,
+ *     and the emptied spans the thread keeps (sa_mcache.c) the last 1/8.
  */
 #include "sa_internal.h"
 
@@ -60,6 +61,8 @@ void sa_cache_configure(sa_cache_config *get, const sa_cache_config *set) {
         get->total_bytes = atomic_load(&cfg_total_bytes);
     }
 }
+
+size_t sa_freecache_empty_budget(void) { return atomic_load_explicit(&cfg_thread_bytes, SA_RELAXED) / 8; }
 
 void sa_freecache_init(sa_mcache *c) {
     if (!sa_cookie_key) {

@@ -189,6 +189,7 @@ typedef struct sa_mspan {
     uint8_t list;                        /* SA_LIST_* */
     uint8_t needzero;                    /* large: pages may hold old data */
     uint8_t fresh;                       /* pages were never used by an earlier span */
+    uint8_t kept_empty;                  /* emptied, kept on its owner's partial list (owner's budget) */
     uint32_t nlocalfree;                 /* owner's frees since the last sweep (non-current spans) */
     _Atomic uint32_t sweepgen;           /* odd while a sweep rewrites the bitmaps (a seqlock for
                                             the remote readers of sa_span_slot_live_remote) */
@@ -495,6 +496,8 @@ SA_HIDDEN uint32_t sa_freecache_in_span(const sa_mcache *c, const sa_mspan *s);
 SA_HIDDEN int sa_freecache_check(sa_mcache *c, char *err, size_t errlen, uint64_t *ncached);
 /* Adds c's cached objects and bytes, and its holding, to t. */
 SA_HIDDEN void sa_freecache_totals(const sa_mcache *c, sa_cache_totals *t);
+/* Bytes of emptied spans a thread may keep on its own lists. */
+SA_HIDDEN size_t sa_freecache_empty_budget(void);
 /* The budget (configuration). */
 SA_HIDDEN void sa_cache_configure(sa_cache_config *get, const sa_cache_config *set);
 SA_HIDDEN extern _Atomic uint64_t sa_exit_flushes;

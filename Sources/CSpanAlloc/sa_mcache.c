@@ -88,20 +88,21 @@ sa_mcache *sa_cache_create(void) {
 
 /* ---- the cache's own span lists (owner thread only) ---------------------- */
 
-/* A span the thread empties by its own frees goes back to mheap at once
- * when the thread already holds this many pages of partial spans of the
- * class (and at least two spans); below that it stays for reuse. A class
- * whose live objects churn (a batch allocated, then freed) would otherwise
- * trade spans with mheap, under the heap lock, at every batch: with two
- * threads doing batches of 1,000 objects of 16-512 B, a reserve of two
- * spans per class made every batch a round trip to mheap and the two
- * threads no faster together than one (29 vs 32 ns per operation); 16
- * pages (128 KiB) per class gives 25 vs 14 ns. The reserve is the thread's
- * until it exits or calls sa_thread_flush / sa_scavenge. */
-#define SA_OWN_KEEP_PAGES 16
-static inline bool own_keeps_enough(const sa_mcache *c, int spc, const sa_mspan *s) {
-    uint32_t n = c->npartial[spc];
-    return n >= 2 && n * s->npages >= SA_OWN_KEEP_PAGES;
+/* A span the thread empties by its own frees stays on its partial list for
+ * reuse while the emptied spans it keeps fit its budget (1/8 of
+ * thread_cache, sa_freecache.c); beyond that it goes to mcentral, which
+ * keeps it on its empty list for any thread's next refill of the class
+ * (mheap takes those back before it maps more memory). A thread's kept
+ * spans go back when it exits or calls sa_thread_flush / sa_scavenge. */
+static inline bool own_keeps_empty(const sa_mcache *c, const sa_mspan *s) {
+    return atomic_load_explicit(&c->empty_bytes, SA_RELAXED) + ((uint64_t)s->npages << SA_PAGE_SHIFT) <=
+           sa_freecache_empty_budget();
+}
+
+static inline void empty_bytes_add(sa_mcache *c, const sa_mspan *s, int64_t sign) {
+    uint64_t bytes = (uint64_t)s->npages << SA_PAGE_SHIFT;
+    atomic_store_explicit(&c->empty_bytes, atomic_load_explicit(&c->empty_bytes, SA_RELAXED) + (uint64_t)sign * bytes,
+                          SA_RELAXED);
 }
 
 /* The partial list is FIFO: a span is swept again only after the others, so
@@ -123,6 +124,10 @@ static void own_push(sa_mcache *c, int spc, sa_mspan *s, int which) {
 }
 
 static void own_remove(sa_mcache *c, int spc, sa_mspan *s) {
+    if (s->kept_empty) { /* taken for allocation or handed back: no longer kept */
+        s->kept_empty = 0;
+        empty_bytes_add(c, s, -1);
+    }
     if (s->list == SA_LIST_CPARTIAL) {
         c->npartial[spc]--;
         if (s->prev) s->prev->next = s->next; else c->partial[spc] = s->next;
@@ -145,12 +150,15 @@ void sa_cache_free_owned(sa_mcache *c, sa_mspan *s) {
     int spc = s->spanclass;
     int32_t remote = atomic_load_explicit(&s->remoteFreed, SA_RELAXED);
     if ((int64_t)atomic_load_explicit(&s->allocCount, SA_RELAXED) - s->nlocalfree - (remote > 0 ? remote : 0) <= 0 &&
-        own_keeps_enough(c, spc, s)) {
-        /* Its last object, and the thread has spans enough to allocate
-         * from: the pages go back to mheap, for any class. */
-        own_remove(c, spc, s);
-        own_release(s);
-        return;
+        !s->kept_empty) {
+        /* Its last object: kept within the budget, else to mcentral. */
+        if (!own_keeps_empty(c, s)) {
+            own_remove(c, spc, s);
+            own_release(s);
+            return;
+        }
+        s->kept_empty = 1;
+        empty_bytes_add(c, s, +1);
     }
     if (s->list == SA_LIST_CFULL) {
         own_remove(c, spc, s);
@@ -382,6 +390,7 @@ int sa_registry_other_caches(void) {
 /* One cache's span lists (heap checker). */
 static int check_one_cache(sa_mcache *c, char *err, size_t errlen, uint64_t *nspans, uint64_t *ncached) {
     if (sa_freecache_check(c, err, errlen, ncached)) return -1;
+    uint64_t kept = 0;
     for (int spc = 0; spc < SA_NUM_SPAN_CLASSES; spc++) {
         sa_mspan *cur = c->alloc[spc];
         if (cur != &sa_emptyspan) {
@@ -402,6 +411,13 @@ static int check_one_cache(sa_mcache *c, char *err, size_t errlen, uint64_t *nsp
                     return -1;
                 }
                 (*nspans)++;
+                if (s->kept_empty) {
+                    if (which != SA_LIST_CPARTIAL || sa_span_count_allocated(s) != 0) {
+                        snprintf(err, errlen, "spanClass %d: kept empty span %p holds objects", spc, (void *)s->base);
+                        return -1;
+                    }
+                    kept += (uint64_t)s->npages << SA_PAGE_SHIFT;
+                }
                 if (which == SA_LIST_CPARTIAL) n++;
                 if (which == SA_LIST_CPARTIAL && !s->next && c->partial_tail[spc] != s) {
                     snprintf(err, errlen, "spanClass %d: partial tail is wrong", spc);
@@ -413,6 +429,11 @@ static int check_one_cache(sa_mcache *c, char *err, size_t errlen, uint64_t *nsp
             snprintf(err, errlen, "spanClass %d: %u partial spans, count says %u", spc, n, (unsigned)c->npartial[spc]);
             return -1;
         }
+    }
+    if (kept != atomic_load_explicit(&c->empty_bytes, SA_RELAXED)) {
+        snprintf(err, errlen, "kept empty spans hold %llu bytes, the cache says %llu", (unsigned long long)kept,
+                 (unsigned long long)atomic_load_explicit(&c->empty_bytes, SA_RELAXED));
+        return -1;
     }
     return 0;
 }

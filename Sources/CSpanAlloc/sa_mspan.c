@@ -32,6 +32,7 @@ void sa_span_init_small(sa_mspan *s, int spanclass) {
     s->sizeclass = (uint8_t)cls;
     s->elemsize = sa_class_size_tab[cls];
     s->nelems = sa_class_nelems_tab[cls];
+    s->kept_empty = 0;
     s->divmul = sa_class_divmul_tab[cls];
     s->nwords = (uint16_t)((s->nelems + 63) / 64);
     s->ralloc = (uint16_t)(((s->nwords + 1 + 7) & ~7u) - 1); /* allocBits on a fresh line */
