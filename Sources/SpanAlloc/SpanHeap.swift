@@ -156,8 +156,9 @@ public struct SpanHeap: Sendable {
         Int(truncatingIfNeeded: sa_scavenge(byteCount == .max ? .max : byteCount))
     }
 
-    /// Hands the calling thread's cached spans back to the central lists, as
-    /// happens when a thread exits.
+    /// Hands back what the calling thread caches, as happens when it exits:
+    /// the objects in its free-cache bins and remote buffer to their spans,
+    /// its spans to the central lists.
     public func flushThreadCache() { sa_thread_flush() }
 
     /// Checks every heap invariant. Returns `nil` when the heap is

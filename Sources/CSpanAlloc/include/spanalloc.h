@@ -24,22 +24,32 @@
  *   sa_mcache.c   the per-thread cache (Go's mcache): one current span per
  *                 spanClass, plus the spans the thread filled earlier, which it
  *                 keeps (partial and full lists of its own) until it exits.
- *   sa_malloc.c   the public entry points below, the free path, statistics,
- *                 introspection and the hook.
+ *   sa_freecache.c the free side of the thread cache: per-spanClass bins of
+ *                 objects the thread freed (reused by its next allocations of
+ *                 the class) and the buffer of its frees into other threads'
+ *                 spans, handed back in batches; the thread budget.
+ *   sa_malloc.c, sa_free.c, sa_stats.c, sa_introspect.c, sa_check.c
+ *                 the public entry points below: allocation, the free path's
+ *                 slow parts, statistics, introspection and the hook, locks,
+ *                 fork and the heap checker.
  *
  * THE ALLOCATION CLIMB (each step amortizes the one above it)
  *
- *   1. mcache: take the next free slot of the thread's span for the spanClass
- *      (ctz of allocCache; no lock, no atomic read-modify-write). ~1 ns.
+ *   1. mcache: pop the thread's free-cache bin for the spanClass (an object
+ *      it freed, reused at once), else take the next free slot of its span
+ *      for the spanClass (ctz of allocCache). No lock, no atomic
+ *      read-modify-write. ~1 ns.
  *   2. the current span is exhausted: sweep it (fold the frees recorded in
  *      freeBits/remoteBits into allocBits) and keep using it if that
  *      recovered a quarter of its slots; otherwise keep it aside and sweep
  *      the thread's oldest partial span (no lock).
  *   3. the thread has no span worth sweeping: take a partial span from
- *      mcentral (one lock per span, i.e. per 1..1024 objects).
- *   4. mcentral has no partial span: mheap allocates a run of pages for a
- *      new span (heap lock), preferring pages freed by earlier spans
- *      ("span reuse") to pages never touched.
+ *      mcentral, else an emptied span mcentral keeps (one lock per span,
+ *      i.e. per 1..1024 objects).
+ *   4. mcentral has neither: mheap allocates a run of pages for a new span
+ *      (heap lock), preferring pages freed by earlier spans ("span reuse")
+ *      to pages never touched, and taking back mcentral's emptied spans
+ *      before it maps more.
  *   5. mheap has no free run large enough: map a new arena from the OS.
  *
  * Sizes above 32 KiB skip steps 1 and 2: a large object is a span of its
@@ -47,30 +57,32 @@
  *
  * THE FREE PATH
  *
- *   Go frees by garbage collection; SpanAlloc frees explicitly. free(p) finds
- *   p's span through the page map, checks that p is the start of an allocated
- *   object (a wrong pointer stops the process with a message naming it; so
- *   does a second free, unless the slot was handed out again in between,
- *   which makes it a valid free of the new object: docs/reliability.md
- *   lists what is detected), and then:
- *     - the object the thread allocated last goes straight back to the
- *       allocCache window (the LIFO shortcut: an alloc/free pair reuses one
- *       slot);
- *     - the thread that owns the span sets p's bit in freeBits (plain
- *       store); a span of its own that it empties goes back to mcentral
- *       unless the thread holds fewer than 16 pages (and two spans) of
- *       partial spans of the class, which it keeps for the next batch;
- *     - any other thread sets p's bit in remoteBits with one atomic OR and
- *       counts it in the span's remote-free counter. When the span is owned
- *       by no thread, the free that makes it non-full moves it to mcentral's
- *       partial list and the free that makes it empty puts it on mcentral's
- *       empty list, for the next refill of the class without a trip through
- *       mheap (up to 32 MiB of such spans in all; beyond that, and whenever
- *       mheap would otherwise map more memory, on sa_thread_flush and on
- *       sa_scavenge, their pages go back to mheap, where they can serve any
- *       size class).
+ *   Go frees by garbage collection; SpanAlloc frees explicitly. free(p)
+ *   checks that p is the start of a live object (a wrong pointer stops the
+ *   process with a message naming it; so does a second free, unless the
+ *   slot was handed out again in between, which makes it a valid free of
+ *   the new object: docs/reliability.md lists what is detected). Every
+ *   freed object carries a cookie in its first word until its slot is
+ *   handed out again; a free that finds it is a double free. Then:
+ *     - the object the thread allocated last skips the page-map walk (the
+ *       LIFO shortcut) and goes on its bin;
+ *     - the thread that owns p's span pushes p on its bin for the class, the
+ *       next allocation of the class pops it. A full bin (or a class without
+ *       bin capacity: 8-byte objects, an exhausted budget) sets p's bit in
+ *       the span's freeBits instead, a plain store; a span of its own that
+ *       it empties stays on its lists within the thread's budget, and goes
+ *       to mcentral beyond it;
+ *     - any other thread buffers p (64 objects); the buffer goes to the
+ *       spans in a batch, one atomic OR into remoteBits and one count per
+ *       bitmap word. When a span is owned by no thread, the batch that makes
+ *       it non-full moves it to mcentral's partial list and the one that
+ *       makes it empty puts it on mcentral's empty list, for the next refill
+ *       of the class without a trip through mheap (mheap takes those back
+ *       before it maps more memory, and on sa_thread_flush and sa_scavenge).
  *   The owner sweeps both bitmaps into allocBits when its cache runs dry, as
- *   Go's sweeper turns gcmarkBits into the next allocBits.
+ *   Go's sweeper turns gcmarkBits into the next allocBits. Bins, buffers and
+ *   kept spans go back at thread exit, on sa_thread_flush and sa_scavenge,
+ *   and cold bins on a periodic pass (see sa_cache_config).
  *
  * All functions are thread-safe. Sizes are in bytes.
  */
@@ -365,8 +377,9 @@ typedef struct sa_env_options {
 void sa_env_options_read(sa_env_options *_Nonnull out);
 
 /**
- * Hands the calling thread's cached spans back to mcentral (as at thread
- * exit), and the emptied spans mcentral keeps for reuse to mheap.
+ * Hands back what the calling thread caches (as at thread exit): its bins
+ * and remote buffer to their spans, its spans to mcentral; then the emptied
+ * spans mcentral keeps for reuse to mheap.
  */
 void sa_thread_flush(void);
 
