@@ -76,10 +76,10 @@ enum RealPrograms {
         var workDir: String
     }
 
-    /// Operation scale of the python script (1 ≈ 3 s under glibc on the project's 2-core machine).
+    /// Operation scale of the python script (1: 3-4 s under glibc on the project's 2-core machine).
     static func pythonScale(quick: Bool, scale: Double) -> Double { (quick ? 0.05 : 1) * scale }
 
-    /// Functions in the generated C file (100 ≈ 3 s of gcc -O2 under glibc on the project's machine).
+    /// Functions in the generated C file (100: 3.5-5.5 s of gcc -O2 under glibc on the project's machine).
     static func gccFunctions(quick: Bool, scale: Double) -> Int { Swift.max(1, Int(((quick ? 4 : 100) * scale).rounded())) }
 
     /// The python program: bench/programs/alloc_heavy.py with PYTHONMALLOC=malloc.

@@ -12,7 +12,7 @@ frees come in scattered order and allocations follow at once), split, join
 and format strings, sort lists of tuples, round-trip JSON, and churn class
 instances and a tree of nodes. It prints one line of counts and a checksum;
 the line depends only on --scale, so a run under any allocator must print
-the same one. About 3 s at --scale 1 with glibc's malloc on the 2-core
+the same one. About 3-4 s at --scale 1 with glibc's malloc on the 2-core
 machine this project is measured on.
 """
 import argparse
