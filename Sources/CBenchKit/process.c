@@ -1,11 +1,12 @@
 /*
  * Child processes and this process's memory: posix_spawn with stdout on a
- * pipe, the child's VmHWM sampled while it runs, wait4 for its CPU time and
- * page faults, /proc/self for our own.
+ * pipe, the VmHWM of the child and of its descendants sampled while they
+ * run, wait4 for their CPU time and page faults, /proc/self for our own.
  */
 #define _GNU_SOURCE
 #include "benchkit.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
@@ -29,10 +30,33 @@ static long read_hwm(const char *status_path) {
     return kb * 1024;
 }
 
-static long child_hwm(pid_t pid) {
-    char name[64];
+/* The largest VmHWM of `pid` and its descendants (a compiler driver's cc1
+ * and as, a make's jobs): each thread's /proc/PID/task/TID/children lists the
+ * processes it started that are still alive. Depth-limited; a process that
+ * exits between two reads is simply missed in that sample. */
+static long tree_hwm(pid_t pid, int depth) {
+    char name[96];
     snprintf(name, sizeof name, "/proc/%d/status", (int)pid);
-    return read_hwm(name);
+    long best = read_hwm(name);
+    if (depth >= 8) return best;
+    snprintf(name, sizeof name, "/proc/%d/task", (int)pid);
+    DIR *tasks = opendir(name);
+    if (!tasks) return best;
+    struct dirent *t;
+    while ((t = readdir(tasks)) != NULL) {
+        if (t->d_name[0] < '0' || t->d_name[0] > '9') continue;
+        snprintf(name, sizeof name, "/proc/%d/task/%.20s/children", (int)pid, t->d_name);
+        FILE *f = fopen(name, "r");
+        if (!f) continue;
+        int child;
+        while (fscanf(f, "%d", &child) == 1) {
+            long hwm = tree_hwm((pid_t)child, depth + 1);
+            if (hwm > best) best = hwm;
+        }
+        fclose(f);
+    }
+    closedir(tasks);
+    return best;
 }
 
 int bk_spawn(const char *path, char *const *argv, char *const *envp, char **out,
@@ -67,11 +91,12 @@ int bk_spawn(const char *path, char *const *argv, char *const *envp, char **out,
         }
         /* ru_maxrss from wait4 is at least the parent's RSS at spawn time
          * (exec records the old mm's high-water mark), so the child's own
-         * VmHWM is sampled while it runs; it is monotonic, so the last
-         * sample before exit is the peak up to that moment. */
+         * VmHWM is sampled while it runs, and its descendants' (the largest
+         * single process counts); VmHWM is monotonic, so the last sample
+         * before a process exits is its peak up to that moment. */
         struct pollfd pfd = {.fd = fds[0], .events = POLLIN};
         int ready = poll(&pfd, 1, 2);
-        long hwm = child_hwm(pid);
+        long hwm = tree_hwm(pid, 0);
         if (hwm > *peak_rss_bytes) *peak_rss_bytes = hwm;
         if (ready == 0) continue;
         if (ready < 0 && errno == EINTR) continue;

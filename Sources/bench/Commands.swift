@@ -309,8 +309,10 @@ struct PreloadCommand: AsyncParsableCommand {
         commandName: "preload",
         abstract: "Run a program under each allocator with LD_PRELOAD; report median wall time and peak RSS.",
         discussion: """
-            Without --program, runs bench's own core workloads (bench workload-main, plain malloc/free). \
-            glibc runs with nothing preloaded.
+            Without --programs or --program, runs bench's own core workloads (bench workload-main, plain \
+            malloc/free). --programs real runs two real programs instead: an allocation-heavy python3 script \
+            (PYTHONMALLOC=malloc) and gcc -O2 on a generated C file, from bench/programs/. glibc runs with \
+            nothing preloaded.
             """)
 
     @OptionGroup var common: CommonOptions
@@ -318,9 +320,28 @@ struct PreloadCommand: AsyncParsableCommand {
     var spanallocSo = ".build/spanalloc-preload/libspanalloc.so"
     @Option(help: ArgumentHelp("Only default workloads whose id contains one of these strings.", valueName: "ids"))
     var filter: String?
+    @Option(help: ArgumentHelp("What to run, comma-separated: workloads (bench's core workloads), python, gcc, "
+                               + "real (= python,gcc). Default: workloads, or only --program when it is given.",
+                               valueName: "names"))
+    var programs: String?
+    @Option(help: ArgumentHelp("Where alloc_heavy.py and gen_compile_input.py are (default: bench/programs under "
+                               + "the current directory or an ancestor of this executable).", valueName: "dir"))
+    var programsDir: String?
+    @Option(help: ArgumentHelp("The python3 of the python program and of the C generator (default /usr/bin/python3, "
+                               + "else python3 on PATH).", valueName: "path"))
+    var python: String?
+    @Option(help: ArgumentHelp("The compiler of the gcc program (default /usr/bin/gcc, else gcc on PATH).",
+                               valueName: "path"))
+    var cc: String?
     @Option(parsing: .remaining, help: ArgumentHelp("The program and its arguments (everything after --program).",
                                                    valueName: "command"))
     var program: [String] = []
+
+    func validate() throws {
+        if let programs {
+            do { _ = try RealPrograms.parse(programs) } catch { throw ValidationError("\(error)") }
+        }
+    }
 
     func run() async throws {
         var notes: [String] = []
@@ -331,15 +352,38 @@ struct PreloadCommand: AsyncParsableCommand {
             allocators: infos, custom: (try? common.customSpecs()) ?? [], spanAllocSO: spanallocSo, notes: &notes)
         let wanted = Set(common.allocatorList.map { $0.lowercased() })
         if !wanted.isEmpty { preloads = preloads.filter { wanted.contains($0.0.lowercased()) } }
-        let programs: [PreloadRunner.Program]
-        if program.isEmpty {
-            programs = PreloadRunner.defaultPrograms(quick: common.quick, scale: common.scale)
+        let selection = try programs.map(RealPrograms.parse) ?? RealPrograms.Selection(workloads: program.isEmpty)
+        var list: [PreloadRunner.Program] = []
+        if selection.workloads {
+            list += PreloadRunner.defaultPrograms(quick: common.quick, scale: common.scale)
                 .filter { Workloads.matches($0.id, filter: tokens) }
-        } else {
-            programs = [PreloadRunner.Program(id: "program", title: program.joined(separator: " "), argv: program)]
+        }
+        var workDir: String?
+        defer { if let workDir { try? FileManager.default.removeItem(atPath: workDir) } }
+        if !selection.real.isEmpty {
+            guard let dir = RealPrograms.directory(explicit: programsDir) else {
+                throw ValidationError("cannot find bench/programs/alloc_heavy.py (run from the repository, or pass --programs-dir)")
+            }
+            var template = Array("/tmp/bench-preload-XXXXXX".utf8CString)
+            guard let made = template.withUnsafeMutableBufferPointer({ mkdtemp($0.baseAddress!) }) else {
+                throw ValidationError("cannot create a directory under /tmp")
+            }
+            workDir = String(cString: made)
+            let setup = RealPrograms.Setup(
+                directory: dir,
+                python: RealPrograms.executable(explicit: python, preferred: ["/usr/bin/python3"], name: "python3"),
+                cc: RealPrograms.executable(explicit: cc, preferred: ["/usr/bin/gcc"], name: "gcc"),
+                quick: common.quick, scale: common.scale, workDir: workDir!)
+            for name in selection.real {
+                let p = name == "python" ? RealPrograms.python(setup, notes: &notes) : RealPrograms.gcc(setup, notes: &notes)
+                if let p { list.append(p) }
+            }
+        }
+        if !program.isEmpty {
+            list.append(PreloadRunner.Program(id: "program", title: program.joined(separator: " "), argv: program))
         }
         report.preload = PreloadRunner.run(
-            programs: programs, preloads: preloads, baseline: common.baselineName, repetitions: common.rounds,
+            programs: list, preloads: preloads, baseline: common.baselineName, repetitions: common.rounds,
             warmup: common.warmups(interleaved: false), idleUsage: report.environment.idleChildUsage, notes: &notes)
         report.notes += notes
         try common.emit(report)

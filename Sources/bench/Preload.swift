@@ -7,6 +7,14 @@ enum PreloadRunner {
         var id: String
         var title: String
         var argv: [String]
+        /// Variables set in this program's own environment only (on top of bench's, LD_PRELOAD aside).
+        var environment: [String: String] = [:]
+        /// When set, every launch must produce the same output as the reference launch (the glibc
+        /// row's first, else the first launch): its stdout, and this file's bytes when the path is
+        /// not empty. A row whose output differs is left out with a note.
+        var checkedOutputFile: String?
+        /// What the table's note says about the program (how it was made, its size).
+        var detail: String?
     }
 
     /// The default programs: bench's own core workloads through plain malloc/free.
@@ -79,7 +87,12 @@ enum PreloadRunner {
             }
             var table = WorkloadTable(
                 id: program.id, title: program.title, unit: "ms", baseline: nil,
-                note: "wall time of the whole process (ms) and its peak RSS, LD_PRELOAD = the allocator's library",
+                note: "wall time of the whole process (ms) and its peak RSS (the largest of the process and its "
+                    + "descendants), LD_PRELOAD = the allocator's library"
+                    + (program.environment.isEmpty ? "" : "; the program's environment: "
+                       + program.environment.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }
+                           .joined(separator: " "))
+                    + (program.detail.map { "; " + $0 } ?? ""),
                 rows: [])
             var wall: [String: [Double]] = [:]
             var inner: [String: [Double]] = [:]
@@ -87,15 +100,29 @@ enum PreloadRunner {
             var peak: [String: Int] = [:]
             var failed: Set<String> = []
             var upperBound: Set<String> = []
+            // The output of each allocator's first launch, and the allocators whose launches disagreed.
+            var firstOutput: [String: Data] = [:]
+            var unstable: Set<String> = []
+            var env0 = base
+            env0.merge(program.environment) { $1 }
             for round in 0..<(warmup + repetitions) {
                 for k in preloads.indices {
                     let (name, preload) = preloads[(k + round) % preloads.count]
                     if failed.contains(name) { continue }
-                    var env = base
+                    var env = env0
                     if let preload { env["LD_PRELOAD"] = preload }
                     guard let run = try? Spawn.run(path, program.argv, env: env), run.status == 0 else {
                         failed.insert(name)
                         continue
+                    }
+                    if let file = program.checkedOutputFile {
+                        var output = Data(run.stdout.utf8)
+                        if !file.isEmpty { output += (try? Data(contentsOf: URL(fileURLWithPath: file))) ?? Data() }
+                        if let first = firstOutput[name] {
+                            if first != output { unstable.insert(name) }
+                        } else {
+                            firstOutput[name] = output
+                        }
                     }
                     if round < warmup { continue }
                     wall[name, default: []].append(run.wallNs / 1e6)
@@ -107,6 +134,16 @@ enum PreloadRunner {
                         rss = r.peakRSSBytes ?? rss
                     }
                     peak[name] = Swift.max(peak[name] ?? 0, rss)
+                }
+            }
+            if program.checkedOutputFile != nil {
+                let reference = firstOutput["glibc"] ?? preloads.lazy.compactMap { firstOutput[$0.0] }.first
+                for (name, _) in preloads where !failed.contains(name) {
+                    if unstable.contains(name) || firstOutput[name] != reference {
+                        failed.insert(name)
+                        notes.append("preload: \(program.id) under \(name) produced different output "
+                                     + (unstable.contains(name) ? "from one launch to the next" : "from the reference launch"))
+                    }
                 }
             }
             for (name, _) in preloads {

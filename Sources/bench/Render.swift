@@ -72,7 +72,10 @@ enum Render {
         var lines = [
             "machine: \(e.cpuModel), \(e.cores) cores, \(e.kernel), \(e.os), glibc \(e.glibc)",
             "date: \(e.date); rounds: \(r.settings.repetitions) (median shown)"
-                + (r.settings.interleaved == true
+                + (r.workloads.isEmpty && !r.preload.isEmpty
+                    ? ", one launch per program and allocator per round, order rotated, after \(r.settings.warmup) "
+                        + "warm-up round(s)"
+                    : r.settings.interleaved == true
                     ? ", one child per allocator per round, order rotated; a round's sample is the minimum of "
                         + "\(r.settings.inner ?? 1) repetition(s) after \(r.settings.warmup) warm-up"
                     : ", one child per allocator running all repetitions after \(r.settings.warmup) warm-up")

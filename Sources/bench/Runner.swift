@@ -11,7 +11,7 @@ enum Progress {
 /// What a child process left behind.
 struct ChildRun {
     var stdout: String
-    /// The child's peak RSS (VmHWM sampled while it ran), bytes.
+    /// The largest peak RSS of the child and its descendants (VmHWM sampled while they ran), bytes.
     var peakRSSBytes: Int
     /// True when the child ended before the first sample and peakRSSBytes is wait4's ru_maxrss,
     /// an upper bound that cannot be below the parent's own RSS.

@@ -105,10 +105,13 @@ import Testing
     /// True when this test process runs under ThreadSanitizer.
     static var underTSan: Bool { dlsym(dlopen(nil, RTLD_NOW), "__tsan_init") != nil }
 
-    static func run(_ path: String, _ args: [String]) -> (status: Int32, stdout: String, stderr: String) {
+    static func run(_ path: String, _ args: [String], environment: [String: String] = [:])
+        -> (status: Int32, stdout: String, stderr: String)
+    {
         let p = Process()
         p.executableURL = URL(fileURLWithPath: path)
         p.arguments = args
+        if !environment.isEmpty { p.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 } }
         let out = Pipe()
         let errFile = FileManager.default.temporaryDirectory
             .appendingPathComponent("bench-test-\(getpid())-\(UInt32.random(in: 0...UInt32.max)).err")
@@ -265,10 +268,55 @@ import Testing
         #expect((report.preload.first?.rows.count ?? 0) >= 1)
     }
 
+    /// The real programs (python3 with PYTHONMALLOC=malloc, gcc -O2 on a generated file), at their
+    /// --quick size (~0.1 s and ~0.3 s a launch): a row per allocator, and with SPANALLOC=stats=1 the
+    /// preload library's exit reports show that it served python and every process of the gcc driver.
+    @Test(.enabled(if: FileManager.default.isExecutableFile(atPath: "/usr/bin/python3")
+                   && FileManager.default.isExecutableFile(atPath: "/usr/bin/gcc"),
+                   "needs /usr/bin/python3 and /usr/bin/gcc (scripts/setup.sh installs them)"))
+    func preloadRunsTheRealPrograms() throws {
+        let bench = try #require(Self.benchPath())
+        let result = Self.run(bench, ["preload", "--programs", "real", "--quick", "--format", "json",
+                                      "--repetitions", "2", "--warmup", "0"],
+                              environment: ["SPANALLOC": "stats=1"])
+        #expect(result.status == 0, "\(result.stderr.suffix(3000))")
+        let report = try JSONDecoder().decode(Report.self, from: Data(result.stdout.utf8))
+        #expect(report.preload.map(\.id) == ["preload:python", "preload:gcc"])
+        let preloadLibrary = FileManager.default.fileExists(atPath: ".build/spanalloc-preload/libspanalloc.so")
+        let expected = Self.installedAllocators().filter { preloadLibrary || $0 != "SpanAlloc" }
+        for table in report.preload {
+            #expect(Set(table.rows.map(\.name)) == Set(expected), "\(table.id): rows \(table.rows.map(\.name))")
+            #expect(table.baseline == (expected.contains("jemalloc") ? "jemalloc" : nil))
+            for row in table.rows {
+                #expect(row.samples.count == 2 && row.samples.allSatisfy { $0 > 0 && $0.isFinite })
+                if table.baseline != nil {
+                    let (r, lo, hi) = (try #require(row.ratio), try #require(row.ratioLow), try #require(row.ratioHigh))
+                    #expect(lo <= r && r <= hi && r.isFinite && r > 0, "\(table.id)/\(row.name)")
+                    #expect(row.rssRatio != nil)
+                }
+                // The gcc driver itself stays at a few MiB; cc1, its child, is what the peak must show.
+                let rss = try #require(row.peakRSSBytes)
+                #expect(rss > (table.id == "preload:gcc" ? 16 << 20 : 1 << 20), "\(table.id)/\(row.name): \(rss)")
+            }
+        }
+        guard preloadLibrary else { return }
+        // One report per preloaded process: python ×2 launches, and gcc, cc1 and as ×2.
+        let reports = result.stderr.split(separator: "\n").filter { $0.hasPrefix("{") && $0.contains("\"Override\"") }
+        #expect(reports.count >= 8, "\(reports.count) SpanAlloc exit reports")
+        // python (PYTHONMALLOC=malloc sends its objects to malloc) and cc1 each make well over 100,000 mallocs.
+        let busy = reports.filter { line in
+            guard let d = try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any],
+                  let m = d["MemStats"] as? [String: Any], let n = m["Mallocs"] as? Int else { return false }
+            return n >= 100_000
+        }
+        #expect(busy.count >= 4, "\(busy.count) processes with ≥ 100,000 mallocs")
+    }
+
     @Test func badArgumentsFail() throws {
         let bench = try #require(Self.benchPath())
         #expect(Self.run(bench, ["--repetitions", "0"]).status != 0)
         #expect(Self.run(bench, ["--allocators", "nosuchalloc"]).status != 0)
         #expect(Self.run(bench, ["run-one", "--allocator", "glibc", "--workload", "nope"]).status != 0)
+        #expect(Self.run(bench, ["preload", "--programs", "nosuchprogram"]).status != 0)
     }
 }

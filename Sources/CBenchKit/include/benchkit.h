@@ -195,10 +195,11 @@ typedef struct bk_rusage {
 /**
  * Runs `path` with `argv` and `envp` (NULL-terminated), collects its stdout
  * into a malloc'ed NUL-terminated buffer (*out, to be freed with free()),
- * waits with wait4 and reports the peak RSS (the child's VmHWM sampled every
- * 2 ms while it runs: wait4's ru_maxrss would include the parent's RSS at
- * spawn time), the child's CPU time and page faults (wait4's rusage: the
- * whole child, start-up included), wall time and exit status (status < 0: killed by signal -status). stderr is inherited.
+ * waits with wait4 and reports the peak RSS (the largest VmHWM of the child
+ * and of its descendants, sampled every 2 ms while they run: wait4's
+ * ru_maxrss would include the parent's RSS at spawn time), the child's CPU
+ * time and page faults (wait4's rusage: the whole child and the descendants
+ * it waited for, start-up included), wall time and exit status (status < 0: killed by signal -status). stderr is inherited.
  * When the child ended before the first sample, *rss_upper_bound is set and
  * the peak is wait4's ru_maxrss, which is at least this process's RSS.
  * Returns 0, or -1 when the process could not be started (errno set).
