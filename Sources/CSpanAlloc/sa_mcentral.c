@@ -67,7 +67,7 @@ static inline void retire_locked(sa_mspan *s) { atomic_store_explicit(&s->id, 0,
  * where any class or a large object can use them; mheap takes the kept
  * ones back before it maps more memory, the scavenger counts them as idle
  * memory, and sa_scavenge releases them all. */
-#define SA_CENTRAL_EMPTY_PAGES 65536
+#define SA_CENTRAL_EMPTY_PAGES 4096 /* 32 MiB, all classes together */
 static _Atomic uint64_t empty_pages, empty_spans; /* on every mcentral's empty list */
 static _Atomic uint64_t empty_reuses;              /* kept empty spans a cache took */
 static inline bool keeps_empty(const sa_mcentral *c, const sa_mspan *s) {
