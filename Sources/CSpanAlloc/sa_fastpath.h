@@ -97,7 +97,7 @@ extern __thread size_t sa_failed_size __attribute__((tls_model("initial-exec")))
  * cookie (another thread freed it: a double free). */
 SA_FAST_PATH bool sa_free_last(sa_mcache *c, void *p) {
     sa_mspan *s = c->lastspan;
-    c->last = NULL;
+    c->last = SA_NO_LAST;
     uintptr_t cookie = sa_cookie(s, p);
     sa_freebin *b = &c->bins[s->spanclass];
     uint32_t n = b->n;
@@ -151,7 +151,7 @@ SA_FAST_PATH void sa_free_owned_slot(sa_mcache *c, sa_mspan *s, uint32_t idx, vo
  * inside an arena that is not a live object still stops the process. */
 SA_FAST_PATH bool sa_free_path(void *p, bool ours_only) {
     sa_mcache *c = sa_get_cache();
-    if (p == c->last && p != NULL && sa_free_last(c, p)) return true;
+    if (p == c->last && sa_free_last(c, p)) return true;
     uintptr_t a = (uintptr_t)p;
     sa_mspan *s = sa_span_of_addr(a); /* NULL for p == NULL and for tagged pointers too */
     if (SA_UNLIKELY(!s || atomic_load_explicit(&s->state, SA_RELAXED) != SA_SPAN_SMALL)) {

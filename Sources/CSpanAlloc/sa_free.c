@@ -32,7 +32,7 @@ sa_mspan *sa_checked_span(const void *p, sa_mspan *s, const char *op, uint32_t *
 
 void sa_free_validated(void *p, sa_mspan *s, uint32_t idx) {
     sa_mcache *c = sa_get_cache();
-    if (c->last == p) c->last = NULL;
+    if (c->last == p) c->last = SA_NO_LAST;
     if (SA_UNLIKELY(atomic_load_explicit(&sa_hook, SA_RELAXED))) sa_call_hook(SA_EVENT_FREE, p, s->elemsize, s);
     if (s->sizeclass == 0) {
         sa_heap_free_span(s);

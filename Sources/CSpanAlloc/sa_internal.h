@@ -346,7 +346,9 @@ typedef struct sa_freebin {
 
 typedef struct sa_mcache {
     sa_freebin bins[SA_NUM_SPAN_CLASSES];      /* first: the fast paths index it from the cache pointer */
-    void *last;                                /* the last allocation, until freed or superseded (LIFO shortcut) */
+    void *last;                                /* the last allocation, until freed or superseded (LIFO
+                                                  shortcut); SA_NO_LAST when none, never NULL, so
+                                                  free(NULL) never matches it */
     sa_mspan *lastspan;                        /* its span */
     sa_mspan *alloc[SA_NUM_SPAN_CLASSES];      /* never NULL: &sa_emptyspan when none */
     sa_mspan *partial[SA_NUM_SPAN_CLASSES];    /* owned spans with frees since they were current (FIFO) */
@@ -377,6 +379,7 @@ typedef struct sa_mcache {
     bool live;
 } sa_mcache;
 
+#define SA_NO_LAST ((void *)1)
 SA_HIDDEN extern sa_mspan sa_emptyspan;
 SA_HIDDEN extern sa_mcache sa_emptycache;
 extern __thread sa_mcache *sa_tls_cache __attribute__((tls_model("initial-exec")));

@@ -46,7 +46,7 @@ SA_SLOW_PATH static void *alloc_large(size_t size, size_t align_pages, unsigned 
 void *sa_alloc_small_slow(int cls, size_t size, unsigned flags) {
     int spc = (cls << 1) | (int)(flags & SA_NOSCAN);
     sa_mcache *c = sa_get_cache();
-    if (c->last) c->last = NULL; /* sa_emptycache is shared: written only when set */
+    if (c->last != SA_NO_LAST) c->last = SA_NO_LAST; /* sa_emptycache is shared: written only when set */
     void *p = sa_cache_next_free(c, spc);
     if (SA_UNLIKELY(!p)) { sa_failed_size = size; return NULL; }
     SA_UNPOISON(p, size);

@@ -25,7 +25,7 @@
 #include <string.h>
 
 sa_mspan sa_emptyspan; /* allocCache 0, nelems 0: never allocates */
-sa_mcache sa_emptycache = {.alloc = {[0 ... SA_NUM_SPAN_CLASSES - 1] = &sa_emptyspan}};
+sa_mcache sa_emptycache = {.alloc = {[0 ... SA_NUM_SPAN_CLASSES - 1] = &sa_emptyspan}, .last = SA_NO_LAST};
 __thread sa_mcache *sa_tls_cache __attribute__((tls_model("initial-exec"))) = &sa_emptycache;
 
 sa_lock_t sa_registry_lock_v = SA_LOCK_INIT;
@@ -76,6 +76,7 @@ sa_mcache *sa_cache_create(void) {
         atomic_store_explicit(&c->remote_hint[i], 0, SA_RELAXED);
     }
     sa_freecache_init(c);
+    c->last = SA_NO_LAST;
     c->live = true;
     c->rnext = registry;
     if (registry) registry->rprev = c;
@@ -303,7 +304,7 @@ got:
 
 void sa_cache_flush(sa_mcache *c) {
     if (c == &sa_emptycache) return;
-    c->last = NULL;
+    c->last = SA_NO_LAST;
     sa_freecache_flush(c); /* first: cached objects belong to the spans released below */
     for (int spc = 0; spc < SA_NUM_SPAN_CLASSES; spc++) {
         sa_mspan *s = c->alloc[spc];
