@@ -14,13 +14,16 @@
  * (sa_central_free_fixup), as a single remote free does.
  *
  * Invariants (the span's bitmaps stay the truth about every slot):
- *   - a pointer in c's bin for spanClass spc is a slot of a span that c
- *     owns, of class spc, taken in the bitmaps and in neither freeBits nor
- *     remoteBits; it counts as freed in the statistics (nfree);
+ *   - a pointer in c's bin for spanClass spc is a slot of class spc, taken
+ *     in its span's bitmaps and in neither freeBits nor remoteBits, of any
+ *     span (c's own frees, and other threads' objects it freed, which it
+ *     reuses first as jemalloc's and tcmalloc's thread caches do); it
+ *     counts as freed in the statistics (nfree). Flushed, it goes to
+ *     freeBits when c owns its span, to the remote buffer otherwise;
  *   - a pointer in c's remote buffer is a taken slot, in neither freeBits
- *     nor remoteBits, of a span c did not own when the object was freed;
- *     it counts as freed; the slot is reused only after the batch reaches
- *     the span's remoteBits and its owner sweeps it;
+ *     nor remoteBits, of a span c did not own when the object was freed or
+ *     flushed; it counts as freed; the slot is reused only after the batch
+ *     reaches the span's remoteBits and its owner sweeps it;
  *   - word 0 of every freed object holds its cookie (span ^ object ^ key)
  *     from the free until the slot is handed out again (a pop, or allocCache
  *     after a sweep, clears it), so a second free finds it wherever the
@@ -134,16 +137,29 @@ static void ungrant(sa_mcache *c, int spc) {
 /* ---- owner frees --------------------------------------------------------------- */
 
 /* Moves a list of cached objects into their spans' freeBits. */
+static void remote_flush(sa_mcache *c);
+
+/* Moves a list of cached objects into their spans: freeBits for the
+ * cache's own spans, the remote buffer (handed back in batches) for the
+ * others'. */
 static void flush_list(sa_mcache *c, void *q) {
     uint64_t n = 0;
     while (q) {
         void *next = (void *)sa_word_load(q, SA_WORD_LINK);
         sa_mspan *s = cookie_span(q); /* the cookie stays until the slot is handed out again */
-        sa_free_owned_bitmap(c, s, slot_of(s, q));
+        if (SA_LIKELY(sa_span_is_mine(s, c))) {
+            sa_free_owned_bitmap(c, s, slot_of(s, q));
+        } else {
+            if (c->nrbuf == SA_REMOTE_BATCH) remote_flush(c);
+            c->rbuf[c->nrbuf] = q;
+            SA_STORE(c->nrbuf, c->nrbuf + 1);
+            c->rbuf_bytes += (uint32_t)s->elemsize;
+        }
         q = next;
         n++;
     }
     sa_counter_add(&c->nflushed, n);
+    if (c->nrbuf) remote_flush(c);
 }
 
 static void flush_bin(sa_mcache *c, int spc) {
@@ -271,11 +287,15 @@ static void remote_flush(sa_mcache *c) {
 }
 
 void sa_free_remote(sa_mcache *c, sa_mspan *s, uint32_t idx, const void *p) {
-    /* The object must be live: taken (handed out and not swept free), not
-     * already freed by the owner or by another thread, in no free cache. */
-    if (SA_UNLIKELY(!sa_span_slot_live_remote(s, idx)))
-        sa_fatal("double free (or free of an unallocated object) of pointer %p", p);
-    if (SA_UNLIKELY(sa_slot_freed(s, p))) sa_free_twice(p);
+    /* The object must be live: taken (below freeindex or in allocBits) and
+     * without its cookie. The owner's sweep rewrites allocBits and then
+     * publishes freeindex 0 with a release store: read freeindex first
+     * (acquire), and a slot that is live through the sweep reads taken in
+     * every interleaving. Freed slots are told by their cookie, not by
+     * freeBits/remoteBits, which the sweep clears. */
+    uint32_t fi = __atomic_load_n(&s->freeindex, __ATOMIC_ACQUIRE);
+    uint64_t a = __atomic_load_n(&s->allocBits[idx >> 6], __ATOMIC_RELAXED);
+    if (SA_UNLIKELY(!(idx < fi || ((a >> (idx & 63)) & 1)) || sa_slot_freed(s, p))) sa_free_twice(p);
     sa_word_store((void *)p, SA_WORD_COOKIE, sa_cookie(s, p));
     /* A thread without a cache makes one, unless it is exiting. */
     if (SA_UNLIKELY(c == &sa_emptycache)) {
@@ -286,11 +306,22 @@ void sa_free_remote(sa_mcache *c, sa_mspan *s, uint32_t idx, const void *p) {
         }
     }
     SA_POISON(p, s->elemsize);
+    sa_counter_inc(&c->nfree[s->sizeclass]);
+    sa_counter_inc(&c->nremote);
+    /* Reused here first, as jemalloc's and tcmalloc's thread caches reuse
+     * any thread's frees: the slot stays taken in its span until the bin
+     * hands it back. */
+    sa_freebin *b = &c->bins[s->spanclass];
+    if (SA_LIKELY(b->n < b->cap)) {
+        sa_word_store((void *)p, SA_WORD_LINK, (uintptr_t)b->head);
+        b->head = (void *)p;
+        SA_STORE(b->n, b->n + 1);
+        sa_counter_inc(&c->nremotebin);
+        return;
+    }
     c->rbuf[c->nrbuf] = (void *)p;
     SA_STORE(c->nrbuf, c->nrbuf + 1);
     c->rbuf_bytes += (uint32_t)s->elemsize;
-    sa_counter_inc(&c->nfree[s->sizeclass]);
-    sa_counter_inc(&c->nremote);
     if (c->nrbuf == SA_REMOTE_BATCH || c->rbuf_bytes > atomic_load_explicit(&cfg_thread_bytes, SA_RELAXED) / 8)
         remote_flush(c);
 }
@@ -349,6 +380,7 @@ void sa_freecache_totals(const sa_mcache *c, sa_cache_totals *t) {
         objects += n;
         bytes += (uint64_t)n * class_bytes(spc);
     }
+    t->bin_objects += objects;
     uint32_t nr = __atomic_load_n(&c->nrbuf, __ATOMIC_RELAXED);
     objects += nr;
     bytes += __atomic_load_n(&c->rbuf_bytes, __ATOMIC_RELAXED);
@@ -373,9 +405,10 @@ static int check_cached(const void *q, sa_mspan **out, uint32_t *idx_out, char *
 }
 
 /* Clears the marks check_bin set in freeBits for the first n pointers of a list. */
-static void unmark(void *q, uint32_t n) {
+static void unmark(const sa_mcache *c, void *q, uint32_t n) {
     for (; q && n; q = (void *)sa_word_load(q, SA_WORD_LINK), n--) {
         sa_mspan *s = sa_span_of_addr((uintptr_t)q);
+        if (!sa_span_is_mine(s, c)) continue;
         uint32_t idx = slot_of(s, q);
         SA_STORE(s->freeBits[idx >> 6], s->freeBits[idx >> 6] & ~((uint64_t)1 << (idx & 63)));
     }
@@ -397,19 +430,31 @@ static int check_bin(sa_mcache *c, int spc, char *err, size_t errlen) {
             rc = -1;
         } else if (check_cached(q, &s, &idx, err, errlen)) {
             rc = -1;
-        } else if (s->spanclass != spc || !sa_span_is_mine(s, c)) {
-            snprintf(err, errlen, "cached pointer %p (spanClass %d) in bin %d: not a slot of the cache's own span", q,
-                     s->spanclass, spc);
+        } else if (s->spanclass != spc) {
+            snprintf(err, errlen, "cached pointer %p (spanClass %d) in bin %d", q, s->spanclass, spc);
             rc = -1;
-        } else if (!sa_span_slot_allocated(s, idx)) {
+        } else if (sa_span_is_mine(s, c) ? !sa_span_slot_allocated(s, idx) : !sa_span_slot_live_remote(s, idx)) {
             snprintf(err, errlen, "cached pointer %p is free in its span's bitmaps, or twice in the bin", q);
             rc = -1;
         } else {
-            SA_STORE(s->freeBits[idx >> 6], s->freeBits[idx >> 6] | (uint64_t)1 << (idx & 63));
+            if (sa_span_is_mine(s, c)) {
+                SA_STORE(s->freeBits[idx >> 6], s->freeBits[idx >> 6] | (uint64_t)1 << (idx & 63));
+            } else {
+                /* Another thread's span, whose bitmaps are not ours to
+                 * mark: q must not be among the n pointers before it. */
+                uint32_t k = 0;
+                for (void *r = b->head; k < n; r = (void *)sa_word_load(r, SA_WORD_LINK), k++) {
+                    if (r == q) {
+                        snprintf(err, errlen, "cached pointer %p twice in its bin", q);
+                        rc = -1;
+                        break;
+                    }
+                }
+            }
             n++;
         }
     }
-    unmark(b->head, n);
+    unmark(c, b->head, n);
     if (rc == 0 && n != b->n) {
         snprintf(err, errlen, "spanClass %d: bin holds %u pointers, count says %u", spc, n, b->n);
         rc = -1;

@@ -375,6 +375,7 @@ typedef struct sa_mcache {
     _Atomic uint64_t nflushes;                 /* bin overflow flushes */
     _Atomic uint64_t nrbatches;                /* remote buffer batches handed back */
     _Atomic uint64_t ngcflushes;               /* cold bins flushed by the cold-bin pass */
+    _Atomic uint64_t nremotebin;               /* remote frees kept in a bin for reuse here */
     struct sa_mcache *rnext, *rprev;           /* registry (registry lock) */
     bool live;
 } sa_mcache;
@@ -405,8 +406,9 @@ SA_HIDDEN void sa_cache_free_owned(sa_mcache *c, sa_mspan *s);
 typedef struct sa_cache_totals {
     uint64_t nmalloc[SA_NUM_CLASSES], nfree[SA_NUM_CLASSES];
     uint64_t nremote, nrefill, nsweep, ngrow, nexited;
-    uint64_t ndirect, nflushed, nflushes, nrbatches, ngcflushes, nexitflushes;
+    uint64_t ndirect, nflushed, nflushes, nrbatches, ngcflushes, nexitflushes, nremotebin;
     uint64_t cached_objects, cached_bytes; /* in bins and remote buffers now */
+    uint64_t bin_objects;                  /* in bins now */
     uint64_t held_max;                     /* the most one live thread holds now */
 } sa_cache_totals;
 SA_HIDDEN void sa_cache_totals_read(sa_cache_totals *t);

@@ -332,6 +332,7 @@ static void add_totals(sa_cache_totals *t, const sa_mcache *c) {
     t->nflushes += sa_stat(&c->nflushes);
     t->nrbatches += sa_stat(&c->nrbatches);
     t->ngcflushes += sa_stat(&c->ngcflushes);
+    t->nremotebin += sa_stat(&c->nremotebin);
 }
 
 /* Takes a flushed cache out of the registry (registry lock held). */
