@@ -101,8 +101,9 @@ SA_FAST_PATH bool sa_free_last(sa_mcache *c, void *p) {
     uintptr_t cookie = sa_cookie(s, p);
     sa_freebin *b = &c->bins[s->spanclass];
     uint32_t n = b->n;
-    if (SA_UNLIKELY((n >= b->cap) | (sa_word_load(p, SA_WORD_COOKIE) == cookie) |
-                    (atomic_load_explicit(&sa_hook, SA_RELAXED) != NULL)))
+    /* No branch hint: a refusal continues on the full path, which must not
+     * be laid out as cold. */
+    if ((n >= b->cap) | (sa_word_load(p, SA_WORD_COOKIE) == cookie) | (atomic_load_explicit(&sa_hook, SA_RELAXED) != NULL))
         return false;
     sa_word_store(p, SA_WORD_COOKIE, cookie);
     sa_word_store(p, SA_WORD_LINK, (uintptr_t)b->head);
