@@ -40,12 +40,13 @@ SA_FAST_PATH void *sa_alloc_small(int cls, size_t size, unsigned flags) {
     sa_mcache *c = sa_get_cache();
     bool hooked = atomic_load_explicit(&sa_hook, SA_RELAXED) != NULL;
     sa_freebin *b = &c->bins[spc];
-    void *p = b->head;
-    if (SA_LIKELY(p != NULL && !hooked)) {
-        b->head = (void *)sa_word_load(p, SA_WORD_LINK);
-        SA_STORE(b->n, b->n - 1);
+    uint32_t n = b->n;
+    void *p;
+    if (SA_LIKELY(n != 0 && !hooked)) {
+        p = b->slots[n - 1];
+        SA_STORE(b->n, n - 1);
         c->last = p;
-        c->lastspan = (sa_mspan *)(sa_word_load(p, SA_WORD_COOKIE) ^ (uintptr_t)p ^ sa_cookie_key);
+        c->lastbin = b;
         sa_word_store(p, SA_WORD_COOKIE, 0); /* live again */
         sa_counter_inc(&c->nmalloc[cls]);
         SA_UNPOISON(p, size);
@@ -63,6 +64,7 @@ SA_FAST_PATH void *sa_alloc_small(int cls, size_t size, unsigned flags) {
         p = (void *)(s->base + (uintptr_t)idx * s->elemsize);
         c->last = p;
         c->lastspan = s;
+        c->lastbin = NULL;
         sa_word_store(p, SA_WORD_COOKIE, 0); /* a freed slot's old cookie */
         SA_UNPOISON(p, size);
         if (flags & SA_ZERO) memset(p, 0, size);
@@ -90,27 +92,41 @@ extern __thread size_t sa_failed_size __attribute__((tls_model("initial-exec")))
 
 /* Frees the object the thread allocated last, when that is p (the LIFO
  * shortcut: Go has no explicit free). p == last proves p is a small object
- * of span lastspan, which the thread owns, and that this thread has not
- * freed it since (every free of it clears last), so the page-map walk and
- * the bitmap test are skipped: p goes on its bin. Refused (the full path
- * decides) with the hook, when the bin is full, and when p carries its
- * cookie (another thread freed it: a double free). */
+ * the thread allocated and has not freed since (every free of it clears
+ * last), and that no allocation came after it, so the page-map walk and the
+ * bitmap test are skipped:
+ *   - handed out by allocCache, p is the slot at lastspan's freeindex - 1:
+ *     giving it back is undoing that step (shift its bit back into
+ *     allocCache), which touches only the span's line;
+ *   - popped from a bin, p goes back on it.
+ * Refused (the full path decides) with the hook, when the bit would fall
+ * off the window or the bin is full, and when p may carry its cookie
+ * (another thread freed it: a double free; the full path tells). */
 SA_FAST_PATH bool sa_free_last(sa_mcache *c, void *p) {
-    sa_mspan *s = c->lastspan;
     c->last = SA_NO_LAST;
-    uintptr_t cookie = sa_cookie(s, p);
-    sa_freebin *b = &c->bins[s->spanclass];
-    uint32_t n = b->n;
-    /* No branch hint: a refusal continues on the full path, which must not
+    sa_freebin *b = c->lastbin;
+    bool hooked = atomic_load_explicit(&sa_hook, SA_RELAXED) != NULL;
+    /* No branch hints: a refusal continues on the full path, which must not
      * be laid out as cold. */
-    if ((n >= b->cap) | (sa_word_load(p, SA_WORD_COOKIE) == cookie) | (atomic_load_explicit(&sa_hook, SA_RELAXED) != NULL))
-        return false;
-    sa_word_store(p, SA_WORD_COOKIE, cookie);
-    sa_word_store(p, SA_WORD_LINK, (uintptr_t)b->head);
-    b->head = p;
+    if (b == NULL) {
+        sa_mspan *s = c->lastspan;
+        uint64_t cache = s->allocCache;
+        uint32_t idx = s->freeindex - 1;
+        if ((cache >> 63) | sa_slot_maybe_freed(p) | hooked) return false;
+        s->allocCache = (cache << 1) | 1;
+        SA_STORE(s->freeindex, idx);
+        sa_counter_inc(&c->nfree[s->sizeclass]);
+        SA_POISON(p, s->elemsize);
+        return true;
+    }
+    uint32_t n = b->n;
+    if ((n >= b->cap) | sa_slot_maybe_freed(p) | hooked) return false;
+    sa_word_store(p, SA_WORD_COOKIE, sa_cookie(p));
+    b->slots[n] = p;
     SA_STORE(b->n, n + 1);
-    sa_counter_inc(&c->nfree[s->sizeclass]);
-    SA_POISON(p, s->elemsize);
+    int cls = (int)(b - c->bins) >> 1;
+    sa_counter_inc(&c->nfree[cls]);
+    SA_POISON(p, sa_class_size_tab[cls]);
     return true;
 }
 
@@ -119,8 +135,8 @@ SA_FAST_PATH bool sa_free_last(sa_mcache *c, void *p) {
 SA_FAST_PATH void sa_free_owned_slot(sa_mcache *c, sa_mspan *s, uint32_t idx, void *p) {
     uint64_t m = (uint64_t)1 << (idx & 63);
     uint64_t taken = s->allocBits[idx >> 6] | (idx < s->freeindex ? m : 0);
-    uintptr_t cookie = sa_cookie(s, p);
-    if (SA_UNLIKELY(!(taken & m) || sa_word_load(p, SA_WORD_COOKIE) == cookie)) {
+    uintptr_t cookie = sa_cookie(p);
+    if (SA_UNLIKELY(!(taken & m) || (sa_slot_maybe_freed(p) && sa_slot_freed(p)))) {
         sa_free_twice(p);
         return;
     }
@@ -140,8 +156,7 @@ SA_FAST_PATH void sa_free_owned_slot(sa_mcache *c, sa_mspan *s, uint32_t idx, vo
         return;
     }
     sa_word_store(p, SA_WORD_COOKIE, cookie);
-    sa_word_store(p, SA_WORD_LINK, (uintptr_t)b->head);
-    b->head = p;
+    b->slots[n] = p;
     SA_STORE(b->n, n + 1);
     sa_counter_inc(&c->nfree[s->sizeclass]);
     SA_POISON(p, s->elemsize);

@@ -47,8 +47,8 @@ void sa_free_validated(void *p, sa_mspan *s, uint32_t idx) {
         return;
     }
     /* With the hook installed: straight to freeBits, no bin. */
-    if (!sa_span_slot_allocated(s, idx) || sa_slot_freed(s, p)) sa_free_twice(p);
-    sa_word_store(p, SA_WORD_COOKIE, sa_cookie(s, p));
+    if (!sa_span_slot_allocated(s, idx) || sa_slot_freed(p)) sa_free_twice(p);
+    sa_word_store(p, SA_WORD_COOKIE, sa_cookie(p));
     sa_counter_inc(&c->nfree[s->sizeclass]);
     sa_counter_inc(&c->ndirect);
     SA_POISON(p, s->elemsize);

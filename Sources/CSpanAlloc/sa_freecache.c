@@ -24,12 +24,13 @@
  *     nor remoteBits, of a span c did not own when the object was freed or
  *     flushed; it counts as freed; the slot is reused only after the batch
  *     reaches the span's remoteBits and its owner sweeps it;
- *   - word 0 of every freed object holds its cookie (span ^ object ^ key)
- *     from the free until the slot is handed out again (a pop, or allocCache
+ *   - word 0 of every freed object holds its cookie (object ^ key) from
+ *     the free until the slot is handed out again (a pop, or allocCache
  *     after a sweep, clears it), so a second free finds it wherever the
- *     first one put the object; word 1 of a cached object links its bin;
- *   - 8-byte objects have no word 1 and are never cached (cap 0);
- *   - a bin holds at most cap pointers; the caps of c's bins reserve
+ *     first one put the object. Nothing else of a freed object is written:
+ *     a bin is a stack of pointers in the cache's bin store;
+ *   - a bin holds at most cap pointers, in slotcap slots of the store that
+ *     it keeps until the cache is flushed; the caps of c's bins reserve
  *     bin_reserved bytes, at most 3/4 of the thread budget, and all caches'
  *     reservations together at most the total budget; the remote buffer
  *     holds at most SA_REMOTE_BATCH objects and 1/8 of the thread budget,
@@ -74,7 +75,12 @@ void sa_freecache_init(sa_mcache *c) {
         k ^= (uintptr_t)&k * 0xBF58476D1CE4E5B9ull ^ (uintptr_t)getpid() << 32;
         __atomic_store_n(&sa_cookie_key, k | 7u, __ATOMIC_RELAXED);
     }
-    for (int i = 0; i < SA_NUM_SPAN_CLASSES; i++) c->bins[i] = (sa_freebin){0};
+    for (int i = 0; i < SA_NUM_SPAN_CLASSES; i++) {
+        c->bins[i] = (sa_freebin){0};
+        c->slotcap[i] = 0;
+        c->gc_mark[i] = NULL;
+    }
+    c->binstore_used = 0;
     c->nrbuf = c->rbuf_bytes = 0;
     atomic_store_explicit(&c->bin_reserved, 0, SA_RELAXED);
     atomic_store_explicit(&c->empty_bytes, 0, SA_RELAXED);
@@ -93,9 +99,6 @@ __attribute__((no_sanitize("address"), noinline)) void sa_word_store(void *p, in
 
 static inline size_t class_bytes(int spc) { return sa_class_size_tab[spc >> 1]; }
 
-static inline sa_mspan *cookie_span(const void *p) {
-    return (sa_mspan *)(sa_word_load(p, SA_WORD_COOKIE) ^ (uintptr_t)p ^ sa_cookie_key);
-}
 
 static inline uint32_t slot_of(const sa_mspan *s, const void *p) {
     return (uint32_t)(((uint64_t)((uintptr_t)p - s->base) * s->divmul) >> 32);
@@ -105,10 +108,19 @@ static inline uint32_t slot_of(const sa_mspan *s, const void *p) {
 static bool grant(sa_mcache *c, int spc) {
     size_t size = class_bytes(spc);
     size_t thread = atomic_load_explicit(&cfg_thread_bytes, SA_RELAXED);
-    if (size < 16 || thread == 0) return false;
+    if (thread == 0) return false;
     uint32_t cap = (uint32_t)(SA_BIN_BYTES / size);
     if (cap > SA_BIN_MAX) cap = SA_BIN_MAX;
     if (cap < 2) cap = 2;
+    /* Slots: the ones the bin had (kept when a cold bin was ungranted), or
+     * new ones from the store. */
+    sa_freebin *b = &c->bins[spc];
+    if (b->slots) {
+        if (cap > c->slotcap[spc]) cap = c->slotcap[spc];
+    } else if (c->binstore_used + cap > SA_BIN_STORE) {
+        cap = SA_BIN_STORE - c->binstore_used;
+        if (cap < 2) return false;
+    }
     uint64_t have = atomic_load_explicit(&c->bin_reserved, SA_RELAXED), limit = thread / 4 * 3;
     if (have + (uint64_t)cap * size > limit) {
         cap = have >= limit ? 0 : (uint32_t)((limit - have) / size);
@@ -121,7 +133,12 @@ static bool grant(sa_mcache *c, int spc) {
         return false;
     }
     atomic_store_explicit(&c->bin_reserved, have + bytes, SA_RELAXED);
-    c->bins[spc].cap = cap;
+    if (!b->slots) {
+        b->slots = &c->binstore[c->binstore_used];
+        c->binstore_used += cap;
+        c->slotcap[spc] = (uint16_t)cap;
+    }
+    b->cap = cap;
     return true;
 }
 
@@ -139,24 +156,20 @@ static void ungrant(sa_mcache *c, int spc) {
 /* Moves a list of cached objects into their spans' freeBits. */
 static void remote_flush(sa_mcache *c);
 
-/* Moves a list of cached objects into their spans: freeBits for the
- * cache's own spans, the remote buffer (handed back in batches) for the
- * others'. */
-static void flush_list(sa_mcache *c, void *q) {
-    uint64_t n = 0;
-    while (q) {
-        void *next = (void *)sa_word_load(q, SA_WORD_LINK);
-        sa_mspan *s = cookie_span(q); /* the cookie stays until the slot is handed out again */
+/* Moves n cached objects into their spans: freeBits for the cache's own
+ * spans, the remote buffer (handed back in batches) for the others'. */
+static void flush_slots(sa_mcache *c, void **q, uint32_t n) {
+    for (uint32_t i = 0; i < n; i++) {
+        void *p = q[i];
+        sa_mspan *s = sa_span_of_addr((uintptr_t)p); /* the cookie stays until the slot is handed out again */
         if (SA_LIKELY(sa_span_is_mine(s, c))) {
-            sa_free_owned_bitmap(c, s, slot_of(s, q));
+            sa_free_owned_bitmap(c, s, slot_of(s, p));
         } else {
             if (c->nrbuf == SA_REMOTE_BATCH) remote_flush(c);
-            c->rbuf[c->nrbuf] = q;
+            c->rbuf[c->nrbuf] = p;
             SA_STORE(c->nrbuf, c->nrbuf + 1);
             c->rbuf_bytes += (uint32_t)s->elemsize;
         }
-        q = next;
-        n++;
     }
     sa_counter_add(&c->nflushed, n);
     if (c->nrbuf) remote_flush(c);
@@ -164,20 +177,19 @@ static void flush_list(sa_mcache *c, void *q) {
 
 static void flush_bin(sa_mcache *c, int spc) {
     sa_freebin *b = &c->bins[spc];
-    void *q = b->head;
-    b->head = NULL;
+    uint32_t n = b->n;
     SA_STORE(b->n, 0);
-    flush_list(c, q);
+    flush_slots(c, b->slots, n);
 }
 
 void sa_free_owned_slow(sa_mcache *c, sa_mspan *s, uint32_t idx, void *p) {
-    if (sa_slot_freed(s, p)) sa_free_twice(p);
+    if (sa_slot_freed(p)) sa_free_twice(p);
     int spc = s->spanclass;
     sa_freebin *b = &c->bins[spc];
     sa_counter_inc(&c->nfree[s->sizeclass]);
     if (b->cap == 0 && (c == &sa_emptycache || !grant(c, spc))) {
         sa_counter_inc(&c->ndirect);
-        sa_word_store(p, SA_WORD_COOKIE, sa_cookie(s, p));
+        sa_word_store(p, SA_WORD_COOKIE, sa_cookie(p));
         SA_POISON(p, s->elemsize);
         if (s == c->alloc[spc] && idx + 1 == s->freeindex && !(s->allocCache >> 63) &&
             !(s->allocBits[idx >> 6] & (uint64_t)1 << (idx & 63))) {
@@ -192,9 +204,8 @@ void sa_free_owned_slow(sa_mcache *c, sa_mspan *s, uint32_t idx, void *p) {
         sa_free_owned_bitmap(c, s, idx);
         return;
     }
-    sa_word_store(p, SA_WORD_COOKIE, sa_cookie(s, p));
-    sa_word_store(p, SA_WORD_LINK, (uintptr_t)b->head);
-    b->head = p;
+    sa_word_store(p, SA_WORD_COOKIE, sa_cookie(p));
+    b->slots[b->n] = p;
     SA_STORE(b->n, b->n + 1);
     SA_POISON(p, s->elemsize);
 }
@@ -249,7 +260,7 @@ static void remote_flush(sa_mcache *c) {
     uint32_t order[SA_REMOTE_BATCH], nw = 0;
     for (uint32_t i = 0; i < c->nrbuf; i++) {
         void *q = c->rbuf[i];
-        sa_mspan *s = cookie_span(q);
+        sa_mspan *s = sa_span_of_addr((uintptr_t)q);
         uint32_t idx = slot_of(s, q), w = idx >> 6;
         uint32_t h = (uint32_t)((((uintptr_t)s >> 6) ^ w) * 0x9E3779B1u) >> 25; /* 7 bits */
         while (used[h] && (t[h].s != s || t[h].w != w)) h = (h + 1) & (SA_REMOTE_SLOTS - 1);
@@ -295,8 +306,9 @@ void sa_free_remote(sa_mcache *c, sa_mspan *s, uint32_t idx, const void *p) {
      * freeBits/remoteBits, which the sweep clears. */
     uint32_t fi = __atomic_load_n(&s->freeindex, __ATOMIC_ACQUIRE);
     uint64_t a = __atomic_load_n(&s->allocBits[idx >> 6], __ATOMIC_RELAXED);
-    if (SA_UNLIKELY(!(idx < fi || ((a >> (idx & 63)) & 1)) || sa_slot_freed(s, p))) sa_free_twice(p);
-    sa_word_store((void *)p, SA_WORD_COOKIE, sa_cookie(s, p));
+    if (SA_UNLIKELY(!(idx < fi || ((a >> (idx & 63)) & 1)) || (sa_slot_maybe_freed(p) && sa_slot_freed(p))))
+        sa_free_twice(p);
+    sa_word_store((void *)p, SA_WORD_COOKIE, sa_cookie(p));
     /* A thread without a cache makes one, unless it is exiting. */
     if (SA_UNLIKELY(c == &sa_emptycache)) {
         c = sa_cache_create();
@@ -313,8 +325,7 @@ void sa_free_remote(sa_mcache *c, sa_mspan *s, uint32_t idx, const void *p) {
      * hands it back. */
     sa_freebin *b = &c->bins[s->spanclass];
     if (SA_LIKELY(b->n < b->cap)) {
-        sa_word_store((void *)p, SA_WORD_LINK, (uintptr_t)b->head);
-        b->head = (void *)p;
+        b->slots[b->n] = (void *)p;
         SA_STORE(b->n, b->n + 1);
         sa_counter_inc(&c->nremotebin);
         return;
@@ -331,9 +342,13 @@ void sa_free_remote(sa_mcache *c, sa_mspan *s, uint32_t idx, const void *p) {
 void sa_freecache_flush(sa_mcache *c) {
     if (c == &sa_emptycache) return;
     for (int spc = 0; spc < SA_NUM_SPAN_CLASSES; spc++) {
-        if (c->bins[spc].head) flush_bin(c, spc);
+        if (c->bins[spc].n) flush_bin(c, spc);
         ungrant(c, spc);
+        c->bins[spc].slots = NULL; /* every bin is empty: the store starts over */
+        c->slotcap[spc] = 0;
+        c->gc_mark[spc] = NULL;
     }
+    c->binstore_used = 0;
     if (c->nrbuf) remote_flush(c);
 }
 
@@ -347,10 +362,11 @@ void sa_freecache_tick(sa_mcache *c) {
         int spc = (int)c->gc_cursor;
         c->gc_cursor = (c->gc_cursor + 1) % SA_NUM_SPAN_CLASSES;
         sa_freebin *b = &c->bins[spc];
+        void *top = b->n ? b->slots[b->n - 1] : NULL;
         void *mark = c->gc_mark[spc];
-        c->gc_mark[spc] = b->head;
-        if (b->cap && (b->head == NULL || b->head == mark)) {
-            if (b->head) {
+        c->gc_mark[spc] = top;
+        if (b->cap && (top == NULL || top == mark)) {
+            if (top) {
                 flush_bin(c, spc);
                 sa_counter_inc(&c->ngcflushes);
                 c->gc_mark[spc] = NULL;
@@ -366,8 +382,9 @@ void sa_freecache_tick(sa_mcache *c) {
 uint32_t sa_freecache_in_span(const sa_mcache *c, const sa_mspan *s) {
     uint32_t n = 0;
     uintptr_t lo = s->base, hi = s->base + ((uintptr_t)s->npages << SA_PAGE_SHIFT);
-    for (void *q = c->bins[s->spanclass].head; q; q = (void *)sa_word_load(q, SA_WORD_LINK))
-        if ((uintptr_t)q >= lo && (uintptr_t)q < hi) n++;
+    const sa_freebin *b = &c->bins[s->spanclass];
+    for (uint32_t i = 0; i < b->n; i++)
+        if ((uintptr_t)b->slots[i] >= lo && (uintptr_t)b->slots[i] < hi) n++;
     for (uint32_t i = 0; i < c->nrbuf; i++)
         if ((uintptr_t)c->rbuf[i] >= lo && (uintptr_t)c->rbuf[i] < hi) n++;
     return n;
@@ -398,37 +415,45 @@ static int check_cached(const void *q, sa_mspan **out, uint32_t *idx_out, char *
     CHECK(s && atomic_load_explicit(&s->state, SA_RELAXED) == SA_SPAN_SMALL, "cached pointer %p is not in a small span", q);
     uint32_t idx = slot_of(s, q);
     CHECK(idx < s->nelems && (uintptr_t)idx * s->elemsize == (uintptr_t)q - s->base, "cached pointer %p is not a slot", q);
-    CHECK(sa_slot_freed(s, q), "cached pointer %p has no cookie", q);
+    CHECK(sa_slot_freed(q), "cached pointer %p has no cookie", q);
     *out = s;
     *idx_out = idx;
     return 0;
 }
 
-/* Clears the marks check_bin set in freeBits for the first n pointers of a list. */
-static void unmark(const sa_mcache *c, void *q, uint32_t n) {
-    for (; q && n; q = (void *)sa_word_load(q, SA_WORD_LINK), n--) {
-        sa_mspan *s = sa_span_of_addr((uintptr_t)q);
+/* Clears the marks check_bin set in freeBits for the first n objects. */
+static void unmark(const sa_mcache *c, void **q, uint32_t n) {
+    for (uint32_t i = 0; i < n; i++) {
+        sa_mspan *s = sa_span_of_addr((uintptr_t)q[i]);
         if (!sa_span_is_mine(s, c)) continue;
-        uint32_t idx = slot_of(s, q);
+        uint32_t idx = slot_of(s, q[i]);
         SA_STORE(s->freeBits[idx >> 6], s->freeBits[idx >> 6] & ~((uint64_t)1 << (idx & 63)));
     }
 }
 
-/* One bin: every pointer a live slot of an owned span of the class, none
- * twice. Each is marked in freeBits while the walk goes on (so a second
- * copy shows as free), and the marks are cleared afterwards; the caller is
- * the cache's thread, or the heap is quiescent. */
+/* One bin: every object a live slot of the class, none twice. Objects of
+ * the cache's own spans are marked in freeBits while the walk goes on (so
+ * a second copy shows as free) and the marks cleared afterwards; the caller
+ * is the cache's thread, or the heap is quiescent. Another thread's span
+ * is not ours to mark: those objects are compared with the ones before. */
 static int check_bin(sa_mcache *c, int spc, char *err, size_t errlen) {
     sa_freebin *b = &c->bins[spc];
     uint32_t n = 0;
     int rc = 0;
-    for (void *q = b->head; q && rc == 0; q = (void *)sa_word_load(q, SA_WORD_LINK)) {
+    if (b->n > b->cap || (b->n && !b->slots)) {
+        snprintf(err, errlen, "spanClass %d: bin holds %u objects, capacity %u", spc, b->n, b->cap);
+        return -1;
+    }
+    if (b->slots && (b->slots < c->binstore || b->slots + c->slotcap[spc] > c->binstore + c->binstore_used ||
+                     b->cap > c->slotcap[spc])) {
+        snprintf(err, errlen, "spanClass %d: bin slots outside the cache's store", spc);
+        return -1;
+    }
+    for (; n < b->n && rc == 0; n++) {
+        void *q = b->slots[n];
         sa_mspan *s;
         uint32_t idx;
-        if (n + 1 > b->cap) {
-            snprintf(err, errlen, "spanClass %d: bin holds more than its capacity %u", spc, b->cap);
-            rc = -1;
-        } else if (check_cached(q, &s, &idx, err, errlen)) {
+        if (check_cached(q, &s, &idx, err, errlen)) {
             rc = -1;
         } else if (s->spanclass != spc) {
             snprintf(err, errlen, "cached pointer %p (spanClass %d) in bin %d", q, s->spanclass, spc);
@@ -436,29 +461,20 @@ static int check_bin(sa_mcache *c, int spc, char *err, size_t errlen) {
         } else if (sa_span_is_mine(s, c) ? !sa_span_slot_allocated(s, idx) : !sa_span_slot_live_remote(s, idx)) {
             snprintf(err, errlen, "cached pointer %p is free in its span's bitmaps, or twice in the bin", q);
             rc = -1;
+        } else if (sa_span_is_mine(s, c)) {
+            SA_STORE(s->freeBits[idx >> 6], s->freeBits[idx >> 6] | (uint64_t)1 << (idx & 63));
         } else {
-            if (sa_span_is_mine(s, c)) {
-                SA_STORE(s->freeBits[idx >> 6], s->freeBits[idx >> 6] | (uint64_t)1 << (idx & 63));
-            } else {
-                /* Another thread's span, whose bitmaps are not ours to
-                 * mark: q must not be among the n pointers before it. */
-                uint32_t k = 0;
-                for (void *r = b->head; k < n; r = (void *)sa_word_load(r, SA_WORD_LINK), k++) {
-                    if (r == q) {
-                        snprintf(err, errlen, "cached pointer %p twice in its bin", q);
-                        rc = -1;
-                        break;
-                    }
+            for (uint32_t k = 0; k < n; k++) {
+                if (b->slots[k] == q) {
+                    snprintf(err, errlen, "cached pointer %p twice in its bin", q);
+                    rc = -1;
+                    break;
                 }
             }
-            n++;
         }
+        if (rc) break;
     }
-    unmark(c, b->head, n);
-    if (rc == 0 && n != b->n) {
-        snprintf(err, errlen, "spanClass %d: bin holds %u pointers, count says %u", spc, n, b->n);
-        rc = -1;
-    }
+    unmark(c, b->slots, n);
     return rc;
 }
 

@@ -329,16 +329,20 @@ SA_HIDDEN int sa_central_check(char *err, size_t errlen, uint64_t *nspans);
 
 /* ---- mcache (sa_mcache.c) and its free side (sa_freecache.c) ------------- */
 
-/* A bin of the free cache: pointers the thread freed into its own spans of
- * one spanClass, linked through each object's word 0, newest first. The
- * allocation fast path pops it before it looks at allocCache; the free fast
- * path pushes while n < cap. cap is 0 until the thread's first free of the
- * class, which reserves the bin's bytes from the thread budget. */
+/* A bin of the free cache: objects the thread freed (into its own spans, or
+ * other threads' objects it reuses) of one spanClass, a stack in the
+ * cache's bin store, newest on top. The allocation fast path pops it before
+ * it looks at allocCache; the free fast path pushes while n < cap. cap is 0
+ * until the thread's first free of the class, which reserves the bin's
+ * bytes from the thread budget and its slots in the store. */
 typedef struct sa_freebin {
-    void *head;
-    uint32_t n;   /* pointers on the list (owner writes with SA_STORE, statistics read) */
+    void **slots; /* cap entries in the cache's binstore; NULL until the first grant */
+    uint32_t n;   /* objects on the stack (owner writes with SA_STORE, statistics read) */
     uint32_t cap; /* the push bound; 0: frees go to the span's freeBits */
 } sa_freebin;
+
+/* Slots of every bin of one cache together (8 bytes each). */
+#define SA_BIN_STORE 4096
 
 /* Frees into spans the thread does not own, buffered and handed to the
  * spans in one batch (atomic operations per bitmap word, not per object). */
@@ -349,7 +353,8 @@ typedef struct sa_mcache {
     void *last;                                /* the last allocation, until freed or superseded (LIFO
                                                   shortcut); SA_NO_LAST when none, never NULL, so
                                                   free(NULL) never matches it */
-    sa_mspan *lastspan;                        /* its span */
+    sa_mspan *lastspan;                        /* its span, when allocCache handed it out */
+    sa_freebin *lastbin;                       /* the bin it was popped from; NULL: from allocCache */
     sa_mspan *alloc[SA_NUM_SPAN_CLASSES];      /* never NULL: &sa_emptyspan when none */
     sa_mspan *partial[SA_NUM_SPAN_CLASSES];    /* owned spans with frees since they were current (FIFO) */
     sa_mspan *partial_tail[SA_NUM_SPAN_CLASSES];
@@ -365,7 +370,10 @@ typedef struct sa_mcache {
     _Atomic uint64_t bin_reserved, empty_bytes;
     uint32_t gc_countdown;                     /* slow-path events until the next cold-bin pass */
     uint32_t gc_cursor;
-    void *gc_mark[SA_NUM_SPAN_CLASSES];        /* each bin's head at the last cold-bin pass */
+    void *gc_mark[SA_NUM_SPAN_CLASSES];        /* each bin's top at the last cold-bin pass */
+    uint16_t slotcap[SA_NUM_SPAN_CLASSES];     /* slots of binstore each bin has (kept when ungranted) */
+    uint32_t binstore_used;
+    void *binstore[SA_BIN_STORE];
     /* counters: written by the owning thread with relaxed stores, read by stats */
     _Atomic uint64_t nmalloc[SA_NUM_CLASSES];
     _Atomic uint64_t nfree[SA_NUM_CLASSES];
@@ -428,15 +436,13 @@ SA_HIDDEN int sa_registry_other_caches(void);
 
 /* ---- free caches (sa_freecache.c) ----------------------------------------- */
 
-/* A freed object's word 0 holds its cookie (span ^ object ^ key) from the
- * free until the slot is handed out again, which clears it: a free that
- * finds it is a double free. Never 0: the key's low bits are set, span and
- * object are 8-aligned. A cached object's word 1 links its bin. */
-enum { SA_WORD_COOKIE = 0, SA_WORD_LINK = 1 };
+/* A freed object's word 0 holds its cookie (object ^ key) from the free
+ * until the slot is handed out again, which clears it: a free that finds
+ * it is a double free. Never 0: the key's low bits are set and objects are
+ * 8-aligned. */
+enum { SA_WORD_COOKIE = 0 };
 SA_HIDDEN extern uintptr_t sa_cookie_key;
-SA_FAST_PATH uintptr_t sa_cookie(const sa_mspan *s, const void *p) {
-    return (uintptr_t)s ^ (uintptr_t)p ^ sa_cookie_key;
-}
+SA_FAST_PATH uintptr_t sa_cookie(const void *p) { return (uintptr_t)p ^ sa_cookie_key; }
 /* Words of a freed object. Under AddressSanitizer the object stays
  * poisoned while freed, and only these accessors, built without
  * instrumentation, touch it. */
@@ -447,10 +453,19 @@ SA_HIDDEN void sa_word_store(void *p, int i, uintptr_t v);
 SA_FAST_PATH uintptr_t sa_word_load(const void *p, int i) { return ((const uintptr_t *)p)[i]; }
 SA_FAST_PATH void sa_word_store(void *p, int i, uintptr_t v) { ((uintptr_t *)p)[i] = v; }
 #endif
-/* Whether p, a taken slot of s by its bitmaps, carries its cookie: freed
+/* Whether p, a taken slot by its span's bitmaps, carries its cookie: freed
  * (in a free cache, a remote buffer, or freeBits/remoteBits until swept). */
-SA_FAST_PATH bool sa_slot_freed(const sa_mspan *s, const void *p) {
-    return sa_word_load(p, SA_WORD_COOKIE) == sa_cookie(s, p);
+SA_FAST_PATH bool sa_slot_freed(const void *p) { return sa_word_load(p, SA_WORD_COOKIE) == sa_cookie(p); }
+/* Whether p may carry its cookie, from the cookie's first byte alone: a
+ * byte load forwards from a narrower store the program just made to p's
+ * first bytes, where a word load would wait for it. A match (1 in 256 for
+ * unrelated data) is settled by sa_slot_freed. */
+SA_FAST_PATH bool sa_slot_maybe_freed(const void *p) {
+#if SA_ASAN
+    return (uint8_t)sa_word_load(p, SA_WORD_COOKIE) == (uint8_t)sa_cookie(p);
+#else
+    return *(const uint8_t *)p == (uint8_t)sa_cookie(p);
+#endif
 }
 /* The span of p (page-map entry s, NULL when none), validated as the
  * start of a small slot or of a large object; stops the process naming p

@@ -100,7 +100,7 @@ static bool slot_live(const sa_mspan *s, uint32_t idx) {
     const void *p = (const void *)(s->base + (uintptr_t)idx * s->elemsize);
     bool live = sa_span_is_mine(s, sa_get_cache()) ? sa_span_slot_allocated(s, idx)
                                                                              : sa_span_slot_live_remote(s, idx);
-    return live && !sa_slot_freed(s, p); /* in a free cache or remote buffer */
+    return live && !sa_slot_freed(p); /* in a free cache or remote buffer */
 }
 
 bool sa_in_heap(const void *p) {

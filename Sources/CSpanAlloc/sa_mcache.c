@@ -251,9 +251,8 @@ void *sa_cache_next_free(sa_mcache *c, int spc) {
     }
     sa_freecache_tick(c);
     sa_freebin *b = &c->bins[spc];
-    if (b->head) { /* reached with the hook installed */
-        void *p = b->head;
-        b->head = (void *)sa_word_load(p, SA_WORD_LINK);
+    if (b->n) { /* reached with the hook installed */
+        void *p = b->slots[b->n - 1];
         SA_STORE(b->n, b->n - 1);
         sa_word_store(p, SA_WORD_COOKIE, 0);
         sa_counter_inc(&c->nmalloc[spc >> 1]);
