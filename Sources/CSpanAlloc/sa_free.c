@@ -9,25 +9,15 @@
  */
 #include "sa_fastpath.h"
 
-/* Validates p, whose page-map entry is s (NULL when none), and returns its
- * span (small or large) and slot; stops on a bad pointer. */
-sa_mspan *sa_checked_span(const void *p, sa_mspan *s, const char *op, uint32_t *idx_out) {
+void sa_bad_pointer(const void *p, const sa_mspan *s, const char *op) {
     uintptr_t a = (uintptr_t)p;
-    if (SA_UNLIKELY(!s)) sa_fatal("%s of pointer %p not allocated by SpanAlloc (or already freed)", op, p);
+    if (!s) sa_fatal("%s of pointer %p not allocated by SpanAlloc (or already freed)", op, p);
     int st = atomic_load_explicit(&s->state, SA_RELAXED);
-    if (SA_LIKELY(st == SA_SPAN_SMALL)) {
-        uintptr_t off = a - s->base;
-        uint32_t idx = (uint32_t)(((uint64_t)off * s->divmul) >> 32);
-        if (SA_UNLIKELY((uintptr_t)idx * s->elemsize != off || idx >= s->nelems))
-            sa_fatal("%s of interior pointer %p (span %p, object size %zu)", op, p, (void *)s->base, s->elemsize);
-        *idx_out = idx;
-        return s;
-    }
-    if (SA_UNLIKELY(st != SA_SPAN_LARGE)) sa_fatal("%s of pointer %p: already freed (double free) or never allocated", op, p);
-    if (SA_UNLIKELY(a != s->base))
-        sa_fatal("%s of interior pointer %p (large object at %p)", op, p, (void *)s->base);
-    *idx_out = 0;
-    return s;
+    if (st == SA_SPAN_SMALL)
+        sa_fatal("%s of interior pointer %p (span %p, object size %zu)", op, p, (void *)s->base, s->elemsize);
+    if (st != SA_SPAN_LARGE) sa_fatal("%s of pointer %p: already freed (double free) or never allocated", op, p);
+    (void)a;
+    sa_fatal("%s of interior pointer %p (large object at %p)", op, p, (void *)s->base);
 }
 
 void sa_free_validated(void *p, sa_mspan *s, uint32_t idx) {

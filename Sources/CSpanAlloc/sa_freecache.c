@@ -257,12 +257,22 @@ static void remote_flush(sa_mcache *c) {
     remote_word t[SA_REMOTE_SLOTS];
     uint8_t used[SA_REMOTE_SLOTS];
     memset(used, 0, sizeof used);
-    uint32_t order[SA_REMOTE_BATCH], nw = 0;
+    uint32_t order[SA_REMOTE_BATCH], nw = 0, h = 0;
     for (uint32_t i = 0; i < c->nrbuf; i++) {
         void *q = c->rbuf[i];
+        /* Frees often come in address order (a consumer freeing what one
+         * producer made): the same span and word as the last object skips
+         * the page map and the table. */
+        if (nw && (uintptr_t)q - (uintptr_t)t[h].s->base < ((uintptr_t)t[h].s->npages << SA_PAGE_SHIFT)) {
+            uint32_t idx = slot_of(t[h].s, q);
+            if (idx >> 6 == t[h].w) {
+                t[h].mask |= (uint64_t)1 << (idx & 63);
+                continue;
+            }
+        }
         sa_mspan *s = sa_span_of_addr((uintptr_t)q);
         uint32_t idx = slot_of(s, q), w = idx >> 6;
-        uint32_t h = (uint32_t)((((uintptr_t)s >> 6) ^ w) * 0x9E3779B1u) >> 25; /* 7 bits */
+        h = (uint32_t)((((uintptr_t)s >> 6) ^ w) * 0x9E3779B1u) >> 25; /* 7 bits */
         while (used[h] && (t[h].s != s || t[h].w != w)) h = (h + 1) & (SA_REMOTE_SLOTS - 1);
         if (!used[h]) {
             used[h] = 1;

@@ -470,7 +470,22 @@ SA_FAST_PATH bool sa_slot_maybe_freed(const void *p) {
 /* The span of p (page-map entry s, NULL when none), validated as the
  * start of a small slot or of a large object; stops the process naming p
  * otherwise. Sets *idx to the slot. */
-SA_HIDDEN sa_mspan *sa_checked_span(const void *p, sa_mspan *s, const char *op, uint32_t *idx);
+SA_HIDDEN __attribute__((noreturn, cold)) void sa_bad_pointer(const void *p, const sa_mspan *s, const char *op);
+SA_FAST_PATH sa_mspan *sa_checked_span(const void *p, sa_mspan *s, const char *op, uint32_t *idx_out) {
+    uintptr_t a = (uintptr_t)p;
+    if (SA_UNLIKELY(!s)) sa_bad_pointer(p, s, op);
+    int st = atomic_load_explicit(&s->state, SA_RELAXED);
+    if (SA_LIKELY(st == SA_SPAN_SMALL)) {
+        uintptr_t off = a - s->base;
+        uint32_t idx = (uint32_t)(((uint64_t)off * s->divmul) >> 32);
+        if (SA_UNLIKELY((uintptr_t)idx * s->elemsize != off || idx >= s->nelems)) sa_bad_pointer(p, s, op);
+        *idx_out = idx;
+        return s;
+    }
+    if (SA_UNLIKELY(st != SA_SPAN_LARGE || a != s->base)) sa_bad_pointer(p, s, op);
+    *idx_out = 0;
+    return s;
+}
 /* Frees p, validated by sa_checked_span: large, remote, owner, hooked. */
 SA_HIDDEN void sa_free_validated(void *p, sa_mspan *s, uint32_t idx);
 /* Reports an event to the hook (sa_introspect.c); s is p's span. */
