@@ -6,13 +6,20 @@
  * SA_NOSCAN / SA_ZERO flags), free, realloc, aligned allocation, calloc,
  * scavenge, span lookups, thread-cache flush, a free by another thread, a
  * free of the block allocated last (the LIFO shortcut), sizes that cannot be
- * served, and injected mmap failures. A shadow model keeps every live block:
+ * served, injected mmap failures, and a short-lived thread that frees live
+ * blocks and some of its own and exits with them in its free caches. A shadow model keeps every live block:
  * its pointer, requested size and a content pattern derived from its address
  * and a seed. Every operation checks the allocator against the model
  * (alignment, usable size, no overlap, contents, span introspection, errno),
  * and the end of every input frees everything, runs the heap checker and
  * checks that the statistics balance. Any disagreement aborts with a message,
  * which libFuzzer reports as a crash with the input that caused it.
+ *
+ * At exit, after at least FREE_CACHE_MIN_INPUTS inputs, the run must have
+ * exercised the free caches: allocations served from a bin, frees that
+ * found their bin full, remote buffers handed back and threads that exited
+ * holding cached frees (MemStats free_cache_hits, free_cache_flushes,
+ * remote_batches, exit_flushes all > 0); otherwise it exits 1.
  *
  * Build and run: scripts/fuzz.sh (bounded), or by hand:
  *   /opt/swift/usr/bin/clang -fsanitize=fuzzer,address -O1 -g -D_GNU_SOURCE \
@@ -33,6 +40,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #define MAX_LIVE 192
 #define FULL_FILL (64u << 10) /* larger blocks: edges and one word per 4 KiB */
@@ -316,6 +324,45 @@ static void free_concurrently(const block *b) {
     pthread_mutex_unlock(&async_lock);
 }
 
+/* A short-lived thread: frees the blocks it is given (remote frees into
+ * the input thread's spans, buffered), allocates `own` objects of `size`
+ * bytes in spans of its own and frees them in allocation order (into its
+ * bins), twice, and exits: its bins and its buffer are flushed at thread exit.
+ * Joined before the input goes on, so the run stays deterministic. */
+#define SHORT_LIVED_MAX 8
+typedef struct {
+    block b[SHORT_LIVED_MAX];
+    unsigned n, own;
+    size_t size;
+} short_lived_job;
+
+static void *short_lived(void *arg) {
+    short_lived_job *j = arg;
+    for (unsigned k = 0; k < j->n; k++) {
+        check(&j->b[k], j->b[k].size, "before a free on a short-lived thread");
+        sa_free(j->b[k].p);
+    }
+    /* twice: the second round is served from the bin the first one filled */
+    for (int round = 0; round < 2; round++) {
+        void *own[32];
+        unsigned n = 0;
+        for (unsigned k = 0; k < j->own; k++) {
+            errno = 0;
+            void *p = sa_alloc(j->size, 0);
+            if (refused(p, "sa_alloc on a short-lived thread", j->size)) continue;
+            own[n++] = p;
+        }
+        for (unsigned k = 0; k < n; k++) sa_free(own[k]);
+    }
+    return NULL;
+}
+
+static void run_short_lived(short_lived_job *j) {
+    pthread_t t;
+    if (pthread_create(&t, NULL, short_lived, j)) fail("pthread_create for a short-lived thread");
+    pthread_join(t, NULL);
+}
+
 /* Waits until both helper threads are idle (every queued free done); with
  * `flush`, each hands its cached spans back first. */
 static void quiesce(bool flush) {
@@ -340,14 +387,17 @@ enum {
     OP_ALLOC, OP_FREE, OP_REALLOC, OP_ALIGNED, OP_CALLOC, OP_SCAVENGE, OP_LOOKUP,
     OP_FLUSH, OP_REMOTE_FREE, OP_FREE_LAST, OP_CHECK, OP_IMPOSSIBLE, OP_INJECT, OP_HEAP_CHECK,
     OP_COUNT,
-    /* added later: opcode bytes 0xF0..0xFF (so the corpus's older inputs
-     * keep their meaning for the other 15/16 of the byte values) */
-    OP_CONCURRENT_FREE = OP_COUNT
+    /* added later: opcode bytes 0xF0..0xFF, then 0xE8..0xEF (so the corpus's
+     * older inputs keep their meaning for the other byte values) */
+    OP_CONCURRENT_FREE = OP_COUNT,
+    OP_SHORT_LIVED_THREAD
 };
 
 static void run_op(reader *r) {
     unsigned opbyte = u8(r);
-    unsigned op = opbyte >= 0xF0 ? (unsigned)OP_CONCURRENT_FREE : opbyte % OP_COUNT;
+    unsigned op = opbyte >= 0xF0   ? (unsigned)OP_CONCURRENT_FREE
+                  : opbyte >= 0xE8 ? (unsigned)OP_SHORT_LIVED_THREAD
+                                   : opbyte % OP_COUNT;
     switch (op) {
     case OP_ALLOC: {
         size_t size = pick_size(r);
@@ -380,6 +430,20 @@ static void run_op(reader *r) {
             TRACE("sa_free(%p) on the concurrent thread\n", (void *)b.p);
             free_concurrently(&b);
         }
+        return;
+    }
+    case OP_SHORT_LIVED_THREAD: {
+        /* up to 8 live blocks freed there, and up to 31 objects of one small
+         * class of its own */
+        short_lived_job j;
+        j.n = u8(r) % (SHORT_LIVED_MAX + 1);
+        j.own = u8(r) % 32;
+        j.size = sa_class_size(1 + (int)(u8(r) % 67));
+        unsigned k = 0;
+        for (; k < j.n && nlive; k++) j.b[k] = take(u8(r) % nlive);
+        j.n = k;
+        TRACE("short-lived thread: frees %u blocks, allocates and frees %u of %zu bytes\n", j.n, j.own, j.size);
+        run_short_lived(&j);
         return;
     }
     case OP_FREE_LAST: {
@@ -513,6 +577,26 @@ static void run_op(reader *r) {
     }
 }
 
+/* The free caches over the whole run (see the header comment). */
+#define FREE_CACHE_MIN_INPUTS 1000
+static unsigned long long inputs_run;
+
+static void check_free_caches(void) {
+    sa_mem_stats s;
+    sa_read_mem_stats(&s);
+    fprintf(stderr, "fuzz_alloc: free caches over %llu inputs: hits %llu, overflow flushes %llu, remote batches %llu, "
+            "exit flushes %llu\n", inputs_run, (unsigned long long)s.free_cache_hits,
+            (unsigned long long)s.free_cache_flushes, (unsigned long long)s.remote_batches,
+            (unsigned long long)s.exit_flushes);
+    if (inputs_run < FREE_CACHE_MIN_INPUTS) return;
+    if (!s.free_cache_hits || !s.free_cache_flushes || !s.remote_batches || !s.exit_flushes) {
+        fprintf(stderr, "fuzz_alloc: FAILED: %llu inputs did not exercise every part of the free caches "
+                "(a counter above is 0)\n", inputs_run);
+        fflush(stderr);
+        _exit(1);
+    }
+}
+
 /* FUZZ_STATS=1: print the heap's size at exit (growth over a long run
  * that the live set does not explain would be a leak). */
 static void print_stats(void) {
@@ -530,7 +614,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     if (tracing < 0) {
         tracing = getenv("FUZZ_TRACE") != NULL;
         if (getenv("FUZZ_STATS")) atexit(print_stats);
+        atexit(check_free_caches);
     }
+    inputs_run++;
     sa_mem_stats before, after;
     sa_thread_flush();
     sa_read_mem_stats(&before);

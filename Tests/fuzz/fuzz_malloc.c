@@ -16,7 +16,9 @@
  * alignments, valloc, pvalloc, free, free_sized, free_aligned_sized, cfree,
  * malloc_usable_size, malloc_trim, free of a glibc block (forwarded), a free
  * on another thread, impossible sizes (2^45 - 8191 up to SIZE_MAX, and one past
- * SA_MAX_SIZE, through every entry point), and injected mmap failures. A shadow
+ * SA_MAX_SIZE, through every entry point), injected mmap failures, and a
+ * short-lived thread that frees live blocks and some of its own and exits
+ * with them in its free caches. A shadow
  * model of live blocks checks the libc contract: alignment (16 bytes above
  * 8 bytes of request, the requested alignment, the OS page), usable size,
  * no overlap, contents across realloc and until free, zeroing, errno and
@@ -25,6 +27,12 @@
  * input everything is freed, the helper thread flushes its cache, the
  * quiescent heap checker runs, and heapObjects, spansInUse and heapInuse
  * must be back at their values before the input.
+ *
+ * At exit, after at least FREE_CACHE_MIN_INPUTS inputs, the run must have
+ * exercised the free caches: allocations served from a bin, frees that
+ * found their bin full, remote buffers handed back and threads that exited
+ * holding cached frees (MemStats free_cache_hits, free_cache_flushes,
+ * remote_batches, exit_flushes all > 0); otherwise it exits 1.
  */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
@@ -249,6 +257,45 @@ static void hand_over(int what, void *p) {
     pthread_mutex_unlock(&hand_lock);
 }
 
+/* A short-lived thread: frees the blocks it is given (SpanAlloc's: remote
+ * frees into the input thread's spans, buffered; glibc's: forwarded),
+ * mallocs `own` blocks of `size` bytes in spans of its own and frees them
+ * in allocation order (into its bins), twice, and exits: its bins and its buffer
+ * are flushed at thread exit. Joined before the input goes on. */
+#define SHORT_LIVED_MAX 8
+typedef struct {
+    block b[SHORT_LIVED_MAX];
+    unsigned n, own;
+    size_t size;
+} short_lived_job;
+
+static void *short_lived(void *arg) {
+    short_lived_job *j = arg;
+    for (unsigned k = 0; k < j->n; k++) {
+        check(&j->b[k], j->b[k].size, "before a free on a short-lived thread");
+        fz_free(j->b[k].p);
+    }
+    /* twice: the second round is served from the bin the first one filled */
+    for (int round = 0; round < 2; round++) {
+        void *own[32];
+        unsigned n = 0;
+        for (unsigned k = 0; k < j->own; k++) {
+            errno = 0;
+            void *p = fz_malloc(j->size);
+            if (refused(p, "malloc on a short-lived thread", j->size)) continue;
+            own[n++] = p;
+        }
+        for (unsigned k = 0; k < n; k++) fz_free(own[k]);
+    }
+    return NULL;
+}
+
+static void run_short_lived(short_lived_job *j) {
+    pthread_t t;
+    if (pthread_create(&t, NULL, short_lived, j)) fail("pthread_create for a short-lived thread");
+    pthread_join(t, NULL);
+}
+
 static void heap_check(const char *when) {
     char err[512];
     int rc = sa_check_heap_quiescent ? sa_check_heap_quiescent(err, sizeof err) : sa_check_heap(err, sizeof err);
@@ -260,11 +307,15 @@ static void heap_check(const char *when) {
 enum {
     OP_MALLOC, OP_CALLOC, OP_REALLOC, OP_REALLOCARRAY, OP_POSIX_MEMALIGN, OP_ALIGNED_ALLOC, OP_MEMALIGN,
     OP_VALLOC, OP_PVALLOC, OP_FREE, OP_FREE_SIZED, OP_REMOTE_FREE, OP_USABLE, OP_TRIM, OP_FOREIGN,
-    OP_IMPOSSIBLE, OP_INJECT, OP_HEAP_CHECK, OP_COUNT
+    OP_IMPOSSIBLE, OP_INJECT, OP_HEAP_CHECK, OP_COUNT,
+    /* added later: opcode bytes 0xF0..0xFF (so the corpus's older inputs
+     * keep their meaning for the other 15/16 of the byte values) */
+    OP_SHORT_LIVED_THREAD = OP_COUNT
 };
 
 static void run_op(reader *r) {
-    unsigned op = u8(r) % OP_COUNT;
+    unsigned opbyte = u8(r);
+    unsigned op = opbyte >= 0xF0 ? (unsigned)OP_SHORT_LIVED_THREAD : opbyte % OP_COUNT;
     switch (op) {
     case OP_MALLOC: {
         size_t size = pick_size(r);
@@ -527,6 +578,40 @@ static void run_op(reader *r) {
         TRACE("heap check\n");
         heap_check("");
         return;
+    case OP_SHORT_LIVED_THREAD: {
+        /* up to 8 live blocks freed there, and up to 31 blocks of its own, of
+         * one size up to 1 KiB */
+        short_lived_job j;
+        j.n = u8(r) % (SHORT_LIVED_MAX + 1);
+        j.own = u8(r) % 32;
+        j.size = 1 + u16(r) % 1024;
+        unsigned k = 0;
+        for (; k < j.n && nlive; k++) j.b[k] = take(u8(r) % nlive);
+        j.n = k;
+        TRACE("short-lived thread: frees %u blocks, mallocs and frees %u of %zu bytes\n", j.n, j.own, j.size);
+        run_short_lived(&j);
+        return;
+    }
+    }
+}
+
+/* The free caches over the whole run (see the header comment). */
+#define FREE_CACHE_MIN_INPUTS 1000
+static unsigned long long inputs_run;
+
+static void check_free_caches(void) {
+    sa_mem_stats s;
+    sa_read_mem_stats(&s);
+    fprintf(stderr, "fuzz_malloc: free caches over %llu inputs: hits %llu, overflow flushes %llu, remote batches %llu, "
+            "exit flushes %llu\n", inputs_run, (unsigned long long)s.free_cache_hits,
+            (unsigned long long)s.free_cache_flushes, (unsigned long long)s.remote_batches,
+            (unsigned long long)s.exit_flushes);
+    if (inputs_run < FREE_CACHE_MIN_INPUTS) return;
+    if (!s.free_cache_hits || !s.free_cache_flushes || !s.remote_batches || !s.exit_flushes) {
+        fprintf(stderr, "fuzz_malloc: FAILED: %llu inputs did not exercise every part of the free caches "
+                "(a counter above is 0)\n", inputs_run);
+        fflush(stderr);
+        _exit(1);
     }
 }
 
@@ -534,7 +619,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     if (tracing < 0) {
         tracing = getenv("FUZZ_TRACE") != NULL;
         page = (size_t)sysconf(_SC_PAGESIZE);
+        atexit(check_free_caches);
     }
+    inputs_run++;
     sa_mem_stats before, after;
     sa_thread_flush();
     sa_read_mem_stats(&before);

@@ -29,6 +29,15 @@
  * values before the configuration, the call counters balanced, and the heap
  * checker (quiescent mode) to pass. Any failure prints a message and exits 1.
  *
+ * The free caches: every second configuration runs with a thread budget of
+ * 64 KiB instead of the default 1 MiB (bins run out of capacity, frees go
+ * to freeBits); at the end of each generation the workers wait for each
+ * other with their caches full, and the first checks that no thread holds
+ * more than the budget (MemStats thread_held_max). Each configuration must have served
+ * allocations from the bins (free_cache_hits), found bins full
+ * (free_cache_flushes), handed remote buffers back (remote_batches) and
+ * flushed caches of exiting threads that held frees (exit_flushes).
+ *
  *   stress                         # CI: every configuration, STRESS_OPS (default 10^6) operations each
  *   STRESS_OPS=200000 stress       # fewer (the ThreadSanitizer build)
  *   STRESS_SECONDS=600 stress      # long mode: the time is shared by the configurations
@@ -161,6 +170,12 @@ typedef struct {
     char name[8];
 } config;
 
+#define SMALL_BUDGET ((size_t)64 << 10) /* thread_bytes of every second configuration */
+static size_t thread_budget;            /* this configuration's sa_cache_config.thread_bytes */
+/* The workers of a generation meet here before they exit (a generation's
+ * thread count): between the two waits no thread allocates or frees. */
+static pthread_barrier_t exit_barrier;
+
 static _Atomic(unsigned char *) transfer[TRANSFERS];
 /* A few hot slots: an object put there is usually taken within a few
  * operations by another running thread and freed, i.e. a remote free into
@@ -277,6 +292,18 @@ static void *worker(void *arg) {
             frees++;
         }
     }
+    /* The budget, every worker's bins and remote buffer as its run left them
+     * (bins hold at most 3/4 of it, a remote buffer 1/8 between frees). */
+    pthread_barrier_wait(&exit_barrier);
+    if (wa->id == 0) {
+        sa_mem_stats st;
+        sa_read_mem_stats(&st);
+        if (st.thread_held_max > thread_budget)
+            fail("a thread holds %llu bytes in its free caches, the budget is %zu",
+                 (unsigned long long)st.thread_held_max, thread_budget);
+        if (st.thread_held_max == 0) fail("no worker holds cached frees before it exits");
+    }
+    pthread_barrier_wait(&exit_barrier);
     atomic_fetch_add(&total_ops, ops);
     atomic_fetch_add(&total_allocs, allocs);
     atomic_fetch_add(&total_frees, frees);
@@ -335,8 +362,14 @@ static void expect_same(const char *name, const char *when, const sa_mem_stats *
     if (b->mallocs - a->mallocs != b->frees - a->frees) fail("%s: mallocs and frees do not balance %s", name, when);
 }
 
-static uint64_t run_config(const config *c, uint64_t min_ops, double seconds) {
+static uint64_t run_config(const config *c, uint64_t min_ops, double seconds, bool small_budget) {
     mixed_sizes = c->large;
+    sa_cache_config cache_default, cache;
+    sa_get_cache_config(&cache_default);
+    cache = cache_default;
+    if (small_budget) cache.thread_bytes = SMALL_BUDGET;
+    sa_set_cache_config(&cache);
+    thread_budget = cache.thread_bytes;
     atomic_store(&total_ops, 0); atomic_store(&total_allocs, 0); atomic_store(&total_frees, 0);
     atomic_store(&total_transfers, 0); atomic_store(&total_large, 0);
     sa_thread_flush();
@@ -363,11 +396,13 @@ static uint64_t run_config(const config *c, uint64_t min_ops, double seconds) {
     pthread_t tid[64];
     worker_arg args[64];
     for (;;) {
+        pthread_barrier_init(&exit_barrier, NULL, (unsigned)c->threads);
         for (int i = 0; i < c->threads; i++) {
             args[i] = (worker_arg){i, gen, run_seed * 1000003u + (uint64_t)gen * 64 + (uint64_t)i + (c->large ? 1u << 30 : 0) + ((uint64_t)c->threads << 40)};
             if (pthread_create(&tid[i], NULL, worker, &args[i])) fail("pthread_create");
         }
         for (int i = 0; i < c->threads; i++) pthread_join(tid[i], NULL);
+        pthread_barrier_destroy(&exit_barrier);
         gen++;
         /* quiescent: every thread of the generation has exited */
         uint64_t tbytes, tn = transfer_count(&tbytes);
@@ -395,9 +430,9 @@ static uint64_t run_config(const config *c, uint64_t min_ops, double seconds) {
     double dt = now_s() - t0;
     sa_read_mem_stats(&after);
     uint64_t ops = atomic_load(&total_ops);
-    printf("stress %-3s %d threads, %s: %llu operations (%llu allocations, %llu of them large; %llu frees; %llu transfers) "
-           "in %d generations, %.2f s (%.1f Mops/s)\n",
-           c->name, c->threads, c->large ? "small and large" : "small only", (unsigned long long)ops,
+    printf("stress %-3s %d threads, %s, thread cache %zu KiB: %llu operations (%llu allocations, %llu of them large; "
+           "%llu frees; %llu transfers) in %d generations, %.2f s (%.1f Mops/s)\n",
+           c->name, c->threads, c->large ? "small and large" : "small only", thread_budget >> 10, (unsigned long long)ops,
            (unsigned long long)atomic_load(&total_allocs), (unsigned long long)atomic_load(&total_large),
            (unsigned long long)atomic_load(&total_frees), (unsigned long long)atomic_load(&total_transfers), gen, dt,
            ops / dt / 1e6);
@@ -423,6 +458,21 @@ static uint64_t run_config(const config *c, uint64_t min_ops, double seconds) {
     print_stats_line("start -> end (resident objects freed)", &start, &end);
     expect_same(c->name, "at the start", &start, &end);
     heap_check("at the end");
+    /* The free caches were exercised: each counter moved. */
+    uint64_t hits = end.free_cache_hits - start.free_cache_hits, flushes = end.free_cache_flushes - start.free_cache_flushes,
+             batches = end.remote_batches - start.remote_batches, exits = end.exit_flushes - start.exit_flushes,
+             gc = end.free_cache_gc_flushes - start.free_cache_gc_flushes;
+    printf("  free caches: hits +%llu, overflow flushes +%llu, remote batches +%llu (remote frees +%llu), "
+           "exit flushes +%llu, cold-bin flushes +%llu\n",
+           (unsigned long long)hits, (unsigned long long)flushes, (unsigned long long)batches,
+           (unsigned long long)(end.remote_frees - start.remote_frees), (unsigned long long)exits, (unsigned long long)gc);
+    if (!hits) fail("%s: no allocation was served from a free-cache bin (free_cache_hits +0)", c->name);
+    if (!flushes) fail("%s: no free found its bin full (free_cache_flushes +0)", c->name);
+    if (!batches) fail("%s: no remote buffer was handed back (remote_batches +0)", c->name);
+    if (!exits) fail("%s: no exiting thread held cached frees (exit_flushes +0)", c->name);
+    if (end.free_cache_objects != 0) fail("%s: %llu objects left in free caches at the end", c->name,
+                                          (unsigned long long)end.free_cache_objects);
+    sa_set_cache_config(&cache_default);
     return ops;
 }
 
@@ -466,7 +516,7 @@ int main(void) {
            use_quiescent() ? "sa_check_heap_quiescent" : "sa_check_heap (sa_check_heap_quiescent not in this core)");
     double t0 = now_s();
     uint64_t all = 0;
-    for (int i = 0; i < nconfigs; i++) all += run_config(&configs[i], min_ops, seconds);
+    for (int i = 0; i < nconfigs; i++) all += run_config(&configs[i], min_ops, seconds, i % 2 == 1);
     printf("stress: passed, %llu operations in %.1f s\n", (unsigned long long)all, now_s() - t0);
     return 0;
 }
