@@ -116,6 +116,7 @@ SA_FAST_PATH bool sa_free_last(sa_mcache *c, void *p) {
         s->allocCache = (cache << 1) | 1;
         SA_STORE(s->freeindex, idx);
         sa_counter_inc(&c->nfree[s->sizeclass]);
+        sa_counter_inc(&c->ndirect); /* a free no bin took */
         SA_POISON(p, s->elemsize);
         return true;
     }

@@ -151,7 +151,9 @@ extension CoreAllocatorTests {
                 #expect(after.cacheSweeps > before.cacheSweeps)
                 #expect(after.remoteFrees >= before.remoteFrees + UInt64(freed.count))
             } else {
-                #expect(after.freeCacheHits >= before.freeCacheHits + UInt64(freed.count))
+                // All but the object allocated last, which the LIFO shortcut
+                // hands back to allocCache, come back from the bin.
+                #expect(after.freeCacheHits + 1 >= before.freeCacheHits + UInt64(freed.count))
             }
             #expect(heap.span(containing: inSpan[0])?.allocatedCount == full.elementCount)
             let others = Set(mine).subtracting(freed)

@@ -434,6 +434,13 @@ enum {
 /** Fault injection for page release (tests): one of SA_DEBUG_RELEASE_*. */
 void sa_debug_set_release_mode(int mode);
 
+/**
+ * Corrupts the calling thread's free cache (tests of the heap checker):
+ * pushes `ptr`, an object of a span the thread owns, on its bin again
+ * without any check. Returns false when the bin has no room.
+ */
+bool sa_debug_push_cached(void *_Nonnull ptr);
+
 /* ---- spin-wait hint (used by GoChan's spin-then-park waits) ------------- */
 
 /**
