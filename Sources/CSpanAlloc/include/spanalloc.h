@@ -283,7 +283,7 @@ typedef struct sa_mem_stats {
     uint64_t free_cache_hits;      /**< allocations served from a free-cache bin, cumulative */
     uint64_t free_cache_objects;   /**< freed objects in bins and remote buffers now (counted in frees) */
     uint64_t free_cache_bytes;     /**< their bytes */
-    uint64_t free_cache_flushes;   /**< bins that overflowed and flushed their older half, cumulative */
+    uint64_t free_cache_flushes;   /**< frees that found their bin full (to the span's bitmaps), cumulative */
     uint64_t free_cache_gc_flushes; /**< cold bins flushed by the periodic pass, cumulative */
     uint64_t remote_batches;       /**< remote buffers handed to their spans, cumulative */
     uint64_t exit_flushes;         /**< thread caches flushed at thread exit that held cached frees */
