@@ -38,6 +38,10 @@
  * (free_cache_flushes), handed remote buffers back (remote_batches) and
  * flushed caches of exiting threads that held frees (exit_flushes).
  *
+ * While the workers run, two monitor threads read MemStats over and over
+ * (what a program's metrics thread does): under ThreadSanitizer every read
+ * must be race-free against the frees and against the other reader.
+ *
  *   stress                         # CI: every configuration, STRESS_OPS (default 10^6) operations each
  *   STRESS_OPS=200000 stress       # fewer (the ThreadSanitizer build)
  *   STRESS_SECONDS=600 stress      # long mode: the time is shared by the configurations
@@ -175,6 +179,30 @@ static size_t thread_budget;            /* this configuration's sa_cache_config.
 /* The workers of a generation meet here before they exit (a generation's
  * thread count): between the two waits no thread allocates or frees. */
 static pthread_barrier_t exit_barrier;
+
+/* Monitors: read MemStats until the generation's workers are done. */
+#define MONITORS 2
+static _Atomic bool workers_done;
+static _Atomic uint64_t monitor_reads;
+
+static void *monitor(void *arg) {
+    (void)arg;
+    sa_mem_stats st;
+    while (!atomic_load(&workers_done)) {
+        sa_read_mem_stats(&st);
+        atomic_fetch_add_explicit(&monitor_reads, 1, memory_order_relaxed);
+        /* a remote buffer may hold one object past its 1/8 between a free and its flush */
+        if (st.thread_held_max > thread_budget + SA_MAX_SMALL_SIZE)
+            fail("monitor: a thread holds %llu bytes in its free caches, the budget is %zu",
+                 (unsigned long long)st.thread_held_max, thread_budget);
+        if (st.free_cache_hits > st.cache_allocs)
+            fail("monitor: %llu free-cache hits but %llu small allocations", (unsigned long long)st.free_cache_hits,
+                 (unsigned long long)st.cache_allocs);
+        struct timespec pause = {0, 50000};
+        nanosleep(&pause, NULL);
+    }
+    return NULL;
+}
 
 static _Atomic(unsigned char *) transfer[TRANSFERS];
 /* A few hot slots: an object put there is usually taken within a few
@@ -397,11 +425,17 @@ static uint64_t run_config(const config *c, uint64_t min_ops, double seconds, bo
     worker_arg args[64];
     for (;;) {
         pthread_barrier_init(&exit_barrier, NULL, (unsigned)c->threads);
+        atomic_store(&workers_done, false);
+        pthread_t mon[MONITORS];
+        for (int i = 0; i < MONITORS; i++)
+            if (pthread_create(&mon[i], NULL, monitor, NULL)) fail("pthread_create");
         for (int i = 0; i < c->threads; i++) {
             args[i] = (worker_arg){i, gen, run_seed * 1000003u + (uint64_t)gen * 64 + (uint64_t)i + (c->large ? 1u << 30 : 0) + ((uint64_t)c->threads << 40)};
             if (pthread_create(&tid[i], NULL, worker, &args[i])) fail("pthread_create");
         }
         for (int i = 0; i < c->threads; i++) pthread_join(tid[i], NULL);
+        atomic_store(&workers_done, true);
+        for (int i = 0; i < MONITORS; i++) pthread_join(mon[i], NULL);
         pthread_barrier_destroy(&exit_barrier);
         gen++;
         /* quiescent: every thread of the generation has exited */
@@ -437,6 +471,7 @@ static uint64_t run_config(const config *c, uint64_t min_ops, double seconds, bo
            (unsigned long long)atomic_load(&total_frees), (unsigned long long)atomic_load(&total_transfers), gen, dt,
            ops / dt / 1e6);
     print_stats_line("before -> after the run (resident objects live)", &before, &after);
+    printf("  monitors: %llu MemStats reads while the workers ran\n", (unsigned long long)atomic_exchange(&monitor_reads, 0));
     fflush(stdout);
     if (atomic_load(&total_allocs) != atomic_load(&total_frees))
         fail("%s: %llu allocations but %llu frees by the harness", c->name,
