@@ -772,3 +772,48 @@ extension ReliabilityTests.FreeCache {
         expectChildPasses(r)
     }
 }
+
+// MARK: - Frees after a thread's cache is gone
+
+/// The late destructor's key and the blocks it frees (a C callback cannot capture them).
+nonisolated(unsafe) var orphanKey = pthread_key_t()
+nonisolated(unsafe) var orphanBlocks: [UInt] = []
+
+extension ReliabilityTests.FreeCache {
+    /// A thread's pthread key destructor that runs after SpanAlloc's (the
+    /// cache is handed back) frees 100 objects: orphan frees, published at
+    /// once, never in a bin. free_cache_hits must not move: no allocation
+    /// was served from a bin.
+    @Test func freesAfterTheThreadCacheIsGoneAreNotHits() async {
+        let r = await #expect(processExitsWith: .success, observing: [\.standardErrorContent]) {
+            var key = pthread_key_t()
+            let rc = pthread_key_create(&key, { value in
+                // Re-armed up to glibc's last round (PTHREAD_DESTRUCTOR_ITERATIONS
+                // = 4); SpanAlloc's destructor ran in the first.
+                let round = Int(bitPattern: value)
+                if round < 4 {
+                    pthread_setspecific(orphanKey, UnsafeRawPointer(bitPattern: round + 1))
+                    return
+                }
+                for a in orphanBlocks { sa_free(pointer(a)) }
+            })
+            childCheck(rc == 0, "pthread_key_create")
+            orphanKey = key
+            let (blocks, extra) = allocateNotLast(100, size: 64)
+            orphanBlocks = blocks
+            let s0 = childStats()
+            onThread {
+                pthread_setspecific(orphanKey, UnsafeRawPointer(bitPattern: 1))
+                sa_free(sa_alloc(8, 0)!)  // the thread has a cache of its own
+            }
+            let s1 = childStats()
+            childCheck(s1.frees - s0.frees == 101 && s1.heap_objects == s0.heap_objects - 100,
+                       "frees +\(s1.frees - s0.frees), heapObjects \(s0.heap_objects) -> \(s1.heap_objects)")
+            childCheck(s1.free_cache_hits == s0.free_cache_hits,
+                       "freeCacheHits +\(s1.free_cache_hits - s0.free_cache_hits) for frees no bin ever saw")
+            if let v = childHeapViolation() { childFail(v) }
+            sa_free(pointer(extra))
+        }
+        expectChildPasses(r)
+    }
+}
