@@ -168,7 +168,7 @@ static void flush_slots(sa_mcache *c, void **q, uint32_t n) {
             if (c->nrbuf == SA_REMOTE_BATCH) remote_flush(c);
             c->rbuf[c->nrbuf] = p;
             SA_STORE(c->nrbuf, c->nrbuf + 1);
-            c->rbuf_bytes += (uint32_t)s->elemsize;
+            SA_STORE(c->rbuf_bytes, c->rbuf_bytes + (uint32_t)s->elemsize);
         }
     }
     sa_counter_add(&c->nflushed, n);
@@ -281,8 +281,8 @@ static void remote_flush(sa_mcache *c) {
         }
         t[h].mask |= (uint64_t)1 << (idx & 63);
     }
-    c->nrbuf = 0;
-    c->rbuf_bytes = 0;
+    SA_STORE(c->nrbuf, 0);
+    SA_STORE(c->rbuf_bytes, 0);
     for (uint32_t k = 0; k < nw; k++) {
         remote_word *e = &t[order[k]];
         sa_mspan *s = e->s;
@@ -342,7 +342,7 @@ void sa_free_remote(sa_mcache *c, sa_mspan *s, uint32_t idx, const void *p) {
     }
     c->rbuf[c->nrbuf] = (void *)p;
     SA_STORE(c->nrbuf, c->nrbuf + 1);
-    c->rbuf_bytes += (uint32_t)s->elemsize;
+    SA_STORE(c->rbuf_bytes, c->rbuf_bytes + (uint32_t)s->elemsize);
     if (c->nrbuf == SA_REMOTE_BATCH || c->rbuf_bytes > atomic_load_explicit(&cfg_thread_bytes, SA_RELAXED) / 8)
         remote_flush(c);
 }

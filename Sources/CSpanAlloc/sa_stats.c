@@ -27,9 +27,10 @@ void sa_read_mem_stats(sa_mem_stats *out) {
     sa_lock(&stats_lock);
     sa_cache_totals_read(&t);
     memset(out, 0, sizeof *out);
-    uint64_t small_mallocs = 0, small_frees = 0, small_bytes = 0, small_live = 0;
+    uint64_t small_mallocs = 0, small_frees = 0, small_bytes = 0, small_live = 0, orphans = 0;
     for (int c = 1; c < SA_NUM_CLASSES; c++) {
-        uint64_t frees = t.nfree[c] + atomic_load_explicit(&orphan_frees[c], SA_RELAXED);
+        uint64_t orphan = atomic_load_explicit(&orphan_frees[c], SA_RELAXED), frees = t.nfree[c] + orphan;
+        orphans += orphan;
         uint64_t mallocs = t.nmalloc[c];
         if (frees > mallocs) mallocs = frees; /* counters read a moment apart */
         out->by_size[c].size = sa_class_size_tab[c];
@@ -40,7 +41,6 @@ void sa_read_mem_stats(sa_mem_stats *out) {
         small_bytes += mallocs * sa_class_size_tab[c];
         small_live += (mallocs - frees) * sa_class_size_tab[c];
     }
-    sa_unlock(&stats_lock);
     uint64_t la = sa_stat(&sa_heap.large_allocs), lf = sa_stat(&sa_heap.large_frees);
     out->mallocs = small_mallocs + la;
     out->frees = small_frees + lf;
@@ -76,7 +76,7 @@ void sa_read_mem_stats(sa_mem_stats *out) {
      * the hook) and did not find its bin full, or a remote free kept in a
      * bin; what
      * left the bins was flushed or popped. */
-    uint64_t pushes = small_frees - t.nremote - t.ndirect - t.nflushes + t.nremotebin;
+    uint64_t pushes = small_frees - orphans - t.nremote - t.ndirect - t.nflushes + t.nremotebin;
     uint64_t out_of_bins = t.nflushed + t.bin_objects;
     out->free_cache_hits = pushes > out_of_bins ? pushes - out_of_bins : 0;
     out->free_cache_objects = t.cached_objects;
@@ -86,6 +86,7 @@ void sa_read_mem_stats(sa_mem_stats *out) {
     out->remote_batches = t.nrbatches;
     out->exit_flushes = sa_stat(&sa_exit_flushes);
     out->thread_held_max = t.held_max;
+    sa_unlock(&stats_lock);
 }
 
 size_t sa_mem_stats_json(char *buf, size_t cap) {

@@ -163,8 +163,9 @@ void *_Nullable sa_realloc(void *_Nullable ptr, size_t size);
  * Frees a block from any thread. NULL is ignored. A pointer the heap does not
  * own, an interior pointer or a second free (of a slot not handed out again
  * in between) stops the process with a message that names the pointer and
- * the fault; a second free whose first was by another thread is caught at
- * the owner's next sweep of the span, before the slot is reused.
+ * the fault, also when the first free was by another thread (every freed
+ * object carries a cookie until its slot is handed out again;
+ * docs/reliability.md lists what cannot be detected).
  */
 void sa_free(void *_Nullable ptr);
 
