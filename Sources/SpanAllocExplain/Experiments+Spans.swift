@@ -17,6 +17,10 @@ extension Explain {
         chans.reserveCapacity(pairs); bytes.reserveCapacity(pairs)
         scanChans.reserveCapacity(pairs); refs.reserveCapacity(pairs)
         let rec = AllocationRecorder(capacity: 256)
+        // Objects this thread freed earlier wait in its free-cache bins, from
+        // whatever spans they came; hand them back so each allocation below
+        // comes from the cache's current span, as in Go.
+        SpanHeap.default.flushThreadCache()
         rec.record {
             for _ in 0..<pairs {
                 rec.tag = 1; chans.append(GoChan<Int>())                      // make(chan int)
