@@ -32,17 +32,7 @@ void sa_free_validated(void *p, sa_mspan *s, uint32_t idx) {
         sa_free_remote(c, s, idx, p);
         return;
     }
-    if (SA_LIKELY(!atomic_load_explicit(&sa_hook, SA_RELAXED))) {
-        sa_free_owned_slot(c, s, idx, p);
-        return;
-    }
-    /* With the hook installed: straight to freeBits, no bin. */
-    if (!sa_span_slot_allocated(s, idx) || sa_slot_freed(p)) sa_free_twice(p);
-    sa_word_store(p, SA_WORD_COOKIE, sa_cookie(p));
-    sa_counter_inc(&c->nfree[s->sizeclass]);
-    sa_counter_inc(&c->ndirect);
-    SA_POISON(p, s->elemsize);
-    sa_free_owned_bitmap(c, s, idx);
+    sa_free_owned_slot(c, s, idx, p);
 }
 
 void sa_free_slow(void *p, sa_mspan *s) {

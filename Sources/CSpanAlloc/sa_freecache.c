@@ -153,7 +153,6 @@ static void ungrant(sa_mcache *c, int spc) {
 
 /* ---- owner frees --------------------------------------------------------------- */
 
-/* Moves a list of cached objects into their spans' freeBits. */
 static void remote_flush(sa_mcache *c);
 
 /* Moves n cached objects into their spans: freeBits for the cache's own
@@ -212,28 +211,39 @@ void sa_free_owned_slow(sa_mcache *c, sa_mspan *s, uint32_t idx, void *p) {
 
 /* ---- remote frees ------------------------------------------------------------------ */
 
-void sa_free_remote_now(sa_mcache *c, sa_mspan *s, uint32_t idx, const void *p) {
+/* Publishes the remote frees `mask` of bitmap word w of span s: one atomic
+ * OR into remoteBits (a bit already set is a double free), one count, and
+ * the owner told, or mcentral's lists fixed for a span no thread caches.
+ * The id and spanClass are read before the word is published: from then on
+ * the owner may sweep the span empty and give it back, and the heap may
+ * reuse it. */
+static void publish_remote(sa_mspan *s, uint32_t w, uint64_t mask) {
     uint64_t id = atomic_load_explicit(&s->id, SA_RELAXED);
-    int cls = s->sizeclass;
-    /* Read before the free is published: from then on the owner may sweep
-     * the span empty and give it back, and the heap may reuse it. */
     int spanclass = s->spanclass;
-    uint64_t m = (uint64_t)1 << (idx & 63);
-    /* Poison before the bit is published: once it is set, the owner may
-     * sweep the slot and hand it out again. */
-    SA_POISON(p, s->elemsize);
-    uint64_t old = __atomic_fetch_or(&SA_SPAN_REMOTE(s)[idx >> 6], m, __ATOMIC_SEQ_CST);
-    if (SA_UNLIKELY(old & m)) sa_fatal("double free of pointer %p", p);
-    int32_t n = atomic_fetch_add_explicit(&s->remoteFreed, 1, SA_SEQCST) + 1;
+    uint64_t old = __atomic_fetch_or(&SA_SPAN_REMOTE(s)[w], mask, __ATOMIC_SEQ_CST);
+    if (SA_UNLIKELY(old & mask)) {
+        uint32_t idx = w * 64 + (uint32_t)__builtin_ctzll(old & mask);
+        sa_fatal("double free of pointer %p", (void *)(s->base + (uintptr_t)idx * s->elemsize));
+    }
+    int32_t k = __builtin_popcountll(mask);
+    int32_t n = atomic_fetch_add_explicit(&s->remoteFreed, k, SA_SEQCST) + k;
     sa_mcache *owner = atomic_load_explicit(&s->owner, SA_SEQCST);
     if (owner == NULL) {
         int32_t allocated = (int32_t)atomic_load_explicit(&s->allocCount, SA_RELAXED);
-        if (n == 1 || n >= allocated) sa_central_free_fixup(s, id, spanclass);
-    } else if (n == 1) {
+        if (n == k || n >= allocated) sa_central_free_fixup(s, id, spanclass);
+    } else if (n == k) {
         /* Tell the owner one of its spans has frees to sweep. Caches are never
          * unmapped, so a stale owner only gets a spurious look. */
         atomic_store_explicit(&owner->remote_hint[spanclass], 1, SA_RELEASE);
     }
+}
+
+void sa_free_remote_now(sa_mcache *c, sa_mspan *s, uint32_t idx, const void *p) {
+    int cls = s->sizeclass;
+    /* Poison before the bit is published: once it is set, the owner may
+     * sweep the slot and hand it out again. */
+    SA_POISON(p, s->elemsize);
+    publish_remote(s, idx >> 6, (uint64_t)1 << (idx & 63));
     if (SA_LIKELY(c != &sa_emptycache)) {
         sa_counter_inc(&c->nfree[cls]);
         sa_counter_inc(&c->nremote);
@@ -283,27 +293,7 @@ static void remote_flush(sa_mcache *c) {
     }
     SA_STORE(c->nrbuf, 0);
     SA_STORE(c->rbuf_bytes, 0);
-    for (uint32_t k = 0; k < nw; k++) {
-        remote_word *e = &t[order[k]];
-        sa_mspan *s = e->s;
-        /* Read before the word is published (see sa_free_remote_now). */
-        uint64_t id = atomic_load_explicit(&s->id, SA_RELAXED);
-        int spanclass = s->spanclass;
-        uint64_t old = __atomic_fetch_or(&SA_SPAN_REMOTE(s)[e->w], e->mask, __ATOMIC_SEQ_CST);
-        if (SA_UNLIKELY(old & e->mask)) {
-            uint32_t idx = e->w * 64 + (uint32_t)__builtin_ctzll(old & e->mask);
-            sa_fatal("double free of pointer %p", (void *)(s->base + (uintptr_t)idx * s->elemsize));
-        }
-        int32_t k_n = __builtin_popcountll(e->mask);
-        int32_t n = atomic_fetch_add_explicit(&s->remoteFreed, k_n, SA_SEQCST) + k_n;
-        sa_mcache *owner = atomic_load_explicit(&s->owner, SA_SEQCST);
-        if (owner == NULL) {
-            int32_t allocated = (int32_t)atomic_load_explicit(&s->allocCount, SA_RELAXED);
-            if (n == k_n || n >= allocated) sa_central_free_fixup(s, id, spanclass);
-        } else if (n == k_n) {
-            atomic_store_explicit(&owner->remote_hint[spanclass], 1, SA_RELEASE);
-        }
-    }
+    for (uint32_t k = 0; k < nw; k++) publish_remote(t[order[k]].s, t[order[k]].w, t[order[k]].mask);
     sa_counter_inc(&c->nrbatches);
 }
 

@@ -414,7 +414,7 @@ SA_HIDDEN void sa_cache_free_owned(sa_mcache *c, sa_mspan *s);
 typedef struct sa_cache_totals {
     uint64_t nmalloc[SA_NUM_CLASSES], nfree[SA_NUM_CLASSES];
     uint64_t nremote, nrefill, nsweep, ngrow, nexited;
-    uint64_t ndirect, nflushed, nflushes, nrbatches, ngcflushes, nexitflushes, nremotebin;
+    uint64_t ndirect, nflushed, nflushes, nrbatches, ngcflushes, nremotebin;
     uint64_t cached_objects, cached_bytes; /* in bins and remote buffers now */
     uint64_t bin_objects;                  /* in bins now */
     uint64_t held_max;                     /* the most one live thread holds now */

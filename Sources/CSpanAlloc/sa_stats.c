@@ -72,10 +72,10 @@ void sa_read_mem_stats(sa_mem_stats *out) {
     uint64_t kept_pages;
     sa_central_empty_stats(&out->central_empty_spans, &kept_pages, &out->central_empty_reuses);
     out->central_empty_bytes = kept_pages << SA_PAGE_SHIFT;
-    /* A bin push is an owner free that is not direct (no bin capacity, or
-     * the hook) and did not find its bin full, or a remote free kept in a
-     * bin; what
-     * left the bins was flushed or popped. */
+    /* A bin push is a free that neither went to the span's bitmaps at once
+     * (no bin capacity, the LIFO shortcut's undo, a full bin) nor was a
+     * remote free left out of a bin or a free by a thread without a cache;
+     * what left the bins was flushed or popped. */
     uint64_t pushes = small_frees - orphans - t.nremote - t.ndirect - t.nflushes + t.nremotebin;
     uint64_t out_of_bins = t.nflushed + t.bin_objects;
     out->free_cache_hits = pushes > out_of_bins ? pushes - out_of_bins : 0;
