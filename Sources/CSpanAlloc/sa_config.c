@@ -3,12 +3,15 @@
  * starts (its first thread cache, large object or configuration call), for
  * native users and the malloc override alike. See docs/malloc.md.
  *
- *   SPANALLOC=stats=1,verbose=1,scavenge=off,scavenge_retain=64M,
- *             scavenge_percent=10,scavenge_delay_ms=1000,foreign=glibc,
- *             thread_cache=1M,thread_cache_total=64M
+ *   SPANALLOC=stats=1,verbose=1,scavenge=background,scavenge_retain=64M,
+ *             scavenge_percent=10,scavenge_delay_ms=1000,scavenge_floor=4M,
+ *             scavenge_idle_ms=1000,scavenge_cpu_percent=1,memlimit=512M,
+ *             memlimit_mode=soft,foreign=glibc,thread_cache=1M,
+ *             thread_cache_total=64M
  *
  * Owns: env_options and the once-flag. The scavenger options go to the page
- * heap's configuration (sa_heap_config, under the heap lock); stats, verbose
+ * heap's configuration (sa_heap_config, under the heap lock), the memory
+ * limit to sa_set_memory_limit; stats, verbose
  * and foreign are kept for whoever reports (the override's exit report and
  * log, or the core's exit report for native programs). Parsing allocates
  * nothing (the variable is read in place), so it may run inside malloc; bad
@@ -84,7 +87,7 @@ static void bad(const item *it, const char *why) {
 }
 
 static void apply(const item *it, sa_scavenge_config *scav, bool *scav_changed, sa_cache_config *cache,
-                  bool *cache_changed) {
+                  bool *cache_changed, size_t *limit, int *limit_mode) {
     const char *k = it->key;
     size_t kl = it->keylen;
     bool b;
@@ -100,9 +103,29 @@ static void apply(const item *it, sa_scavenge_config *scav, bool *scav_changed, 
         else if (it->value && is(it->value, it->valuelen, "abort")) atomic_store(&env_options.foreign_abort, true);
         else return bad(it, "bad value (glibc or abort) in");
     } else if (is(k, kl, "scavenge")) {
-        if (!parse_bool(it, &b)) return bad(it, "bad value in");
-        scav->enabled = b;
+        if (it->value && is(it->value, it->valuelen, "background")) scav->mode = SA_SCAVENGE_BACKGROUND;
+        else if (parse_bool(it, &b)) scav->mode = b ? SA_SCAVENGE_ON : SA_SCAVENGE_OFF;
+        else return bad(it, "bad value (off, on or background) in");
         *scav_changed = true;
+    } else if (is(k, kl, "scavenge_floor")) {
+        if (!parse_size(it, &x) || x > SIZE_MAX) return bad(it, "bad size in");
+        scav->floor_bytes = (size_t)x;
+        *scav_changed = true;
+    } else if (is(k, kl, "scavenge_idle_ms")) {
+        if (!parse_size(it, &x) || x > UINT32_MAX) return bad(it, "bad delay in");
+        scav->idle_ms = (unsigned)x;
+        *scav_changed = true;
+    } else if (is(k, kl, "scavenge_cpu_percent")) {
+        if (!parse_size(it, &x) || x == 0 || x > 100) return bad(it, "bad percentage (1-100) in");
+        scav->cpu_percent = (unsigned)x;
+        *scav_changed = true;
+    } else if (is(k, kl, "memlimit")) {
+        if (!parse_size(it, &x) || x > SIZE_MAX) return bad(it, "bad size in");
+        *limit = (size_t)x;
+    } else if (is(k, kl, "memlimit_mode")) {
+        if (it->value && is(it->value, it->valuelen, "soft")) *limit_mode = SA_MEMLIMIT_SOFT;
+        else if (it->value && is(it->value, it->valuelen, "hard")) *limit_mode = SA_MEMLIMIT_HARD;
+        else return bad(it, "bad value (soft or hard) in");
     } else if (is(k, kl, "scavenge_retain")) {
         if (!parse_size(it, &x) || x > SIZE_MAX) return bad(it, "bad size in");
         scav->retain_bytes = (size_t)x;
@@ -134,6 +157,8 @@ static void parse(const char *s) {
     bool scav_changed = false, cache_changed = false;
     sa_cache_config cache;
     sa_cache_configure(&cache, NULL);
+    size_t limit = SIZE_MAX;
+    int limit_mode = -1;
     while (*s) {
         const char *end = strchr(s, ',');
         if (!end) end = s + strlen(s);
@@ -144,12 +169,17 @@ static void parse(const char *s) {
                 it.value = eq + 1;
                 it.valuelen = (size_t)(end - eq - 1);
             }
-            apply(&it, &scav, &scav_changed, &cache, &cache_changed);
+            apply(&it, &scav, &scav_changed, &cache, &cache_changed, &limit, &limit_mode);
         }
         s = *end ? end + 1 : end;
     }
     if (scav_changed) sa_heap_config(NULL, &scav);
     if (cache_changed) sa_cache_configure(NULL, &cache);
+    if (limit != SIZE_MAX || limit_mode >= 0) {
+        sa_memlimit_mode m;
+        size_t cur = sa_memory_limit(&m);
+        sa_set_memory_limit(limit != SIZE_MAX ? limit : cur, limit_mode >= 0 ? (sa_memlimit_mode)limit_mode : m);
+    }
 }
 
 void sa_config_load(void) {

@@ -95,6 +95,34 @@ public struct MemStats: Sendable, Hashable {
     public var exitFlushes: UInt64
     /// The most one live thread holds now in free caches and kept empty spans.
     public var threadHeldMax: UInt64
+    /// Pages the background scavenger released, cumulative (the four
+    /// `pagesReleased…` counters add up to ``pagesScavenged``).
+    public var pagesReleasedBackground: UInt64
+    /// Pages released on the page heap's slow path (`SPANALLOC=scavenge=on`), cumulative.
+    public var pagesReleasedPacer: UInt64
+    /// Pages released because the heap reached its memory limit, cumulative.
+    public var pagesReleasedLimit: UInt64
+    /// Pages released by ``SpanHeap/scavenge(byteCount:)`` (C `sa_scavenge`, `malloc_trim`), cumulative.
+    public var pagesReleasedDemand: UInt64
+    /// CPU time of the background scavenger thread, in nanoseconds, cumulative.
+    public var scavengerCPUNanoseconds: UInt64
+    /// Whether the background scavenger thread exists now.
+    public var scavengerRunning: Bool
+    /// Caches of idle threads that the scavenger handed back, cumulative.
+    public var idleCacheFlushes: UInt64
+    /// The memory limit in bytes; `nil` when there is none.
+    public var memoryLimit: UInt64?
+    /// Whether the limit is hard (requests past it fail).
+    public var memoryLimitIsHard: Bool
+    /// Bytes counted toward the memory limit now: heap pages mapped, used
+    /// and not released, plus metadata.
+    public var memoryCounted: UInt64
+    /// Times the heap reached its limit and released memory, cumulative.
+    public var memoryLimitHits: UInt64
+    /// Mappings made past a soft limit, cumulative.
+    public var memoryLimitOvershoots: UInt64
+    /// Requests a hard limit refused, cumulative.
+    public var memoryLimitRefusals: UInt64
     /// Per size class counts; index = size class (index 0 is unused).
     public var bySize: [ClassStats]
 
@@ -137,6 +165,19 @@ public struct MemStats: Sendable, Hashable {
         remoteBatches = s.remote_batches
         exitFlushes = s.exit_flushes
         threadHeldMax = s.thread_held_max
+        pagesReleasedBackground = s.pages_released_background
+        pagesReleasedPacer = s.pages_released_pacer
+        pagesReleasedLimit = s.pages_released_limit
+        pagesReleasedDemand = s.pages_released_demand
+        scavengerCPUNanoseconds = s.scavenger_cpu_ns
+        scavengerRunning = s.scavenger_running != 0
+        idleCacheFlushes = s.idle_cache_flushes
+        memoryLimit = s.memory_limit == UInt64(UInt.max) ? nil : s.memory_limit
+        memoryLimitIsHard = s.memory_limit_hard != 0
+        memoryCounted = s.memory_counted
+        memoryLimitHits = s.memory_limit_hits
+        memoryLimitOvershoots = s.memory_limit_overshoots
+        memoryLimitRefusals = s.memory_limit_refusals
         var by = s.by_size
         bySize = withUnsafeBytes(of: &by) { raw in
             raw.bindMemory(to: sa_class_stats.self).map {

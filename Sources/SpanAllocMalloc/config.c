@@ -3,8 +3,9 @@
  * variable (the core parses it, sa_config.c): the exit report and the
  * verbose log. See docs/malloc.md for the options.
  *
- *   SPANALLOC=stats=1,verbose=1,scavenge=off,scavenge_retain=64M,
+ *   SPANALLOC=stats=1,verbose=1,scavenge=background,scavenge_retain=64M,
  *             scavenge_percent=10,scavenge_delay_ms=1000,foreign=glibc
+ *             (and the other heap options of sa_config.c)
  *
  * Owns: sa_ov_cfg, copied once by the constructor from the core's parse.
  * Output goes to fd 2 with write(2) from stack or static buffers.
@@ -79,7 +80,7 @@ __attribute__((constructor)) static void sa_ov_init(void) {
                   "scavenge_retain=%zu scavenge_percent=%u scavenge_delay_ms=%u",
                   SA_OVERRIDE ? "active" : "compiled out (sanitizer)", env ? env : "",
                   (int)atomic_load(&sa_ov_cfg.stats), atomic_load(&sa_ov_cfg.foreign_abort) ? "abort" : "glibc",
-                  c.enabled ? "on" : "off", c.retain_bytes, c.retain_percent, c.delay_ms);
+                  c.mode == SA_SCAVENGE_BACKGROUND ? "background" : c.mode == SA_SCAVENGE_ON ? "on" : "off", c.retain_bytes, c.retain_percent, c.delay_ms);
     }
 }
 

@@ -474,8 +474,8 @@ extension ReliabilityTests.Defects {
             sa_free(sa_alloc(100, 0))
             var c = sa_scavenge_config()
             sa_get_scavenge_config(&c)
-            childCheck(c.retain_bytes == 3 << 20 && c.retain_percent == 7 && c.delay_ms == 123 && !c.enabled,
-                       "config \(c.retain_bytes) \(c.retain_percent) \(c.delay_ms) \(c.enabled)")
+            childCheck(c.retain_bytes == 3 << 20 && c.retain_percent == 7 && c.delay_ms == 123 && c.mode == SA_SCAVENGE_OFF,
+                       "config \(c.retain_bytes) \(c.retain_percent) \(c.delay_ms) \(c.mode)")
         }
         expectChildPasses(r)
     }

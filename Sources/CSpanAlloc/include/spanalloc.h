@@ -289,6 +289,20 @@ typedef struct sa_mem_stats {
     uint64_t remote_batches;       /**< remote buffers handed to their spans, cumulative */
     uint64_t exit_flushes;         /**< thread caches flushed at thread exit that held cached frees */
     uint64_t thread_held_max;      /**< the most one live thread holds now: cached frees + kept empty spans */
+    /* memory return: pages_scavenged = the four pages_released_* below */
+    uint64_t pages_released_background; /**< pages the background scavenger released, cumulative */
+    uint64_t pages_released_pacer;      /**< pages released on the page heap's slow path (SA_SCAVENGE_ON), cumulative */
+    uint64_t pages_released_limit;      /**< pages released because the heap reached its memory limit, cumulative */
+    uint64_t pages_released_demand;     /**< pages released by sa_scavenge / malloc_trim, cumulative */
+    uint64_t scavenger_cpu_ns;          /**< CPU time of the background scavenger thread, cumulative */
+    uint64_t scavenger_running;         /**< 1 while the background scavenger thread exists */
+    uint64_t idle_cache_flushes;        /**< caches of idle threads the scavenger handed back, cumulative */
+    uint64_t memory_limit;              /**< the limit (SIZE_MAX: none) */
+    uint64_t memory_limit_hard;         /**< 1 when the limit is hard */
+    uint64_t memory_counted;            /**< bytes counted toward the limit now */
+    uint64_t memory_limit_hits;         /**< times the heap reached the limit and released memory, cumulative */
+    uint64_t memory_limit_overshoots;   /**< soft limit: mappings made past it anyway, cumulative */
+    uint64_t memory_limit_refusals;     /**< hard limit: requests refused with ENOMEM, cumulative */
     sa_class_stats by_size[SA_NUM_CLASSES]; /**< index = size class (0 unused) */
 } sa_mem_stats;
 
@@ -322,20 +336,66 @@ void sa_set_hook(sa_hook_fn _Nullable hook, void *_Nullable ctx);
  */
 size_t sa_scavenge(size_t bytes);
 
+/** Who releases idle memory besides explicit sa_scavenge calls. */
+typedef enum sa_scavenge_mode {
+    /** Nobody: only sa_scavenge (and malloc_trim) release pages. */
+    SA_SCAVENGE_OFF = 0,
+    /** The thread that frees a span to the page heap releases what exceeds
+     * the retained amount, on that slow path (no thread of the heap's own). */
+    SA_SCAVENGE_ON = 1,
+    /** The default: a background thread, started when there is something to
+     * release, paced to cpu_percent of one CPU. It releases idle pages above
+     * the retained amount, lets the retained amount decay to floor_bytes once
+     * the program has been idle for idle_ms, and hands back the caches of
+     * threads idle that long, so their memory can be released too. */
+    SA_SCAVENGE_BACKGROUND = 2,
+} sa_scavenge_mode;
+
 /** Scavenger tuning. */
 typedef struct sa_scavenge_config {
-    /** Idle memory kept mapped before the background policy releases any. */
+    /** Idle memory kept mapped while the program allocates (default 64 MiB). */
     size_t retain_bytes;
-    /** Idle memory above this share of in-use memory (percent) may be released. */
+    /** Or this share of in-use memory (percent, default 10), whichever is more. */
     unsigned retain_percent;
-    /** A free page run must be idle this long before the pacer releases it. */
+    /** A free page run must be idle this long before the pacer releases it (default 1000). */
     unsigned delay_ms;
-    /** 0 disables releasing outside explicit sa_scavenge calls. */
-    bool enabled;
+    /** SA_SCAVENGE_* (default SA_SCAVENGE_BACKGROUND). */
+    sa_scavenge_mode mode;
+    /** Background: what stays retained once the program is idle (default 4 MiB). */
+    size_t floor_bytes;
+    /** Background: how long without allocation makes the program, or a
+     * thread, idle (default 1000). */
+    unsigned idle_ms;
+    /** Background: the CPU budget, percent of one CPU (default 1; it may use
+     * up to ten times that while idle memory is over twice its goal or the
+     * heap is over its memory limit). */
+    unsigned cpu_percent;
 } sa_scavenge_config;
 
 void sa_get_scavenge_config(sa_scavenge_config *_Nonnull out);
 void sa_set_scavenge_config(const sa_scavenge_config *_Nonnull config);
+
+/** What the memory limit does when the heap reaches it. */
+typedef enum sa_memlimit_mode {
+    /** As Go's GOMEMLIMIT: near the limit the heap hands back idle caches and
+     * releases idle pages before it maps more; allocation still succeeds past
+     * it (counted in memory_limit_overshoots). */
+    SA_MEMLIMIT_SOFT = 0,
+    /** A request that would take the counted memory past the limit, after
+     * that, fails with ENOMEM. */
+    SA_MEMLIMIT_HARD = 1,
+} sa_memlimit_mode;
+
+/**
+ * Sets the memory limit (SIZE_MAX: none, the default) and its mode; returns
+ * the previous limit, as Go's debug.SetMemoryLimit. Counted toward it, as Go
+ * counts mapped memory minus what was released: the heap's pages that are
+ * resident or may be (mapped, used at least once, not released since) plus
+ * the metadata mapped for spans, bitmaps and the arena index.
+ */
+size_t sa_set_memory_limit(size_t bytes, sa_memlimit_mode mode);
+/** The memory limit (SIZE_MAX: none); its mode in *mode when mode is not NULL. */
+size_t sa_memory_limit(sa_memlimit_mode *_Nullable mode);
 
 /**
  * The thread caches' budget. A thread's free side holds: the bins of
@@ -361,9 +421,11 @@ void sa_set_cache_config(const sa_cache_config *_Nonnull config);
  * The SPANALLOC environment variable configures the heap, natively and under
  * the malloc override alike: it is read once, when the heap starts (its
  * first thread cache or large object, or the first configuration call), so
- * a later sa_set_scavenge_config wins. Options: scavenge=on|off,
- * scavenge_retain=SIZE, scavenge_percent=N, scavenge_delay_ms=N (the
- * sa_scavenge_config fields), thread_cache=SIZE, thread_cache_total=SIZE
+ * a later sa_set_scavenge_config wins. Options: scavenge=off|on|background,
+ * scavenge_retain=SIZE, scavenge_percent=N, scavenge_delay_ms=N,
+ * scavenge_floor=SIZE, scavenge_idle_ms=N, scavenge_cpu_percent=N (the
+ * sa_scavenge_config fields), memlimit=SIZE and memlimit_mode=soft|hard
+ * (sa_set_memory_limit), thread_cache=SIZE, thread_cache_total=SIZE
  * (the sa_cache_config fields), stats=1 (MemStats as JSON on stderr at exit),
  * verbose=1 and foreign=glibc|abort (the override's). Bad items are reported
  * on stderr and ignored. See docs/malloc.md.
