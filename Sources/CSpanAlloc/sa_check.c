@@ -22,10 +22,11 @@ static __thread int nheld __attribute__((tls_model("initial-exec")));
 
 static int lock_rank(const sa_lock_t *l) {
     if (l == &sa_stats_lock) return 0;
-    if (l == &sa_registry_lock_v) return 1;
-    if (l == &sa_heap.lock) return 2;
+    if (l == &sa_claim_lock) return 1;
+    if (l == &sa_registry_lock_v) return 2;
+    if (l == &sa_heap.lock) return 3;
     uintptr_t a = (uintptr_t)l, c0 = (uintptr_t)&sa_central[0];
-    if (a >= c0 && a < (uintptr_t)&sa_central[SA_NUM_SPAN_CLASSES]) return 3 + (int)((a - c0) / sizeof(sa_mcentral));
+    if (a >= c0 && a < (uintptr_t)&sa_central[SA_NUM_SPAN_CLASSES]) return 4 + (int)((a - c0) / sizeof(sa_mcentral));
     return -1;
 }
 
@@ -57,6 +58,7 @@ void sa_lockrank_reset(void) { nheld = 0; }
  * them all free. */
 void sa_fork_prepare(void) {
     sa_lock(&sa_stats_lock);
+    sa_lock(&sa_claim_lock);
     sa_registry_lock();
     sa_lock(&sa_heap.lock);
     for (int i = 0; i < SA_NUM_SPAN_CLASSES; i++) sa_lock(&sa_central[i].lock);
@@ -66,6 +68,7 @@ void sa_fork_parent(void) {
     for (int i = SA_NUM_SPAN_CLASSES - 1; i >= 0; i--) sa_unlock(&sa_central[i].lock);
     sa_unlock(&sa_heap.lock);
     sa_registry_unlock();
+    sa_unlock(&sa_claim_lock);
     sa_unlock(&sa_stats_lock);
 }
 
@@ -75,9 +78,11 @@ void sa_fork_parent(void) {
 void sa_fork_child(void) {
     sa_lockrank_reset();
     pthread_mutex_init(&sa_stats_lock, NULL);
+    pthread_mutex_init(&sa_claim_lock, NULL);
     pthread_mutex_init(&sa_heap.lock, NULL);
     for (int i = 0; i < SA_NUM_SPAN_CLASSES; i++) pthread_mutex_init(&sa_central[i].lock, NULL);
     sa_registry_reinit();
+    sa_scavenger_fork_child();
     sa_cache_fork_child();
 }
 
@@ -102,6 +107,8 @@ static int check_heap(char *err, size_t errlen, bool quiescent) {
     err[0] = 0;
     uint64_t live = 0, nsmall = 0, ncached = 0, ncentral = 0, nfreecached = 0;
     sa_fork_register();
+    sa_hold_enter(); /* reads the thread's own cache */
+    sa_lock(&sa_claim_lock); /* no claim or idle flush meanwhile */
     sa_registry_lock();
     int others = sa_registry_other_caches();
     sa_lock(&sa_heap.lock);
@@ -110,6 +117,7 @@ static int check_heap(char *err, size_t errlen, bool quiescent) {
     if (rc == 0) rc = sa_cache_check(err, errlen, quiescent, &ncached, &nfreecached);
     sa_registry_unlock();
     if (rc == 0) rc = sa_central_check(err, errlen, &ncentral);
+    sa_unlock(&sa_claim_lock);
     if (rc == 0 && quiescent && nsmall != ncached + ncentral) {
         /* Every small span is some cache's (current or on its lists) or on a central list. */
         snprintf(err, errlen, "small spans: %llu in the page map, %llu cached + %llu on central lists",
@@ -127,6 +135,7 @@ static int check_heap(char *err, size_t errlen, bool quiescent) {
             rc = -1;
         }
     }
+    sa_hold_exit();
     return rc;
 }
 

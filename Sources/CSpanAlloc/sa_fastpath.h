@@ -4,6 +4,10 @@
  * otherwise pay a second call on every malloc and free. Everything they do
  * not handle is one tail call into the out-of-line slow paths.
  *
+ * Both bracket their use of the thread's cache with sa_op_begin/sa_op_end
+ * (one store each) and test the cache's gate first: any rare work (the
+ * hook, the scavenger claiming the cache of an idle thread) is one branch.
+ *
  * Allocation: pop the thread's free-cache bin for the spanClass (an object
  * the thread freed, reused at once, as Go's runtimefreegc reuse list and
  * jemalloc's tcache do), else the next slot of the current span's
@@ -20,7 +24,6 @@
 
 #include <string.h>
 
-SA_HIDDEN extern _Atomic(sa_hook_fn) sa_hook;
 
 SA_HIDDEN void *sa_alloc_small_slow(int cls, size_t size, unsigned flags);
 SA_HIDDEN void *sa_alloc_medium_or_large(size_t size, unsigned flags);
@@ -29,33 +32,42 @@ SA_HIDDEN void sa_free_slow(void *p, sa_mspan *s);
 SA_HIDDEN void sa_free_remote(sa_mcache *c, sa_mspan *s, uint32_t idx, const void *p);
 SA_HIDDEN void sa_free_interior(const void *p, const sa_mspan *s);
 SA_HIDDEN void sa_free_twice(const void *p);
+/* The free path with the gate set: waits out a claim, then frees (through
+ * the hook if it is installed). */
+SA_HIDDEN bool sa_free_gated(void *p, bool ours_only);
 
 /* ---- allocation ------------------------------------------------------------ */
 
 /* A cached object if the bin has one, else the next free slot of the
- * thread's span for the class (Go's nextFreeFast). One branch leaves it:
- * neither has one, or the hook is installed. */
+ * thread's span for the class (Go's nextFreeFast). The gate (hook, claim)
+ * and an empty bin with an exhausted allocCache go to the slow path. */
 SA_FAST_PATH void *sa_alloc_small(int cls, size_t size, unsigned flags) {
     int spc = (cls << 1) | (int)(flags & SA_NOSCAN);
     sa_mcache *c = sa_get_cache();
-    bool hooked = atomic_load_explicit(&sa_hook, SA_RELAXED) != NULL;
+    void *p;
+    sa_op_begin();
+    if (SA_UNLIKELY(sa_gate(c))) {
+        p = sa_alloc_small_slow(cls, size, flags);
+        sa_op_end();
+        return p;
+    }
     sa_freebin *b = &c->bins[spc];
     uint32_t n = b->n;
-    void *p;
-    if (SA_LIKELY(n != 0 && !hooked)) {
+    if (SA_LIKELY(n != 0)) {
         p = b->slots[n - 1];
         SA_STORE(b->n, n - 1);
         c->last = p;
         c->lastbin = b;
         sa_word_store(p, SA_WORD_COOKIE, 0); /* live again */
         sa_counter_inc(&c->nmalloc[cls]);
+        sa_op_end();
         SA_UNPOISON(p, size);
         if (flags & SA_ZERO) memset(p, 0, size);
         return p;
     }
     sa_mspan *s = c->alloc[spc];
     uint64_t cache = s->allocCache;
-    if (SA_LIKELY(cache != 0 && !hooked)) {
+    if (SA_LIKELY(cache != 0)) {
         unsigned bit = (unsigned)__builtin_ctzll(cache);
         uint32_t idx = s->freeindex + bit;
         s->allocCache = cache >> bit >> 1;
@@ -66,11 +78,14 @@ SA_FAST_PATH void *sa_alloc_small(int cls, size_t size, unsigned flags) {
         c->lastspan = s;
         c->lastbin = NULL;
         sa_word_store(p, SA_WORD_COOKIE, 0); /* a freed slot's old cookie */
+        sa_op_end();
         SA_UNPOISON(p, size);
         if (flags & SA_ZERO) memset(p, 0, size);
         return p;
     }
-    return sa_alloc_small_slow(cls, size, flags);
+    p = sa_alloc_small_slow(cls, size, flags);
+    sa_op_end();
+    return p;
 }
 
 /* `class8` maps (size + 7) / 8 to the class for sizes up to 1024 bytes:
@@ -99,20 +114,19 @@ extern __thread size_t sa_failed_size __attribute__((tls_model("initial-exec")))
  *     giving it back is undoing that step (shift its bit back into
  *     allocCache), which touches only the span's line;
  *   - popped from a bin, p goes back on it.
- * Refused (the full path decides) with the hook, when the bit would fall
- * off the window or the bin is full, and when p may carry its cookie
- * (another thread freed it: a double free; the full path tells). */
+ * Refused (the full path decides) when the bit would fall off the window
+ * or the bin is full, and when p may carry its cookie (another thread
+ * freed it: a double free; the full path tells). */
 SA_FAST_PATH bool sa_free_last(sa_mcache *c, void *p) {
     c->last = SA_NO_LAST;
     sa_freebin *b = c->lastbin;
-    bool hooked = atomic_load_explicit(&sa_hook, SA_RELAXED) != NULL;
     /* No branch hints: a refusal continues on the full path, which must not
      * be laid out as cold. */
     if (b == NULL) {
         sa_mspan *s = c->lastspan;
         uint64_t cache = s->allocCache;
         uint32_t idx = s->freeindex - 1;
-        if ((cache >> 63) | sa_slot_maybe_freed(p) | hooked) return false;
+        if ((cache >> 63) | sa_slot_maybe_freed(p)) return false;
         s->allocCache = (cache << 1) | 1;
         SA_STORE(s->freeindex, idx);
         sa_counter_inc(&c->nfree[s->sizeclass]);
@@ -121,7 +135,7 @@ SA_FAST_PATH bool sa_free_last(sa_mcache *c, void *p) {
         return true;
     }
     uint32_t n = b->n;
-    if ((n >= b->cap) | sa_slot_maybe_freed(p) | hooked) return false;
+    if ((n >= b->cap) | sa_slot_maybe_freed(p)) return false;
     sa_word_store(p, SA_WORD_COOKIE, sa_cookie(p));
     b->slots[n] = p;
     SA_STORE(b->n, n + 1);
@@ -163,12 +177,13 @@ SA_FAST_PATH void sa_free_owned_slot(sa_mcache *c, sa_mspan *s, uint32_t idx, vo
     SA_POISON(p, s->elemsize);
 }
 
-/* The free path. `ours_only`: return false, doing nothing, for a pointer
- * outside every arena (the malloc override hands those to glibc); a pointer
- * inside an arena that is not a live object still stops the process. */
-SA_FAST_PATH bool sa_free_path(void *p, bool ours_only) {
-    sa_mcache *c = sa_get_cache();
-    if (p == c->last && sa_free_last(c, p)) return true;
+/* The free path's body, inside the operation bracket: `hooked` (from the
+ * gated path only) sends every object through sa_free_slow, which calls
+ * the hook. `ours_only`: return false, doing nothing, for a pointer outside
+ * every arena (the malloc override hands those to glibc); a pointer inside
+ * an arena that is not a live object still stops the process. */
+SA_FAST_PATH bool sa_free_body(sa_mcache *c, void *p, bool ours_only, bool hooked) {
+    if (!hooked && p == c->last && sa_free_last(c, p)) return true;
     uintptr_t a = (uintptr_t)p;
     sa_mspan *s = sa_span_of_addr(a); /* NULL for p == NULL and for tagged pointers too */
     if (SA_UNLIKELY(!s || atomic_load_explicit(&s->state, SA_RELAXED) != SA_SPAN_SMALL)) {
@@ -185,7 +200,7 @@ SA_FAST_PATH bool sa_free_path(void *p, bool ours_only) {
         sa_free_interior(p, s);
         return true;
     }
-    if (SA_UNLIKELY(atomic_load_explicit(&sa_hook, SA_RELAXED))) {
+    if (SA_UNLIKELY(hooked)) {
         sa_free_slow(p, s);
         return true;
     }
@@ -195,6 +210,17 @@ SA_FAST_PATH bool sa_free_path(void *p, bool ours_only) {
     }
     sa_free_owned_slot(c, s, idx, p);
     return true;
+}
+
+/* The free path: the gate, then the body. */
+SA_FAST_PATH bool sa_free_path(void *p, bool ours_only) {
+    sa_mcache *c = sa_get_cache();
+    bool r;
+    sa_op_begin();
+    if (SA_UNLIKELY(sa_gate(c))) r = sa_free_gated(p, ours_only);
+    else r = sa_free_body(c, p, ours_only, false);
+    sa_op_end();
+    return r;
 }
 
 SA_FAST_PATH void sa_free_inline(void *p) { (void)sa_free_path(p, false); }

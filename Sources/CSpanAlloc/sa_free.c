@@ -1,8 +1,8 @@
 /*
  * sa_free.c — the free path's out-of-line parts: frees the inline fast path
  * (sa_fastpath.h) hands over with the span its page-map walk found (large
- * objects, the hook, bad pointers), and frees of pointers already validated
- * by realloc. The free caches and remote buffers are sa_freecache.c's.
+ * objects, the hook, bad pointers), the gated path (hook, claim), and frees
+ * of pointers already validated by realloc. The free caches and remote buffers are sa_freecache.c's.
  *
  * Owns nothing; no lock of its own (a large free takes the heap lock in
  * sa_heap_free_span).
@@ -51,6 +51,12 @@ void sa_free_interior(const void *p, const sa_mspan *s) {
 
 void sa_free_twice(const void *p) {
     sa_fatal("double free (or free of an unallocated object) of pointer %p", p);
+}
+
+bool sa_free_gated(void *p, bool ours_only) {
+    if (sa_gate(sa_get_cache()) & SA_GATE_CLAIM) sa_claim_wait();
+    bool hooked = atomic_load_explicit(&sa_hook, SA_RELAXED) != NULL;
+    return sa_free_body(sa_get_cache(), p, ours_only, hooked);
 }
 
 void sa_free(void *p) { sa_free_inline(p); }

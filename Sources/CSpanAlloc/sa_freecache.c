@@ -380,14 +380,19 @@ void sa_freecache_tick(sa_mcache *c) {
 /* ---- introspection, statistics, checking ------------------------------------------- */
 
 bool sa_debug_push_cached(void *p) {
+    sa_hold_enter();
     sa_mcache *c = sa_get_cache();
     sa_mspan *s = sa_span_of_addr((uintptr_t)p);
-    if (c == &sa_emptycache || !s || atomic_load_explicit(&s->state, SA_RELAXED) != SA_SPAN_SMALL) return false;
-    sa_freebin *b = &c->bins[s->spanclass];
-    if (b->n >= b->cap) return false;
-    b->slots[b->n] = p;
-    SA_STORE(b->n, b->n + 1);
-    return true;
+    bool ok = c != &sa_emptycache && s && atomic_load_explicit(&s->state, SA_RELAXED) == SA_SPAN_SMALL;
+    sa_freebin *b = ok ? &c->bins[s->spanclass] : NULL;
+    if (ok && b->n < b->cap) {
+        b->slots[b->n] = p;
+        SA_STORE(b->n, b->n + 1);
+    } else {
+        ok = false;
+    }
+    sa_hold_exit();
+    return ok;
 }
 
 uint32_t sa_freecache_in_span(const sa_mcache *c, const sa_mspan *s) {

@@ -71,6 +71,13 @@ SA_HIDDEN void sa_os_unmap(void *p, size_t size);
  * (0 when nothing was: the range holds no whole OS page, or madvise failed). */
 SA_HIDDEN size_t sa_os_release(void *p, size_t size, uintptr_t *start);
 SA_HIDDEN uint64_t sa_os_now_ns(void);
+/* CPU time of the calling thread. */
+SA_HIDDEN uint64_t sa_os_thread_cpu_ns(void);
+/* membarrier(PRIVATE_EXPEDITED): registration (once per process, again in a
+ * fork child), then a full memory barrier on every running thread of the
+ * process. False when the kernel has none. */
+SA_HIDDEN bool sa_os_membarrier_register(void);
+SA_HIDDEN bool sa_os_membarrier(void);
 /* Stops the process with a message (no allocation). */
 __attribute__((noreturn, format(printf, 1, 2))) SA_HIDDEN void sa_fatal(const char *fmt, ...);
 /* Writes a line to stderr without allocating. */
@@ -87,8 +94,8 @@ SA_HIDDEN void sa_env_report_native(bool yes);
 
 /* ---- locks --------------------------------------------------------------- */
 
-/* Lock order (rank): the stats lock, the mcache registry, the heap, then
- * the mcentrals in spanClass order. Debug builds (NDEBUG undefined) check
+/* Lock order (rank): the stats lock, the scavenger's claim lock, the mcache
+ * registry, the heap, then the mcentrals in spanClass order. Debug builds (NDEBUG undefined) check
  * every acquisition against the ranks the thread already holds and stop
  * on an inversion. */
 typedef pthread_mutex_t sa_lock_t;
@@ -128,6 +135,7 @@ enum {
     SA_SPAN_FREE = 1,  /* a free run of pages in mheap's bins */
     SA_SPAN_SMALL = 2, /* holds objects of one small spanClass */
     SA_SPAN_LARGE = 3, /* holds one large object */
+    SA_SPAN_RELEASING = 4, /* a free run the scavenger took out of the bins to release it outside the heap lock */
 };
 
 /* Which list a span is on: NONE (a cache's current span, or in transit),
@@ -231,6 +239,11 @@ SA_HIDDEN int sa_span_check(const sa_mspan *s, char *err, size_t errlen);
 
 /* ---- page heap (sa_mheap.c) ---------------------------------------------- */
 
+/* Who released pages (the MemStats counters pages_released_*). */
+typedef enum sa_release_cause {
+    SA_RELEASE_BACKGROUND, SA_RELEASE_PACER, SA_RELEASE_LIMIT, SA_RELEASE_DEMAND, SA_RELEASE_CAUSES
+} sa_release_cause;
+
 typedef struct sa_heap_arena {
     _Atomic(sa_mspan *) spans[SA_PAGES_PER_ARENA]; /* page → span (heap lock writes) */
     uint64_t used[SA_PAGES_PER_ARENA / 64];        /* page has served a span since mapped */
@@ -246,6 +259,8 @@ typedef struct sa_mheap {
     _Atomic uint64_t heap_sys, metadata_sys, arenas;
     _Atomic uint64_t spans_fresh, spans_reused, spans_returned, spans_inuse;
     _Atomic uint64_t pages_scavenged, scavenge_runs;
+    _Atomic uint64_t pages_unused;       /* free pages never used since they were mapped (not resident) */
+    _Atomic uint64_t pages_released_by[SA_RELEASE_CAUSES];
     _Atomic uint64_t large_allocs, large_frees, large_bytes_alloc, large_bytes_freed, large_live_bytes;
 } sa_mheap;
 
@@ -292,7 +307,22 @@ SA_HIDDEN void sa_heap_free_span_locked(sa_mspan *s);
 SA_HIDDEN uint64_t sa_heap_new_span_id(void);
 /* Large span resize in place; true on success. */
 SA_HIDDEN bool sa_heap_resize_large(sa_mspan *s, size_t npages);
-SA_HIDDEN size_t sa_heap_scavenge(size_t bytes, bool respect_delay);
+/* Releases up to `bytes` of idle pages (SIZE_MAX: all), of runs idle for
+ * the delay when respect_delay. Returns the bytes released. */
+SA_HIDDEN size_t sa_heap_scavenge(size_t bytes, bool respect_delay, sa_release_cause cause);
+/* Releases up to `pages` idle pages, largest runs first: a run at a time is
+ * taken out of the bins, released without the heap lock and put back.
+ * Returns the pages released. */
+SA_HIDDEN size_t sa_heap_release(size_t pages, bool respect_delay, sa_release_cause cause);
+/* The page heap's figures for the scavenger's goal (relaxed reads). */
+typedef struct sa_heap_usage {
+    uint64_t inuse_bytes;   /* in in-use spans, without the empty spans mcentral keeps */
+    uint64_t idle_bytes;    /* free pages that may be resident (used, not released), plus those kept spans */
+    uint64_t kept_bytes;    /* the empty spans mcentral keeps */
+    uint64_t counted_bytes; /* toward the memory limit: heap pages used and not released, plus metadata */
+    uint64_t activity;      /* spans and large objects handed out, cumulative: moves while the program allocates */
+} sa_heap_usage;
+SA_HIDDEN void sa_heap_usage_read(sa_heap_usage *u);
 /* Caller holds the registry and heap locks. `quiescent`: no other thread
  * allocates or frees, so every span's bitmaps can be read and counted. */
 SA_HIDDEN int sa_heap_check(char *err, size_t errlen, bool quiescent, uint64_t *live_objects, uint64_t *small_spans);
@@ -355,6 +385,7 @@ typedef struct sa_mcache {
                                                   free(NULL) never matches it */
     sa_mspan *lastspan;                        /* its span, when allocCache handed it out */
     sa_freebin *lastbin;                       /* the bin it was popped from; NULL: from allocCache */
+    _Atomic uint8_t gate;                      /* SA_GATE_*: rare work the fast paths must not skip */
     sa_mspan *alloc[SA_NUM_SPAN_CLASSES];      /* never NULL: &sa_emptyspan when none */
     sa_mspan *partial[SA_NUM_SPAN_CLASSES];    /* owned spans with frees since they were current (FIFO) */
     sa_mspan *partial_tail[SA_NUM_SPAN_CLASSES];
@@ -386,14 +417,65 @@ typedef struct sa_mcache {
     _Atomic uint64_t nremotebin;               /* remote frees kept in a bin for reuse here */
     struct sa_mcache *rnext, *rprev;           /* registry (registry lock) */
     bool live;
+    /* the background scavenger's view (sa_scavenger.c, under its claim lock) */
+    struct sa_thread_state *thread;            /* the owner's operation state; valid while registered */
+    uint64_t scav_ops, scav_seen_ns, scav_flushed_ops;
 } sa_mcache;
+
+/* The gate: one byte of the cache the fast paths load (acquire) and test
+ * for zero before they touch the cache; anything set sends them to the
+ * slow path. HOOK: the alloc/free hook is installed. CLAIM: the background
+ * scavenger is taking the cache of an idle thread (sa_scavenger.c). */
+enum { SA_GATE_HOOK = 1, SA_GATE_CLAIM = 2 };
+
+/* What another thread needs to know about a thread's use of its cache
+ * (the idle-cache claim, sa_scavenger.c): `busy` while a fast path (and the
+ * slow path it called) runs, `hold` while a compound operation (realloc, a
+ * flush, a call out to the hook) runs. The cache pointer shares the TLS
+ * block, so the fast path's store to `busy` needs no second TLS address. */
+typedef struct sa_thread_state {
+    struct sa_mcache *cache;
+    _Atomic uint8_t busy;
+    _Atomic uint32_t hold;
+} sa_thread_state;
 
 #define SA_NO_LAST ((void *)1)
 SA_HIDDEN extern sa_mspan sa_emptyspan;
 SA_HIDDEN extern sa_mcache sa_emptycache;
-extern __thread sa_mcache *sa_tls_cache __attribute__((tls_model("initial-exec")));
+extern __thread sa_thread_state sa_tls __attribute__((tls_model("initial-exec")));
+#define sa_tls_cache (sa_tls.cache)
 
 SA_FAST_PATH sa_mcache *sa_get_cache(void) { return sa_tls_cache; }
+
+/* The claim protocol, the owner's side (an asymmetric Dekker: the
+ * scavenger sets CLAIM, then membarrier() makes every thread's earlier
+ * stores visible, then it reads busy and hold; the owner's store to busy
+ * and its load of the gate are ordered for the compiler only). A fast path
+ * brackets its use of the cache with sa_op_begin/sa_op_end and reads the
+ * gate in between; a compound operation brackets itself with
+ * sa_hold_enter/sa_hold_exit. */
+SA_FAST_PATH void sa_op_begin(void) {
+    atomic_store_explicit(&sa_tls.busy, 1, SA_RELAXED);
+    atomic_signal_fence(memory_order_seq_cst);
+}
+SA_FAST_PATH void sa_op_end(void) { atomic_store_explicit(&sa_tls.busy, 0, memory_order_release); }
+SA_FAST_PATH unsigned sa_gate(const sa_mcache *c) { return atomic_load_explicit(&c->gate, memory_order_acquire); }
+/* The gate said CLAIM: returns once the scavenger is done with the cache. */
+SA_HIDDEN void sa_claim_wait(void);
+/* Counts a call out or a nested operation (inside an operation already). */
+SA_FAST_PATH void sa_hold_inc(void) {
+    atomic_store_explicit(&sa_tls.hold, atomic_load_explicit(&sa_tls.hold, SA_RELAXED) + 1, SA_RELAXED);
+    atomic_signal_fence(memory_order_seq_cst);
+}
+SA_FAST_PATH void sa_hold_dec(void) {
+    atomic_store_explicit(&sa_tls.hold, atomic_load_explicit(&sa_tls.hold, SA_RELAXED) - 1, memory_order_release);
+}
+/* A compound operation's start: counted, then the gate. */
+SA_FAST_PATH void sa_hold_enter(void) {
+    sa_hold_inc();
+    if (SA_UNLIKELY(sa_gate(sa_tls_cache) & SA_GATE_CLAIM)) sa_claim_wait();
+}
+SA_FAST_PATH void sa_hold_exit(void) { sa_hold_dec(); }
 /* Whether cache c owns span s: its current span or on its lists. Only c's
  * thread changes the answer for c, so it is exact there; another thread
  * may see a stale owner (a remote free then takes the remote path). */
@@ -410,6 +492,34 @@ SA_HIDDEN void sa_cache_flush(sa_mcache *c);
 SA_HIDDEN int sa_cache_check(char *err, size_t errlen, bool quiescent, uint64_t *nspans, uint64_t *ncached);
 /* The owner freed into one of its spans that is not the current one. */
 SA_HIDDEN void sa_cache_free_owned(sa_mcache *c, sa_mspan *s);
+SA_HIDDEN extern _Atomic(sa_hook_fn) sa_hook;
+/* The scavenger's claim lock (sa_scavenger.c): held while it claims and
+ * flushes an idle thread's cache; an owner that finds CLAIM waits on it. */
+SA_HIDDEN extern sa_lock_t sa_claim_lock;
+/* Starts the background scavenger if it is wanted and not running, else
+ * wakes it. Takes no allocator lock; never call it holding one. */
+SA_HIDDEN void sa_scavenger_poke(void);
+/* A configuration change: stops (and joins) the thread when the mode is no
+ * longer background. */
+SA_HIDDEN void sa_scavenger_config_changed(void);
+/* The scavenger's and the limit's MemStats fields. */
+SA_HIDDEN void sa_scavenger_stats(sa_mem_stats *out);
+/* The thread could not be started: the pacer releases instead. */
+SA_HIDDEN bool sa_scavenger_failed(void);
+/* Fork: the child has no scavenger thread (started again when needed). */
+SA_HIDDEN void sa_scavenger_fork_child(void);
+/* The memory limit for the page heap: SIZE_MAX when none. */
+SA_HIDDEN size_t sa_memlimit_bytes(void);
+SA_HIDDEN bool sa_memlimit_is_hard(void);
+/* Counts for the limit's statistics. */
+enum { SA_LIMIT_HIT, SA_LIMIT_OVERSHOOT, SA_LIMIT_REFUSAL };
+SA_HIDDEN void sa_memlimit_count(int what);
+/* Hands back the cache of a thread idle for idle_ns (the scavenger: claim
+ * lock, then registry lock, taken inside). Returns the caches flushed. */
+SA_HIDDEN unsigned sa_cache_flush_idle(uint64_t now_ns, uint64_t idle_ns, bool (*barrier)(void));
+/* Sets or clears a gate bit in every registered cache and sa_emptycache
+ * (registry lock taken inside). */
+SA_HIDDEN void sa_cache_set_gate_all(uint8_t bit, bool on);
 /* Sums the counters of every cache, live and exited. */
 typedef struct sa_cache_totals {
     uint64_t nmalloc[SA_NUM_CLASSES], nfree[SA_NUM_CLASSES];

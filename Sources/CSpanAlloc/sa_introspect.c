@@ -3,8 +3,9 @@
  * and sa_owns, and the alloc/free hook, which reports each event with the
  * span's description.
  *
- * Owns: the hook and its context (atomics), and the per-thread flag that
- * keeps the hook's own allocations from being reported. No lock of its own:
+ * Owns: the hook and its context (atomics; each cache's gate says whether
+ * one is installed), and the per-thread flag that keeps the hook's own
+ * allocations from being reported. No lock of its own:
  * a span's live count takes its mcentral's lock when no thread caches it.
  */
 #include "sa_fastpath.h"
@@ -54,7 +55,9 @@ bool sa_span_of(const void *ptr, sa_span_info *out) {
     if (!s) return false;
     int st = atomic_load_explicit(&s->state, SA_RELAXED);
     if (st != SA_SPAN_SMALL && st != SA_SPAN_LARGE) return false;
+    sa_hold_enter(); /* live_count reads the thread's own cache */
     fill_info(s, out, live_count(s));
+    sa_hold_exit();
     return true;
 }
 
@@ -67,9 +70,11 @@ bool sa_owns(const void *ptr) {
 
 /* ---- hook ----------------------------------------------------------------- */
 
+/* The fast paths see the hook through their cache's gate. */
 void sa_set_hook(sa_hook_fn fn, void *ctx) {
     atomic_store(&hook_ctx, ctx);
     atomic_store(&sa_hook, fn);
+    sa_cache_set_gate_all(SA_GATE_HOOK, fn != NULL);
 }
 
 static __thread int in_hook __attribute__((tls_model("initial-exec")));
@@ -81,7 +86,9 @@ void sa_call_hook(int event, void *p, size_t size, const sa_mspan *s) {
     sa_span_info info;
     fill_info(s, &info, atomic_load_explicit(&s->allocCount, SA_RELAXED));
     in_hook = 1;
+    sa_hold_inc(); /* the hook's own allocations end operations of their own */
     fn(event, p, size, &info, atomic_load(&hook_ctx));
+    sa_hold_dec();
     in_hook = 0;
 }
 

@@ -45,6 +45,7 @@ SA_SLOW_PATH static void *alloc_large(size_t size, size_t align_pages, unsigned 
 /* Everything but the plain fast path: refilling the span, zeroing, the hook. */
 void *sa_alloc_small_slow(int cls, size_t size, unsigned flags) {
     int spc = (cls << 1) | (int)(flags & SA_NOSCAN);
+    if (SA_UNLIKELY(sa_gate(sa_get_cache()) & SA_GATE_CLAIM)) sa_claim_wait();
     sa_mcache *c = sa_get_cache();
     if (c->last != SA_NO_LAST) c->last = SA_NO_LAST; /* sa_emptycache is shared: written only when set */
     void *p = sa_cache_next_free(c, spc);
@@ -111,12 +112,25 @@ bool sa_in_heap(const void *p) {
 size_t sa_usable_size_checked(const void *p) {
     uint32_t idx;
     sa_mspan *s = sa_checked_span(p, sa_span_of_addr((uintptr_t)p), "malloc_usable_size", &idx);
-    if (s->sizeclass && SA_UNLIKELY(!slot_live(s, idx)))
-        sa_fatal("malloc_usable_size of pointer %p: already freed (or never allocated)", p);
+    sa_hold_enter(); /* slot_live reads the thread's own spans */
+    bool live = !s->sizeclass || slot_live(s, idx);
+    sa_hold_exit();
+    if (SA_UNLIKELY(!live)) sa_fatal("malloc_usable_size of pointer %p: already freed (or never allocated)", p);
     return s->elemsize;
 }
 
+static void *realloc_held(void *p, size_t size);
+
+/* realloc is one operation on the thread's cache (slot_live, then an
+ * allocation and a free): held, so no claim lands between its steps. */
 void *sa_realloc(void *p, size_t size) {
+    sa_hold_enter();
+    void *q = realloc_held(p, size);
+    sa_hold_exit();
+    return q;
+}
+
+static void *realloc_held(void *p, size_t size) {
     if (!p) return sa_alloc(size, 0);
     if (size == 0) { sa_free(p); return NULL; }
     uint32_t idx;
@@ -155,9 +169,11 @@ size_t sa_scavenge(size_t bytes) {
     /* As Go's debug.FreeOSMemory: hand back what the caller caches and what
      * sits empty in mcentral, then release idle pages. */
     sa_fork_register();
+    sa_hold_enter();
     sa_cache_flush(sa_get_cache());
+    sa_hold_exit();
     sa_central_reclaim();
-    return sa_heap_scavenge(bytes, false);
+    return sa_heap_scavenge(bytes, false, SA_RELEASE_DEMAND);
 }
 
 void sa_get_scavenge_config(sa_scavenge_config *out) {
@@ -170,6 +186,7 @@ void sa_set_scavenge_config(const sa_scavenge_config *cfg) {
     sa_fork_register();
     sa_config_load(); /* so the variable, read later, cannot undo this call */
     sa_heap_config(NULL, cfg);
+    sa_scavenger_config_changed();
 }
 
 void sa_get_cache_config(sa_cache_config *out) {
@@ -183,7 +200,9 @@ void sa_set_cache_config(const sa_cache_config *cfg) {
 }
 
 void sa_thread_flush(void) {
+    sa_hold_enter();
     sa_cache_flush(sa_get_cache());
+    sa_hold_exit();
     /* As before mcentral kept empty spans: an explicit flush leaves them in mheap. */
     sa_lock(&sa_heap.lock);
     sa_central_reclaim_empty_heap_locked();

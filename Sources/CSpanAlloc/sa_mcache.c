@@ -26,7 +26,7 @@
 
 sa_mspan sa_emptyspan; /* allocCache 0, nelems 0: never allocates */
 sa_mcache sa_emptycache = {.alloc = {[0 ... SA_NUM_SPAN_CLASSES - 1] = &sa_emptyspan}, .last = SA_NO_LAST};
-__thread sa_mcache *sa_tls_cache __attribute__((tls_model("initial-exec"))) = &sa_emptycache;
+__thread sa_thread_state sa_tls __attribute__((tls_model("initial-exec"))) = {.cache = &sa_emptycache};
 
 sa_lock_t sa_registry_lock_v = SA_LOCK_INIT;
 #define registry_lock sa_registry_lock_v
@@ -78,12 +78,19 @@ sa_mcache *sa_cache_create(void) {
     sa_freecache_init(c);
     c->last = SA_NO_LAST;
     c->live = true;
+    c->thread = &sa_tls;
+    /* Under the registry lock, as sa_cache_set_gate_all: the hook installed
+     * before is seen here, one installed after finds the cache registered. */
+    atomic_store_explicit(&c->gate, atomic_load(&sa_hook) ? SA_GATE_HOOK : 0, memory_order_release);
     c->rnext = registry;
     if (registry) registry->rprev = c;
     registry = c;
+    bool second = registry->rnext != NULL;
     sa_unlock(&registry_lock);
     sa_tls_cache = c;
     pthread_setspecific(cache_key, c);
+    /* A second thread: its caches may go idle, the scavenger watches them. */
+    if (second) sa_scavenger_poke();
     return c;
 }
 
@@ -346,6 +353,7 @@ static void retire_locked(sa_mcache *c) {
 
 static void cache_thread_exit(void *arg) {
     sa_mcache *c = arg;
+    sa_hold_enter(); /* no claim while the thread flushes and retires its cache */
     sa_cache_totals held = {0};
     sa_freecache_totals(c, &held);
     if (held.cached_objects) sa_stat_add(&sa_exit_flushes, 1);
@@ -355,6 +363,7 @@ static void cache_thread_exit(void *arg) {
     sa_lock(&registry_lock);
     retire_locked(c);
     sa_unlock(&registry_lock);
+    sa_hold_exit();
 }
 
 void sa_cache_fork_child(void) {
@@ -367,6 +376,75 @@ void sa_cache_fork_child(void) {
         retire_locked(c);
         sa_unlock(&registry_lock);
     }
+}
+
+void sa_cache_set_gate_all(uint8_t bit, bool on) {
+    sa_lock(&registry_lock);
+    for (sa_mcache *c = registry; c; c = c->rnext) {
+        if (on) atomic_fetch_or_explicit(&c->gate, bit, memory_order_release);
+        else atomic_fetch_and_explicit(&c->gate, (uint8_t)~bit, memory_order_release);
+    }
+    /* Threads without a cache share sa_emptycache: written only here. */
+    if (on) atomic_fetch_or_explicit(&sa_emptycache.gate, bit, memory_order_release);
+    else atomic_fetch_and_explicit(&sa_emptycache.gate, (uint8_t)~bit, memory_order_release);
+    sa_unlock(&registry_lock);
+}
+
+/* The cache's allocations and frees so far: unchanged while its thread is idle. */
+static uint64_t cache_ops(const sa_mcache *c) {
+    uint64_t n = 0;
+    for (int i = 0; i < SA_NUM_CLASSES; i++) n += sa_stat(&c->nmalloc[i]) + sa_stat(&c->nfree[i]);
+    return n;
+}
+
+/* The claim: CLAIM in the gate, then a barrier on every thread, then the
+ * owner's busy and hold. The owner stores busy (or hold) before it loads
+ * the gate; the barrier orders those for the owner's CPU too, so either
+ * the owner's store is seen here (the claim is dropped), or its next load
+ * of the gate sees CLAIM and it waits on the claim lock, which the
+ * scavenger holds until it has flushed the cache and cleared CLAIM. */
+static bool claim(sa_mcache *c, bool (*barrier)(void)) {
+    atomic_fetch_or_explicit(&c->gate, SA_GATE_CLAIM, memory_order_seq_cst);
+    if (barrier() && atomic_load_explicit(&c->thread->busy, memory_order_acquire) == 0 &&
+        atomic_load_explicit(&c->thread->hold, memory_order_acquire) == 0)
+        return true;
+    atomic_fetch_and_explicit(&c->gate, (uint8_t)~SA_GATE_CLAIM, memory_order_release);
+    return false;
+}
+
+unsigned sa_cache_flush_idle(uint64_t now, uint64_t idle_ns, bool (*barrier)(void)) {
+    unsigned flushed = 0;
+    sa_lock(&sa_claim_lock);
+    sa_lock(&registry_lock);
+again:
+    for (sa_mcache *c = registry; c; c = c->rnext) {
+        uint64_t ops = cache_ops(c);
+        if (ops != c->scav_ops || c->scav_seen_ns == 0) {
+            c->scav_ops = ops;
+            c->scav_seen_ns = now;
+            continue;
+        }
+        /* Idle long enough, and used since the scavenger last flushed it. */
+        if (now - c->scav_seen_ns < idle_ns || ops == c->scav_flushed_ops) continue;
+        if (!claim(c, barrier)) {
+            c->scav_seen_ns = now;
+            continue;
+        }
+        /* The owner now waits before it touches the cache, and a thread
+         * exit waits too, so c stays registered without the registry lock
+         * (which must not be held while the flush takes central and heap
+         * locks, as at fork). */
+        sa_unlock(&registry_lock);
+        sa_cache_flush(c);
+        c->scav_flushed_ops = c->scav_ops = cache_ops(c);
+        atomic_fetch_and_explicit(&c->gate, (uint8_t)~SA_GATE_CLAIM, memory_order_release);
+        flushed++;
+        sa_lock(&registry_lock);
+        goto again;
+    }
+    sa_unlock(&registry_lock);
+    sa_unlock(&sa_claim_lock);
+    return flushed;
 }
 
 void sa_cache_totals_read(sa_cache_totals *t) {

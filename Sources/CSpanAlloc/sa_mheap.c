@@ -6,6 +6,11 @@
  * Lock: sa_heap.lock guards all of it; the page map is written under the
  * lock and read without it (atomic loads) by the free path.
  *
+ * The background scavenger (sa_scavenger.c) releases through
+ * sa_heap_release: a run is carved out of the bins as RELEASING, its
+ * resident pages are released with the lock dropped, and it goes back as
+ * a free run, coalescing with what was freed meanwhile.
+ *
  * Invariants (checked by sa_heap_check):
  *   - every page of every mapped chunk belongs to exactly one span or free run;
  *   - every page of an in-use span maps to it; a free run's first and last
@@ -13,7 +18,8 @@
  *   - no two free runs are adjacent (runs coalesce on free);
  *   - a free run of n pages is on bin n (n < SA_BINS) or on the last bin;
  *   - pages_inuse + pages_free = pages mapped; pages_released counts the
- *     scavenged bits of free pages.
+ *     scavenged bits of free pages, pages_unused the free pages never used;
+ *     a released page was used (released ⊆ used).
  */
 #include "sa_internal.h"
 
@@ -37,14 +43,28 @@ static uint64_t arenas_indexed; /* arena index entries set */
 static uint64_t last_pace_ns;
 
 static sa_scavenge_config scav_cfg = {
-    /* Page faults cost microseconds on these VMs: keep up to 64 MiB, or a
-     * tenth of the in-use heap (Go's retained-heap margin is 10%), of idle
-     * memory mapped, and release only runs idle for a second. */
+    /* Page faults cost microseconds on these VMs: while the program
+     * allocates, keep up to 64 MiB, or a tenth of the in-use heap (Go's
+     * retained-heap margin is 10%), of idle memory mapped, and release only
+     * runs idle for a second; once it is idle, down to the floor. */
     .retain_bytes = (size_t)64 << 20,
     .retain_percent = 10,
     .delay_ms = 1000,
-    .enabled = true,
+    .mode = SA_SCAVENGE_BACKGROUND,
+    .floor_bytes = (size_t)4 << 20,
+    .idle_ms = 1000,
+    .cpu_percent = 1,
 };
+/* Set under the heap lock when the background scavenger has work (idle
+ * memory over the goal, the limit reached); the thread that set it pokes
+ * the scavenger once it has dropped the lock. */
+static _Atomic bool scavenger_wanted;
+
+static inline void sa_scavenger_poke_after_unlock(void) {
+    if (SA_UNLIKELY(atomic_load_explicit(&scavenger_wanted, SA_RELAXED)) &&
+        atomic_exchange_explicit(&scavenger_wanted, false, SA_RELAXED))
+        sa_scavenger_poke();
+}
 
 /* ---- fixalloc ------------------------------------------------------------ */
 
@@ -212,7 +232,7 @@ static sa_mspan *find_run(size_t npages) {
  * `r` is a span struct to reuse for the run; NULL only when a neighbour is
  * known to be free (its struct is reused), so this never allocates metadata
  * on a free path, where running out of memory must not be fatal. */
-static sa_mspan *insert_free_run(uintptr_t base, size_t npages, sa_mspan *r) {
+static sa_mspan *insert_free_run(uintptr_t base, size_t npages, sa_mspan *r, uint64_t freed_ns) {
     uintptr_t end = base + (npages << SA_PAGE_SHIFT);
     /* Runs merge while their page count fits a span's 32-bit npages. */
     sa_mspan *prev = sa_span_of_addr(base - SA_PAGE_SIZE);
@@ -223,6 +243,7 @@ static sa_mspan *insert_free_run(uintptr_t base, size_t npages, sa_mspan *r) {
         if (prev->npages == 1) map_set(prev->base, NULL);
         base = prev->base;
         npages += prev->npages;
+        if (prev->freed_ns > freed_ns) freed_ns = prev->freed_ns; /* a run is as idle as its newest part */
         if (r) span_struct_free(prev); else r = prev;
     }
     sa_mspan *next = sa_span_of_addr(end);
@@ -232,6 +253,7 @@ static sa_mspan *insert_free_run(uintptr_t base, size_t npages, sa_mspan *r) {
         map_set(end, NULL);
         if (next->npages > 1) map_set(end + ((uintptr_t)(next->npages - 1) << SA_PAGE_SHIFT), NULL);
         npages += next->npages;
+        if (next->freed_ns > freed_ns) freed_ns = next->freed_ns;
         if (r) span_struct_free(next); else r = next;
     }
     if (!r) {
@@ -244,7 +266,7 @@ static sa_mspan *insert_free_run(uintptr_t base, size_t npages, sa_mspan *r) {
     r->base = base;
     r->npages = (uint32_t)npages;
     r->elemsize = npages << SA_PAGE_SHIFT;
-    r->freed_ns = sa_os_now_ns();
+    r->freed_ns = freed_ns;
     atomic_store_explicit(&r->state, SA_SPAN_FREE, SA_RELAXED);
     run_set_map(r);
     bin_insert(r);
@@ -304,15 +326,53 @@ static bool grow(size_t npages) {
     sa_stat_add(&sa_heap.heap_sys, bytes);
     sa_stat_add(&sa_heap.arenas, bytes / SA_ARENA_BYTES);
     sa_stat_add(&sa_heap.pages_free, bytes >> SA_PAGE_SHIFT);
+    sa_stat_add(&sa_heap.pages_unused, bytes >> SA_PAGE_SHIFT);
     SA_POISON(p, bytes); /* free pages; spans unpoison what they hand out */
     chunks[nchunks].base = (uintptr_t)p;
     chunks[nchunks].npages = bytes >> SA_PAGE_SHIFT;
     nchunks++;
-    insert_free_run((uintptr_t)p, bytes >> SA_PAGE_SHIFT, run);
+    insert_free_run((uintptr_t)p, bytes >> SA_PAGE_SHIFT, run, 0);
     return true;
 }
 
 /* ---- span allocation ------------------------------------------------------ */
+
+static size_t scavenge_locked(size_t pages, bool respect_delay, sa_release_cause cause);
+
+/* Bytes counted toward the memory limit (heap lock held, or a relaxed view). */
+static uint64_t counted_bytes(void) {
+    uint64_t pages = sa_stat(&sa_heap.heap_sys) >> SA_PAGE_SHIFT;
+    uint64_t off = sa_stat(&sa_heap.pages_released) + sa_stat(&sa_heap.pages_unused);
+    return ((pages > off ? pages - off : 0) << SA_PAGE_SHIFT) + sa_stat(&sa_heap.metadata_sys);
+}
+
+/* Pages of [base, base + npages) that a span made there adds to the
+ * counted memory: never used, or released. */
+static size_t uncounted_pages(uintptr_t base, size_t npages) {
+    return npages - page_bits(base, npages, F_USED, BITS_COUNT) + page_bits(base, npages, F_SCAV, BITS_COUNT);
+}
+
+/* The memory limit, before a span of `npages` is made (heap lock held):
+ * over it, mcentral's empty spans come back and idle pages are released
+ * (the scavenger is asked for idle caches too); still over, a hard limit
+ * refuses (false), a soft one lets the heap pass and counts it. */
+static bool within_limit(size_t npages) {
+    size_t limit = sa_memlimit_bytes();
+    if (SA_LIKELY(limit == SIZE_MAX)) return true;
+    uint64_t add = (uint64_t)npages << SA_PAGE_SHIFT;
+    if (counted_bytes() + add <= limit) return true;
+    sa_memlimit_count(SA_LIMIT_HIT);
+    sa_central_reclaim_empty_heap_locked();
+    uint64_t total = counted_bytes() + add, over = total > limit ? total - limit : 0;
+    /* Release a sixteenth of the limit more than needed, so the next spans
+     * do not each come back here. */
+    if (over) scavenge_locked((size_t)((over + limit / 16) >> SA_PAGE_SHIFT) + 1, false, SA_RELEASE_LIMIT);
+    atomic_store_explicit(&scavenger_wanted, true, SA_RELAXED);
+    if (counted_bytes() + add <= limit) return true;
+    if (sa_memlimit_is_hard()) { sa_memlimit_count(SA_LIMIT_REFUSAL); return false; }
+    sa_memlimit_count(SA_LIMIT_OVERSHOOT);
+    return true;
+}
 
 sa_mspan *sa_heap_alloc_span(size_t npages, size_t align_pages, int spanclass, sa_mcache *owner) {
     int cls = spanclass >> 1;
@@ -322,6 +382,15 @@ sa_mspan *sa_heap_alloc_span(size_t npages, size_t align_pages, int spanclass, s
     sa_mspan *run = find_run(need);
     /* Before mapping more, take back the empty spans mcentral keeps. */
     if (!run && sa_central_reclaim_empty_heap_locked()) run = find_run(need);
+    /* The limit counts what the span adds: its pages that are not resident
+     * yet (a new mapping's, or released ones). */
+    size_t adds = run ? uncounted_pages(run->base, npages < run->npages ? npages : run->npages) : npages;
+    if (adds && !within_limit(adds)) {
+        sa_unlock(&sa_heap.lock);
+        sa_scavenger_poke_after_unlock();
+        return NULL;
+    }
+    if (adds) run = find_run(need); /* the limit's reclaim may have merged runs */
     if (!run) {
         if (!grow(need)) { sa_unlock(&sa_heap.lock); return NULL; }
         run = find_run(need);
@@ -371,6 +440,7 @@ sa_mspan *sa_heap_alloc_span(size_t npages, size_t align_pages, int spanclass, s
     atomic_store_explicit(&s->id, sa_heap_new_span_id(), SA_RELAXED);
     size_t used = page_bits(start, npages, F_USED, BITS_COUNT);
     s->fresh = used == 0;
+    sa_stat_sub(&sa_heap.pages_unused, npages - used);
     s->needzero = page_bits(start, npages, F_DIRTY, BITS_SET) != npages; /* some page was dirty */
     page_bits(start, npages, F_USED, BITS_SET);
     size_t released = page_bits(start, npages, F_SCAV, BITS_CLEAR);
@@ -406,6 +476,7 @@ void sa_heap_free_span(sa_mspan *s) {
     sa_heap_free_span_locked(s);
     pace_scavenger_locked();
     sa_unlock(&sa_heap.lock);
+    sa_scavenger_poke_after_unlock();
 }
 
 void sa_heap_free_span_locked(sa_mspan *s) {
@@ -427,7 +498,7 @@ void sa_heap_free_span_locked(sa_mspan *s) {
     sa_stat_add(&sa_heap.pages_free, npages);
     sa_stat_sub(&sa_heap.spans_inuse, 1);
     sa_stat_add(&sa_heap.spans_returned, 1);
-    insert_free_run(base, npages, s);
+    insert_free_run(base, npages, s, sa_os_now_ns());
 }
 
 bool sa_heap_resize_large(sa_mspan *s, size_t npages) {
@@ -446,7 +517,7 @@ bool sa_heap_resize_large(sa_mspan *s, size_t npages) {
         sa_stat_sub(&sa_heap.large_live_bytes, tail << SA_PAGE_SHIFT);
         sa_stat_sub(&sa_heap.pages_inuse, tail);
         sa_stat_add(&sa_heap.pages_free, tail);
-        insert_free_run(end - (tail << SA_PAGE_SHIFT), tail, run);
+        insert_free_run(end - (tail << SA_PAGE_SHIFT), tail, run, sa_os_now_ns());
         ok = true;
     } else {
         size_t more = npages - s->npages;
@@ -457,12 +528,12 @@ bool sa_heap_resize_large(sa_mspan *s, size_t npages) {
             size_t rest = next->npages - more;
             map_set(end, NULL);
             map_set(end + ((uintptr_t)(next->npages - 1) << SA_PAGE_SHIFT), NULL);
-            page_bits(end, more, F_USED, BITS_SET);
+            sa_stat_sub(&sa_heap.pages_unused, page_bits(end, more, F_USED, BITS_SET));
             page_bits(end, more, F_DIRTY, BITS_SET);
             size_t released = page_bits(end, more, F_SCAV, BITS_CLEAR);
             if (released) sa_stat_sub(&sa_heap.pages_released, released);
             map_set_range(end, more, s);
-            if (rest) insert_free_run(end + (more << SA_PAGE_SHIFT), rest, next);
+            if (rest) insert_free_run(end + (more << SA_PAGE_SHIFT), rest, next, next->freed_ns);
             else span_struct_free(next);
             s->npages = (uint32_t)npages;
             s->elemsize = npages << SA_PAGE_SHIFT;
@@ -479,17 +550,22 @@ bool sa_heap_resize_large(sa_mspan *s, size_t npages) {
 
 /* ---- the scavenger -------------------------------------------------------- */
 
-/* Releases unscavenged pages of run r, trying up to `want` pages; returns
+/* Whether page p of a free run may be resident: used and not released
+ * (pages never used since they were mapped are not resident). */
+static inline bool page_resident(uintptr_t p) {
+    return page_bits(p, 1, F_USED, BITS_COUNT) && !page_bits(p, 1, F_SCAV, BITS_COUNT);
+}
+
+/* Releases the resident pages of run r, trying up to `want` pages; returns
  * the pages released. */
 static size_t scavenge_run(sa_mspan *r, size_t want) {
     size_t done = 0, tried = 0;
     uintptr_t p = r->base, end = r->base + ((uintptr_t)r->npages << SA_PAGE_SHIFT);
     while (p < end && tried < want) {
         /* find the next unscavenged page, then the extent of the stretch */
-        while (p < end && page_bits(p, 1, F_SCAV, BITS_COUNT)) p += SA_PAGE_SIZE;
+        while (p < end && !page_resident(p)) p += SA_PAGE_SIZE;
         uintptr_t q = p;
-        while (q < end && tried + ((q - p) >> SA_PAGE_SHIFT) < want && !page_bits(q, 1, F_SCAV, BITS_COUNT))
-            q += SA_PAGE_SIZE;
+        while (q < end && tried + ((q - p) >> SA_PAGE_SHIFT) < want && page_resident(q)) q += SA_PAGE_SIZE;
         if (q > p) {
             /* Only the 8 KiB pages inside the OS pages that madvise really
              * released read as zero now (OS pages may be larger, and madvise
@@ -513,7 +589,17 @@ static size_t scavenge_run(sa_mspan *r, size_t want) {
     return done;
 }
 
-static size_t scavenge_locked(size_t pages, bool respect_delay) {
+static void count_released(size_t pages, sa_release_cause cause) {
+    if (!pages) return;
+    sa_stat_add(&sa_heap.pages_released, pages);
+    sa_stat_add(&sa_heap.pages_scavenged, pages);
+    sa_stat_add(&sa_heap.pages_released_by[cause], pages);
+    sa_stat_add(&sa_heap.scavenge_runs, 1);
+}
+
+/* Releases with the heap lock held (sa_scavenge, the limit, the pacer of
+ * SA_SCAVENGE_ON): madvise under the lock. */
+static size_t scavenge_locked(size_t pages, bool respect_delay, sa_release_cause cause) {
     uint64_t now = sa_os_now_ns(), delay = (uint64_t)scav_cfg.delay_ms * 1000000u;
     size_t done = 0;
     /* Largest runs first: they cost the fewest madvise calls per page. */
@@ -523,42 +609,197 @@ static size_t scavenge_locked(size_t pages, bool respect_delay) {
             done += scavenge_run(r, pages - done);
         }
     }
-    if (done) {
-        sa_stat_add(&sa_heap.pages_released, done);
-        sa_stat_add(&sa_heap.pages_scavenged, done);
-        sa_stat_add(&sa_heap.scavenge_runs, 1);
-    }
+    count_released(done, cause);
     return done;
 }
 
-/* The background policy, run on the page heap's slow path (Go runs it in a
- * goroutine at ~1% CPU; here it piggybacks on frees, at most once per
- * quarter of the delay). */
+/* The pacer, on the page heap's slow path after a free: in SA_SCAVENGE_ON
+ * it releases what exceeds the retained amount itself (at most once per
+ * quarter of the delay); in SA_SCAVENGE_BACKGROUND it only asks the
+ * background scavenger, so a free never waits for madvise. */
 static void pace_scavenger_locked(void) {
-    if (!scav_cfg.enabled) return;
+    if (scav_cfg.mode == SA_SCAVENGE_OFF) return;
     uint64_t kept_spans, kept_pages, reuses;
     sa_central_empty_stats(&kept_spans, &kept_pages, &reuses);
     /* Empty spans mcentral keeps are idle memory too. */
-    uint64_t idle = (sa_stat(&sa_heap.pages_free) - sa_stat(&sa_heap.pages_released) + kept_pages) << SA_PAGE_SHIFT;
+    uint64_t idle = (sa_stat(&sa_heap.pages_free) - sa_stat(&sa_heap.pages_released) -
+                     sa_stat(&sa_heap.pages_unused) + kept_pages) << SA_PAGE_SHIFT;
     uint64_t inuse = (sa_stat(&sa_heap.pages_inuse) - kept_pages) << SA_PAGE_SHIFT;
     uint64_t limit = inuse / 100 * scav_cfg.retain_percent;
     if (limit < scav_cfg.retain_bytes) limit = scav_cfg.retain_bytes;
     if (idle <= limit) return;
+    if (scav_cfg.mode == SA_SCAVENGE_BACKGROUND && !sa_scavenger_failed()) {
+        atomic_store_explicit(&scavenger_wanted, true, SA_RELAXED);
+        return;
+    }
     uint64_t now = sa_os_now_ns();
     if (now - last_pace_ns < (uint64_t)scav_cfg.delay_ms * 250000u) return;
     last_pace_ns = now;
     /* Over the limit: the kept empty spans go first (into free runs, to be
      * released once they have been idle for the delay). */
     if (kept_pages) sa_central_reclaim_empty_heap_locked();
-    scavenge_locked((size_t)((idle - limit) >> SA_PAGE_SHIFT), true);
+    scavenge_locked((size_t)((idle - limit) >> SA_PAGE_SHIFT), true, SA_RELEASE_PACER);
 }
 
-size_t sa_heap_scavenge(size_t bytes, bool respect_delay) {
+size_t sa_heap_scavenge(size_t bytes, bool respect_delay, sa_release_cause cause) {
     sa_lock(&sa_heap.lock);
     size_t pages = bytes == SIZE_MAX ? SIZE_MAX : (bytes + SA_PAGE_SIZE - 1) >> SA_PAGE_SHIFT;
-    size_t done = scavenge_locked(pages, respect_delay);
+    size_t done = scavenge_locked(pages, respect_delay, cause);
     sa_unlock(&sa_heap.lock);
     return done << SA_PAGE_SHIFT;
+}
+
+/* ---- release outside the lock (the background scavenger) ------------------ */
+
+/* Pages released per trip out of the bins: a bounded time (about a
+ * quarter of a millisecond of madvise here) during which the run's pages
+ * are out of reach of allocation. */
+#define SA_RELEASE_CHUNK 512
+/* Stretches of resident pages one trip releases. */
+#define SA_RELEASE_STRETCHES 32
+
+/* Splits free run r (taken out of its bin) so that [base, base + npages)
+ * becomes a run of its own, returned; the parts before and after go back
+ * on the bins with r's age. NULL, with r back on its bin, when no span
+ * struct can be had. */
+static sa_mspan *carve_run(sa_mspan *r, uintptr_t base, size_t npages) {
+    uintptr_t end = r->base + ((uintptr_t)r->npages << SA_PAGE_SHIFT), cend = base + (npages << SA_PAGE_SHIFT);
+    size_t front = (base - r->base) >> SA_PAGE_SHIFT, back = (end - cend) >> SA_PAGE_SHIFT;
+    sa_mspan *f = front ? span_struct_alloc(0) : NULL, *b = back ? span_struct_alloc(0) : NULL;
+    if ((front && !f) || (back && !b)) {
+        if (f) span_struct_free(f);
+        if (b) span_struct_free(b);
+        return NULL;
+    }
+    uint64_t age = r->freed_ns;
+    bin_remove(r);
+    sa_mspan *parts[2] = {f, b};
+    uintptr_t bases[2] = {r->base, cend};
+    size_t lens[2] = {front, back};
+    for (int i = 0; i < 2; i++) {
+        sa_mspan *x = parts[i];
+        if (!x) continue;
+        x->base = bases[i];
+        x->npages = (uint32_t)lens[i];
+        x->elemsize = lens[i] << SA_PAGE_SHIFT;
+        x->freed_ns = age;
+        atomic_store_explicit(&x->state, SA_SPAN_FREE, SA_RELAXED);
+        run_set_map(x);
+        bin_insert(x);
+    }
+    r->base = base;
+    r->npages = (uint32_t)npages;
+    r->elemsize = npages << SA_PAGE_SHIFT;
+    run_set_map(r);
+    return r;
+}
+
+/* A run worth releasing: the largest whose pages idled for the delay and
+ * hold resident ones; the oldest among equals. Sets *first to its first
+ * resident page. */
+static sa_mspan *pick_release_run(bool respect_delay, uint64_t now, uintptr_t *first) {
+    uint64_t delay = (uint64_t)scav_cfg.delay_ms * 1000000u;
+    for (int b = SA_BINS; b >= 1; b--) {
+        sa_mspan *best = NULL;
+        uintptr_t best_first = 0;
+        for (sa_mspan *r = bins[b]; r; r = r->next) {
+            if (respect_delay && now - r->freed_ns < delay) continue;
+            if (best && (r->npages < best->npages || (r->npages == best->npages && r->freed_ns >= best->freed_ns)))
+                continue;
+            if (page_bits(r->base, r->npages, F_USED, BITS_COUNT) == page_bits(r->base, r->npages, F_SCAV, BITS_COUNT))
+                continue; /* nothing resident */
+            uintptr_t p = r->base;
+            while (!page_resident(p)) p += SA_PAGE_SIZE;
+            best = r;
+            best_first = p;
+        }
+        if (best) {
+            *first = best_first;
+            return best;
+        }
+    }
+    return NULL;
+}
+
+size_t sa_heap_release(size_t pages, bool respect_delay, sa_release_cause cause) {
+    size_t done = 0;
+    while (done < pages) {
+        sa_lock(&sa_heap.lock);
+        uintptr_t first;
+        sa_mspan *r = pick_release_run(respect_delay, sa_os_now_ns(), &first);
+        if (!r) {
+            sa_unlock(&sa_heap.lock);
+            break;
+        }
+        uintptr_t end = r->base + ((uintptr_t)r->npages << SA_PAGE_SHIFT);
+        size_t n = (end - first) >> SA_PAGE_SHIFT, want = pages - done;
+        if (want > SA_RELEASE_CHUNK) want = SA_RELEASE_CHUNK;
+        if (n > want) n = want;
+        uint64_t age = r->freed_ns;
+        sa_mspan *c = carve_run(r, first, n);
+        if (!c) { /* no metadata for the split: release under the lock */
+            size_t k = scavenge_run(r, want);
+            count_released(k, cause);
+            sa_unlock(&sa_heap.lock);
+            done += k ? k : want;
+            continue;
+        }
+        /* Taken out: no allocation or coalescing touches it meanwhile (its
+         * state is not FREE), so the plan made here stays true. */
+        atomic_store_explicit(&c->state, SA_SPAN_RELEASING, SA_RELAXED);
+        typedef struct { uintptr_t lo, hi; } stretch;
+        stretch plan[SA_RELEASE_STRETCHES];
+        int nplan = 0;
+        for (uintptr_t p = c->base, e = c->base + ((uintptr_t)c->npages << SA_PAGE_SHIFT); p < e && nplan < SA_RELEASE_STRETCHES;) {
+            while (p < e && !page_resident(p)) p += SA_PAGE_SIZE;
+            uintptr_t q = p;
+            while (q < e && page_resident(q)) q += SA_PAGE_SIZE;
+            if (q > p) plan[nplan++] = (stretch){p, q};
+            p = q;
+        }
+        sa_unlock(&sa_heap.lock);
+
+        uintptr_t rel[SA_RELEASE_STRETCHES];
+        size_t len[SA_RELEASE_STRETCHES];
+        for (int i = 0; i < nplan; i++) len[i] = sa_os_release((void *)plan[i].lo, plan[i].hi - plan[i].lo, &rel[i]);
+
+        sa_lock(&sa_heap.lock);
+        size_t k = 0;
+        for (int i = 0; i < nplan; i++) {
+            /* Only the 8 KiB pages inside the OS pages madvise released. */
+            uintptr_t lo = (rel[i] + SA_PAGE_SIZE - 1) & ~(uintptr_t)(SA_PAGE_SIZE - 1);
+            uintptr_t hi = (rel[i] + len[i]) & ~(uintptr_t)(SA_PAGE_SIZE - 1);
+            if (len[i] && hi > lo) {
+                size_t m = (hi - lo) >> SA_PAGE_SHIFT;
+                page_bits(lo, m, F_SCAV, BITS_SET);
+                page_bits(lo, m, F_DIRTY, BITS_CLEAR);
+                k += m;
+            }
+        }
+        count_released(k, cause);
+        /* Back as a free run: its end pages stop mapping to it first, as a
+         * freed span's pages do, since a merge makes them interior. */
+        map_set(c->base, NULL);
+        map_set(c->base + ((uintptr_t)(c->npages - 1) << SA_PAGE_SHIFT), NULL);
+        insert_free_run(c->base, c->npages, c, age);
+        sa_unlock(&sa_heap.lock);
+        /* A run that could not be released still counts as tried. */
+        done += k ? k : n;
+        if (!k && !nplan) break;
+    }
+    return done;
+}
+
+void sa_heap_usage_read(sa_heap_usage *u) {
+    uint64_t kept_spans, kept_pages, reuses;
+    sa_central_empty_stats(&kept_spans, &kept_pages, &reuses);
+    uint64_t freep = sa_stat(&sa_heap.pages_free), off = sa_stat(&sa_heap.pages_released) + sa_stat(&sa_heap.pages_unused);
+    uint64_t inuse = sa_stat(&sa_heap.pages_inuse);
+    u->kept_bytes = kept_pages << SA_PAGE_SHIFT;
+    u->idle_bytes = ((freep > off ? freep - off : 0) + kept_pages) << SA_PAGE_SHIFT;
+    u->inuse_bytes = (inuse > kept_pages ? inuse - kept_pages : 0) << SA_PAGE_SHIFT;
+    u->counted_bytes = counted_bytes();
+    u->activity = sa_stat(&sa_heap.spans_fresh) + sa_stat(&sa_heap.spans_reused) + sa_stat(&sa_heap.large_allocs) + reuses;
 }
 
 void sa_heap_config(sa_scavenge_config *get, const sa_scavenge_config *set) {
@@ -605,7 +846,7 @@ static int check_page_bits(uintptr_t p, size_t npages, bool inuse, char *err, si
 }
 
 int sa_heap_check(char *err, size_t errlen, bool quiescent, uint64_t *live_objects, uint64_t *small_spans) {
-    uint64_t inuse = 0, freep = 0, released = 0, live = 0, nsmall = 0, nspans = 0, mapped = 0;
+    uint64_t inuse = 0, freep = 0, released = 0, unused = 0, live = 0, nsmall = 0, nspans = 0, mapped = 0;
     if (check_arena_index(err, errlen)) return -1;
     for (size_t c = 0; c < nchunks; c++) {
         uintptr_t p = chunks[c].base, end = p + (chunks[c].npages << SA_PAGE_SHIFT);
@@ -616,19 +857,24 @@ int sa_heap_check(char *err, size_t errlen, bool quiescent, uint64_t *live_objec
             CHECK(s->base == p, "page %p maps to span at %p, expected a span starting here", (void *)p, (void *)s->base);
             uintptr_t last = p + ((uintptr_t)(s->npages - 1) << SA_PAGE_SHIFT);
             int st = atomic_load_explicit(&s->state, SA_RELAXED);
-            if (st == SA_SPAN_FREE) {
+            if (st == SA_SPAN_FREE || st == SA_SPAN_RELEASING) {
+                /* A run the scavenger took out to release is off the bins
+                 * and is not coalesced until it is put back. */
                 CHECK(sa_span_of_addr(last) == s, "free run %p: last page does not map to it", (void *)p);
                 for (uintptr_t q = p + SA_PAGE_SIZE; q < last; q += SA_PAGE_SIZE)
                     CHECK(sa_span_of_addr(q) == NULL, "free run %p: interior page %p mapped", (void *)p, (void *)q);
-                CHECK(s->list == SA_LIST_BIN, "free run %p not on a bin", (void *)p);
-                bool found = false;
-                for (sa_mspan *r = bins[bin_of(s->npages)]; r; r = r->next) if (r == s) { found = true; break; }
-                CHECK(found, "free run %p (%u pages) missing from bin %u", (void *)p, s->npages, bin_of(s->npages));
-                sa_mspan *nx = sa_span_of_addr(last + SA_PAGE_SIZE);
-                CHECK(!(nx && nx->base == last + SA_PAGE_SIZE && atomic_load_explicit(&nx->state, SA_RELAXED) == SA_SPAN_FREE),
-                      "free runs %p and %p are adjacent (not coalesced)", (void *)p, (void *)nx->base);
+                if (st == SA_SPAN_FREE) {
+                    CHECK(s->list == SA_LIST_BIN, "free run %p not on a bin", (void *)p);
+                    bool found = false;
+                    for (sa_mspan *r = bins[bin_of(s->npages)]; r; r = r->next) if (r == s) { found = true; break; }
+                    CHECK(found, "free run %p (%u pages) missing from bin %u", (void *)p, s->npages, bin_of(s->npages));
+                    sa_mspan *nx = sa_span_of_addr(last + SA_PAGE_SIZE);
+                    CHECK(!(nx && nx->base == last + SA_PAGE_SIZE && atomic_load_explicit(&nx->state, SA_RELAXED) == SA_SPAN_FREE),
+                          "free runs %p and %p are adjacent (not coalesced)", (void *)p, (void *)nx->base);
+                }
                 freep += s->npages;
                 released += page_bits(p, s->npages, F_SCAV, BITS_COUNT);
+                unused += s->npages - page_bits(p, s->npages, F_USED, BITS_COUNT);
                 if (check_page_bits(p, s->npages, false, err, errlen)) return -1;
             } else {
                 CHECK(st == SA_SPAN_SMALL || st == SA_SPAN_LARGE, "span %p has state %d", (void *)p, st);
@@ -676,6 +922,8 @@ int sa_heap_check(char *err, size_t errlen, bool quiescent, uint64_t *live_objec
           (unsigned long long)freep, (unsigned long long)sa_stat(&sa_heap.pages_free));
     CHECK(released == sa_stat(&sa_heap.pages_released), "released pages: counted %llu, stats say %llu",
           (unsigned long long)released, (unsigned long long)sa_stat(&sa_heap.pages_released));
+    CHECK(unused == sa_stat(&sa_heap.pages_unused), "free pages never used: counted %llu, stats say %llu",
+          (unsigned long long)unused, (unsigned long long)sa_stat(&sa_heap.pages_unused));
     CHECK(inuse + freep == mapped, "pages: %llu in use + %llu free, %llu mapped", (unsigned long long)inuse,
           (unsigned long long)freep, (unsigned long long)mapped);
     CHECK(mapped << SA_PAGE_SHIFT == sa_stat(&sa_heap.heap_sys), "heap: %llu pages mapped, HeapSys %llu",

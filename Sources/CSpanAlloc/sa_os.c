@@ -1,7 +1,7 @@
 /*
  * sa_os.c — the only file that talks to the OS: mapping and releasing
- * memory, the OS page size, the clock, and writing fatal messages without
- * allocating. Holds no locks. Fault injection (sa_debug_fail_mmap_after)
+ * memory, the OS page size, the clocks, the process-wide memory barrier
+ * (membarrier), and writing fatal messages without allocating. Holds no locks. Fault injection (sa_debug_fail_mmap_after)
  * lives here so every layer above sees the same failures a real OS gives.
  */
 #include "sa_internal.h"
@@ -11,7 +11,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <sys/mman.h>
+#include <sys/syscall.h>
 #include <time.h>
+#ifdef __linux__
+#include <linux/membarrier.h>
+#endif
 #include <unistd.h>
 
 static _Atomic size_t os_page_size;
@@ -106,4 +110,28 @@ void sa_fatal(const char *fmt, ...) {
     vlog("fatal error: spanalloc: ", fmt, ap);
     va_end(ap);
     abort();
+}
+
+uint64_t sa_os_thread_cpu_ns(void) {
+    struct timespec t;
+    if (clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t) != 0) return 0;
+    return (uint64_t)t.tv_sec * 1000000000u + (uint64_t)t.tv_nsec;
+}
+
+bool sa_os_membarrier_register(void) {
+#if defined(__linux__) && defined(SYS_membarrier)
+    long q = syscall(SYS_membarrier, MEMBARRIER_CMD_QUERY, 0, 0);
+    if (q < 0 || !(q & MEMBARRIER_CMD_PRIVATE_EXPEDITED)) return false;
+    return syscall(SYS_membarrier, MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED, 0, 0) == 0;
+#else
+    return false;
+#endif
+}
+
+bool sa_os_membarrier(void) {
+#if defined(__linux__) && defined(SYS_membarrier)
+    return syscall(SYS_membarrier, MEMBARRIER_CMD_PRIVATE_EXPEDITED, 0, 0) == 0;
+#else
+    return false;
+#endif
 }

@@ -86,6 +86,11 @@ void sa_read_mem_stats(sa_mem_stats *out) {
     out->remote_batches = t.nrbatches;
     out->exit_flushes = sa_stat(&sa_exit_flushes);
     out->thread_held_max = t.held_max;
+    out->pages_released_background = sa_stat(&sa_heap.pages_released_by[SA_RELEASE_BACKGROUND]);
+    out->pages_released_pacer = sa_stat(&sa_heap.pages_released_by[SA_RELEASE_PACER]);
+    out->pages_released_limit = sa_stat(&sa_heap.pages_released_by[SA_RELEASE_LIMIT]);
+    out->pages_released_demand = sa_stat(&sa_heap.pages_released_by[SA_RELEASE_DEMAND]);
+    sa_scavenger_stats(out);
     sa_unlock(&stats_lock);
 }
 
@@ -115,6 +120,13 @@ size_t sa_mem_stats_json(char *buf, size_t cap) {
     FIELD("FreeCacheBytes", s.free_cache_bytes); FIELD("FreeCacheFlushes", s.free_cache_flushes);
     FIELD("FreeCacheGCFlushes", s.free_cache_gc_flushes); FIELD("RemoteBatches", s.remote_batches);
     FIELD("ExitFlushes", s.exit_flushes); FIELD("ThreadHeldMax", s.thread_held_max);
+    FIELD("PagesReleasedBackground", s.pages_released_background); FIELD("PagesReleasedPacer", s.pages_released_pacer);
+    FIELD("PagesReleasedLimit", s.pages_released_limit); FIELD("PagesReleasedDemand", s.pages_released_demand);
+    FIELD("ScavengerCPUNanoseconds", s.scavenger_cpu_ns); FIELD("ScavengerRunning", s.scavenger_running);
+    FIELD("IdleCacheFlushes", s.idle_cache_flushes); FIELD("MemoryLimit", s.memory_limit);
+    FIELD("MemoryLimitIsHard", s.memory_limit_hard); FIELD("MemoryCounted", s.memory_counted);
+    FIELD("MemoryLimitHits", s.memory_limit_hits); FIELD("MemoryLimitOvershoots", s.memory_limit_overshoots);
+    FIELD("MemoryLimitRefusals", s.memory_limit_refusals);
     EMIT("\"BySize\":[");
     for (int c = 1; c < SA_NUM_CLASSES; c++)
         EMIT("%s{\"Size\":%u,\"Mallocs\":%llu,\"Frees\":%llu}", c > 1 ? "," : "", s.by_size[c].size,

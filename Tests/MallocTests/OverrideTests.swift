@@ -64,7 +64,7 @@ import Testing
             "SPANALLOC": "stats=1,verbose=1,scavenge_retain=3M,scavenge_percent=7,scavenge_delay_ms=123,scavenge=off",
         ])
         #expect(r.succeeded, "\(r.summary)")
-        #expect(r.out.contains("retain_bytes=3145728 retain_percent=7 delay_ms=123 enabled=0"), "\(r.summary)")
+        #expect(r.out.contains("retain_bytes=3145728 retain_percent=7 delay_ms=123 mode=0"), "\(r.summary)")
         #expect(r.err.contains("override active"))
         #expect(r.err.contains("exit: "))
         let report = try #require(r.reports.first, "no stats report: \(r.summary)")

@@ -47,7 +47,10 @@ extension CoreAllocatorTests {
             changed.retain_bytes = 123 << 20
             changed.retain_percent = 7
             changed.delay_ms = 4321
-            changed.enabled = !saved.enabled
+            changed.mode = saved.mode == SA_SCAVENGE_OFF ? SA_SCAVENGE_ON : SA_SCAVENGE_OFF
+            changed.floor_bytes = 5 << 20
+            changed.idle_ms = 777
+            changed.cpu_percent = 3
             sa_set_scavenge_config(&changed)
             var read = sa_scavenge_config()
             sa_get_scavenge_config(&read)
@@ -55,7 +58,8 @@ extension CoreAllocatorTests {
             #expect(read.retain_bytes == 123 << 20)
             #expect(read.retain_percent == 7)
             #expect(read.delay_ms == 4321)
-            #expect(read.enabled == !saved.enabled)
+            #expect(read.mode == changed.mode)
+            #expect(read.floor_bytes == 5 << 20 && read.idle_ms == 777 && read.cpu_percent == 3)
         }
     }
 }

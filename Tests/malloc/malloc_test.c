@@ -757,8 +757,8 @@ static void test_threads(void) {
 static int print_config(void) {
     sa_scavenge_config c;
     sa_get_scavenge_config(&c);
-    printf("retain_bytes=%zu retain_percent=%u delay_ms=%u enabled=%d\n", c.retain_bytes, c.retain_percent,
-           c.delay_ms, (int)c.enabled);
+    printf("retain_bytes=%zu retain_percent=%u delay_ms=%u mode=%d\n", c.retain_bytes, c.retain_percent,
+           c.delay_ms, (int)c.mode);
     /* some work, so the exit report has something to count */
     for (int i = 0; i < 1000; i++) free(opaque(malloc((size_t)i + 1)));
     return 0;
