@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # Builds and runs the multi-generation stress (Tests/stress/stress.c,
-# docs/reliability.md) against the CSpanAlloc sources, twice:
+# docs/reliability.md) and the idle-cache claim stress (Tests/stress/claims.c)
+# against the CSpanAlloc sources, twice each:
 #
-#   .build/stress/stress-release   clang -O2 -DNDEBUG (the shipped build)
-#   .build/stress/stress-tsan      clang -O1 -g -fsanitize=thread, assertions and lock-rank checks on
+#   .build/stress/*-release   clang -O2 -DNDEBUG (the shipped build)
+#   .build/stress/*-tsan      clang -O1 -g -fsanitize=thread, assertions and lock-rank checks on
 #
+# claims runs CLAIMS_SECONDS (default 5) per build.
 #   scripts/stress.sh                    # CI: 4 configurations x >= 10^6 operations, each build
 #   STRESS_SECONDS=1200 scripts/stress.sh --release-only   # long mode (>= 10^8 operations)
 #   STRESS_CONFIGS=8m STRESS_OPS=10000000 scripts/stress.sh
@@ -26,22 +28,24 @@ for arg in "$@"; do
     esac
 done
 
-sources=(Tests/stress/stress.c Sources/CSpanAlloc/*.c)
-build() { # build OUTPUT FLAGS...
-    local bin=$1; shift
-    if [[ ! -x $bin ]] || [[ -n $(find "${sources[@]}" Sources/CSpanAlloc "$0" -newer "$bin" -print -quit) ]]; then
+core=(Sources/CSpanAlloc/*.c)
+build() { # build OUTPUT MAIN FLAGS...
+    local bin=$1 main=$2; shift 2
+    if [[ ! -x $bin ]] || [[ -n $(find "$main" "${core[@]}" Sources/CSpanAlloc "$0" -newer "$bin" -print -quit) ]]; then
         echo "== building $bin"
         "$CLANG" -std=gnu11 -D_GNU_SOURCE -pthread -Wall -Wextra "$@" \
-            -ISources/CSpanAlloc/include -ISources/CSpanAlloc "${sources[@]}" -o "$bin.tmp"
+            -ISources/CSpanAlloc/include -ISources/CSpanAlloc "$main" "${core[@]}" -o "$bin.tmp"
         mv -f "$bin.tmp" "$bin"
     fi
 }
-build "$OUT/stress-release" -O2 -DNDEBUG
+build "$OUT/stress-release" Tests/stress/stress.c -O2 -DNDEBUG
+build "$OUT/claims-release" Tests/stress/claims.c -O2 -DNDEBUG
 # The toolchain's TSan runtime carries libdispatch interceptors: link the
 # toolchain's libdispatch and BlocksRuntime so they resolve.
 swiftlib=$(dirname "$CLANG")/../lib/swift/linux
-[[ $release_only = 1 ]] || build "$OUT/stress-tsan" -O1 -g -fsanitize=thread \
-    -L"$swiftlib" -Wl,-rpath,"$swiftlib" -ldispatch -lBlocksRuntime
+tsan=(-O1 -g -fsanitize=thread -L"$swiftlib" -Wl,-rpath,"$swiftlib" -ldispatch -lBlocksRuntime)
+[[ $release_only = 1 ]] || build "$OUT/stress-tsan" Tests/stress/stress.c "${tsan[@]}"
+[[ $release_only = 1 ]] || build "$OUT/claims-tsan" Tests/stress/claims.c "${tsan[@]}"
 
 start=$(date +%s)
 echo "== $OUT/stress-release"
@@ -51,5 +55,12 @@ if [[ $release_only = 0 ]]; then
     # halt_on_error: a reported race fails the run (exit code 66).
     STRESS_OPS=${STRESS_TSAN_OPS:-${STRESS_OPS:-1000000}} TSAN_OPTIONS="halt_on_error=1 ${TSAN_OPTIONS:-}" \
         "$OUT/stress-tsan"
+fi
+# The scavenger claiming idle threads' caches while they wake up.
+echo "== $OUT/claims-release"
+"$OUT/claims-release"
+if [[ $release_only = 0 ]]; then
+    echo "== $OUT/claims-tsan"
+    TSAN_OPTIONS="halt_on_error=1 ${TSAN_OPTIONS:-}" "$OUT/claims-tsan"
 fi
 echo "== stress: passed, $(($(date +%s) - start)) s"

@@ -382,15 +382,17 @@ sa_mspan *sa_heap_alloc_span(size_t npages, size_t align_pages, int spanclass, s
     sa_mspan *run = find_run(need);
     /* Before mapping more, take back the empty spans mcentral keeps. */
     if (!run && sa_central_reclaim_empty_heap_locked()) run = find_run(need);
-    /* The limit counts what the span adds: its pages that are not resident
-     * yet (a new mapping's, or released ones). */
-    size_t adds = run ? uncounted_pages(run->base, npages < run->npages ? npages : run->npages) : npages;
-    if (adds && !within_limit(adds)) {
-        sa_unlock(&sa_heap.lock);
-        sa_scavenger_poke_after_unlock();
-        return NULL;
+    if (SA_UNLIKELY(sa_memlimit_bytes() != SIZE_MAX)) {
+        /* The limit counts what the span adds: its pages that are not
+         * resident yet (a new mapping's, or released ones). */
+        size_t adds = run ? uncounted_pages(run->base, npages < run->npages ? npages : run->npages) : npages;
+        if (adds && !within_limit(adds)) {
+            sa_unlock(&sa_heap.lock);
+            sa_scavenger_poke_after_unlock();
+            return NULL;
+        }
+        if (adds) run = find_run(need); /* the limit's reclaim may have merged runs */
     }
-    if (adds) run = find_run(need); /* the limit's reclaim may have merged runs */
     if (!run) {
         if (!grow(need)) { sa_unlock(&sa_heap.lock); return NULL; }
         run = find_run(need);
