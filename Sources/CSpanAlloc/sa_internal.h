@@ -314,6 +314,8 @@ SA_HIDDEN size_t sa_heap_scavenge(size_t bytes, bool respect_delay, sa_release_c
  * taken out of the bins, released without the heap lock and put back.
  * Returns the pages released. */
 SA_HIDDEN size_t sa_heap_release(size_t pages, bool respect_delay, sa_release_cause cause);
+/* Returns the span pool's empty chunks to the OS; the bytes released. */
+SA_HIDDEN size_t sa_heap_release_metadata(void);
 /* The page heap's figures for the scavenger's goal (relaxed reads). */
 typedef struct sa_heap_usage {
     uint64_t inuse_bytes;   /* in in-use spans, without the empty spans mcentral keeps */

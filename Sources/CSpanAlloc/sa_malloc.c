@@ -173,7 +173,9 @@ size_t sa_scavenge(size_t bytes) {
     sa_cache_flush(sa_get_cache());
     sa_hold_exit();
     sa_central_reclaim();
-    return sa_heap_scavenge(bytes, false, SA_RELEASE_DEMAND);
+    size_t done = sa_heap_scavenge(bytes, false, SA_RELEASE_DEMAND);
+    sa_heap_release_metadata();
+    return done;
 }
 
 void sa_get_scavenge_config(sa_scavenge_config *out) {

@@ -95,9 +95,45 @@ void sa_fixalloc_free(sa_fixalloc *f, void *p) {
 }
 
 /* Span structs come in sizes of whole cache lines: a header of three lines
- * plus the three bitmaps for the class. Bucket = size / 64. */
+ * plus the three bitmaps for the class. Bucket = size / 64. They live in
+ * 256 KiB chunks (the span pool), each with a header of its own: a chunk
+ * whose structs are all free goes on the empty list, and the scavenger
+ * releases empty chunks (sa_heap_release_metadata), so the metadata of a
+ * heap that shrank goes back to the OS too. A freed or released struct
+ * reads as DEAD (state 0, id 0) to a thread that still holds a stale
+ * pointer to it. Heap lock. */
 #define SA_SPAN_BUCKETS 16
-static sa_fixalloc span_alloc[SA_SPAN_BUCKETS];
+#define SA_POOL_CHUNK ((size_t)256 << 10)
+
+typedef struct pool_chunk {
+    struct pool_chunk *next, *prev; /* on its bucket's partial list, or the empty list */
+    void *freelist;
+    uint32_t bump;     /* offset of the first struct never handed out */
+    uint32_t live;     /* structs handed out */
+    uint16_t size;     /* struct size of its bucket */
+    uint8_t list;      /* POOL_NONE (full), POOL_PARTIAL, POOL_EMPTY */
+    uint8_t released;  /* its body is returned to the OS */
+} pool_chunk;
+enum { POOL_NONE, POOL_PARTIAL, POOL_EMPTY };
+#define SA_POOL_HEADER 64 /* the header's line; structs follow, 64-aligned */
+
+static pool_chunk *pool_partial[SA_SPAN_BUCKETS], *pool_empty;
+static _Atomic uint64_t pool_released_bytes; /* metadata released, in empty chunks */
+
+static void pool_link(pool_chunk **head, pool_chunk *c, uint8_t list) {
+    c->list = list;
+    c->prev = NULL;
+    c->next = *head;
+    if (*head) (*head)->prev = c;
+    *head = c;
+}
+
+static void pool_unlink(pool_chunk **head, pool_chunk *c) {
+    if (c->prev) c->prev->next = c->next; else *head = c->next;
+    if (c->next) c->next->prev = c->prev;
+    c->next = c->prev = NULL;
+    c->list = POOL_NONE;
+}
 
 static size_t span_struct_size(int cls) {
     size_t words = 0;
@@ -113,10 +149,37 @@ static size_t span_struct_size(int cls) {
 static sa_mspan *span_struct_alloc(int cls) {
     size_t sz = span_struct_size(cls);
     unsigned b = (unsigned)(sz / 64);
-    sa_fixalloc *f = &span_alloc[b];
-    f->size = sz;
-    sa_mspan *s = sa_fixalloc_alloc(f);
-    if (!s) return NULL;
+    pool_chunk *c = pool_partial[b];
+    if (!c) {
+        c = pool_empty;
+        if (c) {
+            pool_unlink(&pool_empty, c);
+            if (c->released) {
+                c->released = 0;
+                sa_stat_sub(&pool_released_bytes, SA_POOL_CHUNK - sa_os_page_size());
+            }
+        } else {
+            c = sa_os_map_aligned(SA_POOL_CHUNK, SA_POOL_CHUNK);
+            if (!c) return NULL;
+            sa_stat_add(&sa_heap.metadata_sys, SA_POOL_CHUNK);
+        }
+        c->freelist = NULL;
+        c->bump = SA_POOL_HEADER;
+        c->live = 0;
+        c->size = (uint16_t)sz;
+        c->released = 0;
+        pool_link(&pool_partial[b], c, POOL_PARTIAL);
+    }
+    sa_mspan *s;
+    if (c->freelist) {
+        s = c->freelist;
+        c->freelist = *(void **)s;
+    } else {
+        s = (sa_mspan *)((char *)c + c->bump);
+        c->bump += (uint32_t)sz;
+    }
+    c->live++;
+    if (!c->freelist && c->bump + sz > SA_POOL_CHUNK) pool_unlink(&pool_partial[b], c); /* full */
     memset(s, 0, offsetof(sa_mspan, words));
     s->bucket = (uint8_t)b;
     return s;
@@ -126,7 +189,34 @@ static void span_struct_free(sa_mspan *s) {
     atomic_store_explicit(&s->state, SA_SPAN_DEAD, SA_RELAXED);
     atomic_store_explicit(&s->id, 0, SA_RELAXED);
     atomic_store_explicit(&s->owner, NULL, SA_RELAXED);
-    sa_fixalloc_free(&span_alloc[s->bucket], s);
+    pool_chunk *c = (pool_chunk *)((uintptr_t)s & ~(uintptr_t)(SA_POOL_CHUNK - 1));
+    *(void **)s = c->freelist;
+    c->freelist = s;
+    if (c->list == POOL_NONE) pool_link(&pool_partial[s->bucket], c, POOL_PARTIAL);
+    if (--c->live == 0) {
+        pool_unlink(&pool_partial[s->bucket], c);
+        pool_link(&pool_empty, c, POOL_EMPTY);
+    }
+}
+
+size_t sa_heap_release_metadata(void) {
+    size_t done = 0, os = sa_os_page_size();
+    sa_lock(&sa_heap.lock);
+    for (pool_chunk *c = pool_empty; c; c = c->next) {
+        if (c->released) continue;
+        /* The first OS page keeps the header; the structs there are free
+         * and handed out again from the bump pointer. */
+        uintptr_t rel;
+        size_t n = sa_os_release((char *)c + os, SA_POOL_CHUNK - os, &rel);
+        if (n != SA_POOL_CHUNK - os) continue;
+        c->released = 1;
+        c->freelist = NULL;
+        c->bump = SA_POOL_HEADER;
+        sa_stat_add(&pool_released_bytes, n);
+        done += n;
+    }
+    sa_unlock(&sa_heap.lock);
+    return done;
 }
 
 /* ---- arena index and page map ------------------------------------------- */
@@ -343,7 +433,7 @@ static size_t scavenge_locked(size_t pages, bool respect_delay, sa_release_cause
 static uint64_t counted_bytes(void) {
     uint64_t pages = sa_stat(&sa_heap.heap_sys) >> SA_PAGE_SHIFT;
     uint64_t off = sa_stat(&sa_heap.pages_released) + sa_stat(&sa_heap.pages_unused);
-    return ((pages > off ? pages - off : 0) << SA_PAGE_SHIFT) + sa_stat(&sa_heap.metadata_sys);
+    return ((pages > off ? pages - off : 0) << SA_PAGE_SHIFT) + sa_stat(&sa_heap.metadata_sys) - sa_stat(&pool_released_bytes);
 }
 
 /* Pages of [base, base + npages) that a span made there adds to the

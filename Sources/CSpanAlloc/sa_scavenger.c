@@ -18,6 +18,7 @@
  *   - releases idle memory above the goal, runs idle for delay_ms first
  *     (none while over the limit), largest runs first, a chunk at a time
  *     with madvise outside the heap lock (sa_heap_release);
+ *   - once idle, releases the span pool's empty chunks (metadata);
  *   - sleeps so that its CPU time stays cpu_percent of one CPU (ten times
  *     that while idle memory is over twice the goal, or the heap is over its
  *     limit), and half of idle_ms when there is nothing to release.
@@ -145,7 +146,7 @@ static void *scavenger_main(void *arg) {
     prctl(PR_SET_NAME, "spanalloc-scav", 0, 0, 0);
 #endif
     atomic_store(&scav.barrier_ok, sa_os_membarrier_register());
-    uint64_t last_activity = 0, last_activity_ns = sa_os_now_ns(), last_scan = 0;
+    uint64_t last_activity = 0, last_activity_ns = sa_os_now_ns(), last_scan = 0, metadata_activity = 0;
     while (!should_stop()) {
         uint64_t cpu0 = sa_os_thread_cpu_ns(), now = sa_os_now_ns();
         sa_scavenge_config cfg;
@@ -185,6 +186,11 @@ static void *scavenger_main(void *arg) {
             /* Idle or over the limit, runs need not have aged. */
             released = sa_heap_release(pages < 512 ? pages : 512, !program_idle && !over_limit, cause);
             more = released > 0 && pages > released;
+        }
+        /* The span structs of a heap that shrank: once idle, or over the limit. */
+        if (!more && (program_idle || over_limit) && u.activity != metadata_activity) {
+            metadata_activity = u.activity;
+            sa_heap_release_metadata();
         }
         uint64_t cpu = sa_os_thread_cpu_ns() - cpu0;
         sa_stat_add(&scav.cpu_ns, cpu);
