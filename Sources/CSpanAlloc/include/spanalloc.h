@@ -11,8 +11,13 @@
  *   sa_mheap.c    the page heap (Go's mheap): 8 KiB span pages carved from
  *                 64 MiB arenas, a two-level arena index whose heapArena.spans
  *                 maps every page to its mspan in O(1), free page runs kept in
- *                 size-binned lists and coalesced on free, and the scavenger
- *                 that returns idle pages to the OS with madvise.
+ *                 size-binned lists and coalesced on free, the span pool, and
+ *                 the release of idle pages to the OS with madvise.
+ *   sa_scavenger.c the background scavenger (Go's bgscavenge): one thread
+ *                 that releases idle memory above a goal at ~1% of a CPU,
+ *                 hands back the caches of idle threads, and lets retained
+ *                 memory decay to a floor once the program is idle; and the
+ *                 memory limit (Go's GOMEMLIMIT).
  *   sa_mspan.c    a span (Go's mspan): a run of pages holding objects of one
  *                 spanClass, with allocBits, freeindex and the 64-bit
  *                 allocCache (the complement of allocBits, read with
