@@ -25,6 +25,7 @@
 #include <string.h>
 
 
+/* Ends the caller's operation (sa_op_end), so the fast path tail-calls it. */
 SA_HIDDEN void *sa_alloc_small_slow(int cls, size_t size, unsigned flags);
 SA_HIDDEN void *sa_alloc_medium_or_large(size_t size, unsigned flags);
 /* Validates p (s: its page-map entry, NULL when none) and frees it. */
@@ -33,8 +34,15 @@ SA_HIDDEN void sa_free_remote(sa_mcache *c, sa_mspan *s, uint32_t idx, const voi
 SA_HIDDEN void sa_free_interior(const void *p, const sa_mspan *s);
 SA_HIDDEN void sa_free_twice(const void *p);
 /* The free path with the gate set: waits out a claim, then frees (through
- * the hook if it is installed). */
-SA_HIDDEN bool sa_free_gated(void *p, bool ours_only);
+ * the hook if it is installed). Ends the operation. */
+SA_HIDDEN void sa_free_gated(void *p, void (*foreign)(void *));
+/* sa_free_slow, sa_free_remote, sa_free_owned_slow, sa_free_interior and
+ * sa_free_twice, ending the operation (see sa_free_owned_bitmap_op). */
+SA_HIDDEN void sa_free_slow_end(void *p, sa_mspan *s);
+SA_HIDDEN void sa_free_remote_end(sa_mcache *c, sa_mspan *s, uint32_t idx, const void *p);
+SA_HIDDEN void sa_free_owned_slow_end(sa_mcache *c, sa_mspan *s, uint32_t idx, void *p);
+SA_HIDDEN void sa_free_interior_end(const void *p, const sa_mspan *s);
+SA_HIDDEN void sa_free_twice_end(const void *p);
 
 /* ---- allocation ------------------------------------------------------------ */
 
@@ -46,11 +54,7 @@ SA_FAST_PATH void *sa_alloc_small(int cls, size_t size, unsigned flags) {
     sa_mcache *c = sa_get_cache();
     void *p;
     sa_op_begin();
-    if (SA_UNLIKELY(sa_gate(c))) {
-        p = sa_alloc_small_slow(cls, size, flags);
-        sa_op_end();
-        return p;
-    }
+    if (SA_UNLIKELY(sa_gate(c))) return sa_alloc_small_slow(cls, size, flags);
     sa_freebin *b = &c->bins[spc];
     uint32_t n = b->n;
     if (SA_LIKELY(n != 0)) {
@@ -83,9 +87,7 @@ SA_FAST_PATH void *sa_alloc_small(int cls, size_t size, unsigned flags) {
         if (flags & SA_ZERO) memset(p, 0, size);
         return p;
     }
-    p = sa_alloc_small_slow(cls, size, flags);
-    sa_op_end();
-    return p;
+    return sa_alloc_small_slow(cls, size, flags);
 }
 
 /* `class8` maps (size + 7) / 8 to the class for sizes up to 1024 bytes:
@@ -146,20 +148,22 @@ SA_FAST_PATH bool sa_free_last(sa_mcache *c, void *p) {
 }
 
 /* A small object in span s, freed by the thread that owns s: checked live
- * (taken, no cookie), then pushed on the bin. */
-SA_FAST_PATH void sa_free_owned_slot(sa_mcache *c, sa_mspan *s, uint32_t idx, void *p) {
+ * (taken, no cookie), then pushed on the bin. `end`: ends the operation
+ * (the fast path), else leaves it to the caller (sa_free_validated). */
+SA_FAST_PATH void sa_free_owned_slot(sa_mcache *c, sa_mspan *s, uint32_t idx, void *p, bool end) {
     uint64_t m = (uint64_t)1 << (idx & 63);
     uint64_t taken = s->allocBits[idx >> 6] | (idx < s->freeindex ? m : 0);
     uintptr_t cookie = sa_cookie(p);
     if (SA_UNLIKELY(!(taken & m) || (sa_slot_maybe_freed(p) && sa_slot_freed(p)))) {
-        sa_free_twice(p);
+        sa_free_twice_end(p);
         return;
     }
     sa_freebin *b = &c->bins[s->spanclass];
     uint32_t n = b->n;
     if (SA_UNLIKELY(n >= b->cap)) {
         if (SA_UNLIKELY(b->cap == 0)) {
-            sa_free_owned_slow(c, s, idx, p);
+            if (end) sa_free_owned_slow_end(c, s, idx, p);
+            else sa_free_owned_slow(c, s, idx, p);
             return;
         }
         /* Full: this object goes to freeBits; the bin keeps what it has. */
@@ -167,29 +171,38 @@ SA_FAST_PATH void sa_free_owned_slot(sa_mcache *c, sa_mspan *s, uint32_t idx, vo
         sa_counter_inc(&c->nfree[s->sizeclass]);
         sa_counter_inc(&c->nflushes);
         SA_POISON(p, s->elemsize);
-        sa_free_owned_bitmap(c, s, idx);
+        sa_free_owned_bitmap_op(c, s, idx, end);
         return;
     }
     sa_word_store(p, SA_WORD_COOKIE, cookie);
     b->slots[n] = p;
     SA_STORE(b->n, n + 1);
     sa_counter_inc(&c->nfree[s->sizeclass]);
+    if (end) sa_op_end();
     SA_POISON(p, s->elemsize);
 }
 
-/* The free path's body, inside the operation bracket: `hooked` (from the
- * gated path only) sends every object through sa_free_slow, which calls
- * the hook. `ours_only`: return false, doing nothing, for a pointer outside
- * every arena (the malloc override hands those to glibc); a pointer inside
- * an arena that is not a live object still stops the process. */
-SA_FAST_PATH bool sa_free_body(sa_mcache *c, void *p, bool ours_only, bool hooked) {
-    if (!hooked && p == c->last && sa_free_last(c, p)) return true;
+/* The free path's body, inside the operation bracket, which it ends on
+ * every path: `hooked` (from the gated path only) sends every object
+ * through sa_free_slow, which calls the hook. A pointer outside every
+ * arena goes to `foreign` (the malloc override hands those to glibc), or
+ * stops the process when it is NULL; a pointer inside an arena that is not
+ * a live object always stops it. */
+SA_FAST_PATH void sa_free_body(sa_mcache *c, void *p, void (*foreign)(void *), bool hooked) {
+    if (!hooked && p == c->last && sa_free_last(c, p)) {
+        sa_op_end();
+        return;
+    }
     uintptr_t a = (uintptr_t)p;
     sa_mspan *s = sa_span_of_addr(a); /* NULL for p == NULL and for tagged pointers too */
     if (SA_UNLIKELY(!s || atomic_load_explicit(&s->state, SA_RELAXED) != SA_SPAN_SMALL)) {
-        if (ours_only && p != NULL && !s && ((a >> SA_ADDR_BITS) || !sa_arena_of(a))) return false;
-        sa_free_slow(p, s);
-        return true;
+        if (foreign && p != NULL && !s && ((a >> SA_ADDR_BITS) || !sa_arena_of(a))) {
+            sa_op_end();
+            foreign(p);
+            return;
+        }
+        sa_free_slow_end(p, s);
+        return;
     }
     uintptr_t off = a - s->base;
     uint32_t idx = (uint32_t)(((uint64_t)off * s->divmul) >> 32);
@@ -197,33 +210,33 @@ SA_FAST_PATH bool sa_free_body(sa_mcache *c, void *p, bool ours_only, bool hooke
      * finds its slot not taken, so it is refused there; no class has both a
      * tail and nelems % 64 == 0. */
     if (SA_UNLIKELY((uintptr_t)idx * s->elemsize != off)) {
-        sa_free_interior(p, s);
-        return true;
+        sa_free_interior_end(p, s);
+        return;
     }
     if (SA_UNLIKELY(hooked)) {
-        sa_free_slow(p, s);
-        return true;
+        sa_free_slow_end(p, s);
+        return;
     }
     if (!sa_span_is_mine(s, c)) {
-        sa_free_remote(c, s, idx, p);
-        return true;
+        sa_free_remote_end(c, s, idx, p);
+        return;
     }
-    sa_free_owned_slot(c, s, idx, p);
-    return true;
+    sa_free_owned_slot(c, s, idx, p, true);
 }
 
 /* The free path: the gate, then the body. */
-SA_FAST_PATH bool sa_free_path(void *p, bool ours_only) {
+SA_FAST_PATH void sa_free_path(void *p, void (*foreign)(void *)) {
     sa_mcache *c = sa_get_cache();
-    bool r;
     sa_op_begin();
-    if (SA_UNLIKELY(sa_gate(c))) r = sa_free_gated(p, ours_only);
-    else r = sa_free_body(c, p, ours_only, false);
-    sa_op_end();
-    return r;
+    if (SA_UNLIKELY(sa_gate(c))) {
+        sa_free_gated(p, foreign);
+        return;
+    }
+    sa_free_body(c, p, foreign, false);
 }
 
-SA_FAST_PATH void sa_free_inline(void *p) { (void)sa_free_path(p, false); }
-SA_FAST_PATH bool sa_free_inline_if_ours(void *p) { return sa_free_path(p, true); }
+SA_FAST_PATH void sa_free_inline(void *p) { sa_free_path(p, NULL); }
+/* Frees p, or hands it to `foreign` when it lies outside every arena. */
+SA_FAST_PATH void sa_free_inline_or(void *p, void (*foreign)(void *)) { sa_free_path(p, foreign); }
 
 #endif

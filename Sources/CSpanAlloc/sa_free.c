@@ -32,7 +32,7 @@ void sa_free_validated(void *p, sa_mspan *s, uint32_t idx) {
         sa_free_remote(c, s, idx, p);
         return;
     }
-    sa_free_owned_slot(c, s, idx, p);
+    sa_free_owned_slot(c, s, idx, p, false);
 }
 
 void sa_free_slow(void *p, sa_mspan *s) {
@@ -53,12 +53,45 @@ void sa_free_twice(const void *p) {
     sa_fatal("double free (or free of an unallocated object) of pointer %p", p);
 }
 
-bool sa_free_gated(void *p, bool ours_only) {
+void sa_free_gated(void *p, void (*foreign)(void *)) {
     if (sa_gate(sa_get_cache()) & SA_GATE_CLAIM) sa_claim_wait();
     bool hooked = atomic_load_explicit(&sa_hook, SA_RELAXED) != NULL;
-    return sa_free_body(sa_get_cache(), p, ours_only, hooked);
+    sa_free_body(sa_get_cache(), p, foreign, hooked);
+}
+
+void sa_free_slow_end(void *p, sa_mspan *s) {
+    sa_free_slow(p, s);
+    sa_op_end();
+}
+
+void sa_free_remote_end(sa_mcache *c, sa_mspan *s, uint32_t idx, const void *p) {
+    sa_free_remote(c, s, idx, p);
+    sa_op_end();
+}
+
+void sa_free_owned_slow_end(sa_mcache *c, sa_mspan *s, uint32_t idx, void *p) {
+    sa_free_owned_slow(c, s, idx, p);
+    sa_op_end();
+}
+
+void sa_cache_free_owned_end(sa_mcache *c, sa_mspan *s) {
+    sa_cache_free_owned(c, s);
+    sa_op_end();
+}
+
+void sa_free_interior_end(const void *p, const sa_mspan *s) {
+    sa_free_interior(p, s);
+}
+
+void sa_free_twice_end(const void *p) {
+    sa_free_twice(p);
 }
 
 void sa_free(void *p) { sa_free_inline(p); }
 
-bool sa_free_if_ours(void *p) { return sa_free_inline_if_ours(p); }
+bool sa_free_if_ours(void *p) {
+    uintptr_t a = (uintptr_t)p;
+    if (p && !sa_span_of_addr(a) && ((a >> SA_ADDR_BITS) || !sa_arena_of(a))) return false;
+    sa_free_inline(p);
+    return true;
+}

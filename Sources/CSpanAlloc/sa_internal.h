@@ -618,15 +618,28 @@ SA_HIDDEN void sa_free_owned_slow(sa_mcache *c, sa_mspan *s, uint32_t idx, void 
 /* Sets slot idx's bit in freeBits (an owner free that no bin takes); the
  * span-list work (a filled span that gets a free, a span that empties) is
  * sa_cache_free_owned's. */
-SA_FAST_PATH void sa_free_owned_bitmap(sa_mcache *c, sa_mspan *s, uint32_t idx) {
+/* The out-of-line parts of the free path end the caller's operation
+ * (sa_op_end) after their work, so the inline free path reaches them by
+ * a tail jump and needs no stack frame; each is the last
+ * thing its caller does with the cache. `end` (a constant where inlined)
+ * selects those forms. */
+SA_HIDDEN void sa_cache_free_owned_end(sa_mcache *c, sa_mspan *s);
+SA_FAST_PATH void sa_free_owned_bitmap_op(sa_mcache *c, sa_mspan *s, uint32_t idx, bool end) {
     uint32_t w = idx >> 6;
     SA_STORE(s->freeBits[w], s->freeBits[w] | (uint64_t)1 << (idx & 63)); /* read by other threads' frees */
     uint32_t nl = ++s->nlocalfree;
     if (SA_UNLIKELY(s->list != SA_LIST_NONE) &&
         (s->list == SA_LIST_CFULL ||
          (int64_t)atomic_load_explicit(&s->allocCount, SA_RELAXED) - nl -
-                 atomic_load_explicit(&s->remoteFreed, SA_RELAXED) <= 0))
-        sa_cache_free_owned(c, s);
+                 atomic_load_explicit(&s->remoteFreed, SA_RELAXED) <= 0)) {
+        if (end) sa_cache_free_owned_end(c, s);
+        else sa_cache_free_owned(c, s);
+        return;
+    }
+    if (end) sa_op_end();
+}
+SA_FAST_PATH void sa_free_owned_bitmap(sa_mcache *c, sa_mspan *s, uint32_t idx) {
+    sa_free_owned_bitmap_op(c, s, idx, false);
 }
 /* A free into a span c does not own: validated, then buffered. */
 SA_HIDDEN void sa_free_remote(sa_mcache *c, sa_mspan *s, uint32_t idx, const void *p);

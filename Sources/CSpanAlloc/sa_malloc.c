@@ -49,6 +49,7 @@ void *sa_alloc_small_slow(int cls, size_t size, unsigned flags) {
     sa_mcache *c = sa_get_cache();
     if (c->last != SA_NO_LAST) c->last = SA_NO_LAST; /* sa_emptycache is shared: written only when set */
     void *p = sa_cache_next_free(c, spc);
+    sa_op_end(); /* the fast path's operation: the cache is not touched below */
     if (SA_UNLIKELY(!p)) { sa_failed_size = size; return NULL; }
     SA_UNPOISON(p, size);
     if (flags & SA_ZERO) memset(p, 0, size);

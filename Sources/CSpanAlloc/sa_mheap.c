@@ -146,7 +146,7 @@ static size_t span_struct_size(int cls) {
     return (sz + 63) & ~(size_t)63;
 }
 
-static sa_mspan *span_struct_alloc(int cls) {
+static inline __attribute__((always_inline)) sa_mspan *span_struct_alloc(int cls) {
     size_t sz = span_struct_size(cls);
     unsigned b = (unsigned)(sz / 64);
     pool_chunk *c = pool_partial[b];

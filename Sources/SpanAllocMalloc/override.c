@@ -171,8 +171,7 @@ void *malloc(size_t size) {
 void free(void *p) {
     /* One page-map walk: frees SpanAlloc's pointers (stopping on a bad one),
      * and says no for memory outside its arenas. */
-    if (SA_OV_LIKELY(sa_free_inline_if_ours(p))) return;
-    free_foreign(p);
+    sa_free_inline_or(p, free_foreign);
 }
 
 void *calloc(size_t count, size_t size) {
