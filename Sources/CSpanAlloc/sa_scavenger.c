@@ -248,7 +248,11 @@ void sa_scavenger_poke(void) {
     sa_scavenge_config cfg;
     sa_heap_config(&cfg, NULL);
     if (cfg.mode != SA_SCAVENGE_BACKGROUND) return;
-    pthread_mutex_lock(&scav.mu);
+    /* A try: pthread_create allocates, and that allocation can come back
+     * here (a thread's first small allocation makes its cache), with mu
+     * held by this very thread; whoever holds mu is starting or waking the
+     * scavenger anyway, and it looks again on its own within idle_ms. */
+    if (pthread_mutex_trylock(&scav.mu) != 0) return;
     if (scav.running) {
         scav.wake = true;
         pthread_cond_signal(&scav.cv);

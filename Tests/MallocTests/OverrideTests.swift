@@ -15,7 +15,8 @@ import Testing
     @Test func cTestProgram() {
         let r = run(Paths.cTest, ["all"], environment: ["LD_PRELOAD": Paths.library])
         #expect(r.succeeded, "\(r.summary)")
-        for section in ["api", "realloc", "aligned", "oom", "foreign", "bootstrap", "fork", "threads", "huge"] {
+        for section in ["api", "realloc", "aligned", "oom", "foreign", "bootstrap", "fork", "threads", "huge",
+                        "scavenger-start"] {
             #expect(r.out.contains("ok \(section)\n"), "section \(section) did not pass:\n\(r.summary)")
         }
         #expect(r.out.contains("heap check ok"))

@@ -752,6 +752,44 @@ static void test_threads(void) {
     pthread_attr_destroy(&attr);
 }
 
+/* ---- scavenger start from a thread without a cache ------------------------------ */
+
+/* A thread whose first allocations are large: its frees leave idle memory
+ * over the goal, so it starts the background scavenger; pthread_create
+ * allocates, which makes the thread's first cache, whose creation (a second
+ * cache) wakes the scavenger again from inside the start. That nested start
+ * deadlocked on the scavenger's own mutex. Timed: a hang is a failure. */
+static void *large_first(void *arg) {
+    (void)arg;
+    enum { N = 40 };
+    void *keep[N];
+    for (int i = 0; i < N; i++) {
+        keep[i] = malloc(4 << 20);
+        CHECK(keep[i] != NULL, "malloc(4 MiB) failed");
+        if (keep[i]) memset(keep[i], 1, 4 << 20);
+    }
+    for (int i = 0; i < N; i++) free(keep[i]);
+    return NULL;
+}
+
+static void test_scavenger_start(void) {
+    pthread_t t;
+    CHECK(pthread_create(&t, NULL, large_first, NULL) == 0, "pthread_create");
+    struct timespec until;
+    clock_gettime(CLOCK_REALTIME, &until);
+    until.tv_sec += 20;
+    int rc = pthread_timedjoin_np(t, NULL, &until);
+    CHECK(rc == 0, "a thread starting the scavenger from its first cache hung (pthread_timedjoin_np: %d)", rc);
+    if (rc != 0) {
+        printf("FAILED scavenger-start\n");
+        fflush(stdout);
+        _exit(1);
+    }
+    sa_mem_stats st;
+    sa_read_mem_stats(&st);
+    CHECK(st.scavenger_running == 1, "no scavenger after 160 MiB freed to the page heap");
+}
+
 /* ---- config: print what SPANALLOC set ------------------------------------------- */
 
 static int print_config(void) {
@@ -774,7 +812,7 @@ typedef struct section {
 static const section sections[] = {
     {"api", test_api},       {"realloc", test_realloc}, {"aligned", test_aligned}, {"oom", test_oom},
     {"foreign", test_foreign}, {"bootstrap", test_bootstrap}, {"fork", test_fork}, {"threads", test_threads},
-    {"huge", test_huge},
+    {"huge", test_huge},     {"scavenger-start", test_scavenger_start},
 };
 
 int main(int argc, char **argv) {
