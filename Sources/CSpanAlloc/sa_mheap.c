@@ -814,8 +814,8 @@ static sa_mspan *pick_release_run(bool respect_delay, uint64_t now, uintptr_t *f
 }
 
 size_t sa_heap_release(size_t pages, bool respect_delay, sa_release_cause cause) {
-    size_t done = 0;
-    while (done < pages) {
+    size_t done = 0, tried = 0; /* a run madvise refuses counts as tried, so the loop ends */
+    while (tried < pages) {
         sa_lock(&sa_heap.lock);
         uintptr_t first;
         sa_mspan *r = pick_release_run(respect_delay, sa_os_now_ns(), &first);
@@ -824,7 +824,7 @@ size_t sa_heap_release(size_t pages, bool respect_delay, sa_release_cause cause)
             break;
         }
         uintptr_t end = r->base + ((uintptr_t)r->npages << SA_PAGE_SHIFT);
-        size_t n = (end - first) >> SA_PAGE_SHIFT, want = pages - done;
+        size_t n = (end - first) >> SA_PAGE_SHIFT, want = pages - tried;
         if (want > SA_RELEASE_CHUNK) want = SA_RELEASE_CHUNK;
         if (n > want) n = want;
         uint64_t age = r->freed_ns;
@@ -833,7 +833,8 @@ size_t sa_heap_release(size_t pages, bool respect_delay, sa_release_cause cause)
             size_t k = scavenge_run(r, want);
             count_released(k, cause);
             sa_unlock(&sa_heap.lock);
-            done += k ? k : want;
+            done += k;
+            tried += k ? k : want;
             continue;
         }
         /* Taken out: no allocation or coalescing touches it meanwhile (its
@@ -875,8 +876,8 @@ size_t sa_heap_release(size_t pages, bool respect_delay, sa_release_cause cause)
         map_set(c->base + ((uintptr_t)(c->npages - 1) << SA_PAGE_SHIFT), NULL);
         insert_free_run(c->base, c->npages, c, age);
         sa_unlock(&sa_heap.lock);
-        /* A run that could not be released still counts as tried. */
-        done += k ? k : n;
+        done += k;
+        tried += k ? k : n;
         if (!k && !nplan) break;
     }
     return done;
