@@ -50,10 +50,20 @@ struct AllocatorSpec: Hashable, Sendable {
     var builtin: AllocatorID?
     /// The shared library of a custom allocator (dlopen'ed by the child, LD_PRELOAD'ed by `bench preload`).
     var library: String?
+    /// Variables set in this allocator's children only, on top of bench's environment: a SpanAlloc
+    /// variant's `SPANALLOC`, jemalloc-bg's `MALLOC_CONF`.
+    var environment: [String: String] = [:]
 
     init(_ id: AllocatorID) {
         name = id.rawValue
         builtin = id
+    }
+
+    /// A built-in allocator under another name, run with `environment` in its children.
+    init(name: String, builtin: AllocatorID, environment: [String: String]) {
+        self.name = name
+        self.builtin = builtin
+        self.environment = environment
     }
 
     init(name: String, library: String) {
@@ -73,9 +83,40 @@ struct AllocatorSpec: Hashable, Sendable {
         return AllocatorSpec(name: parts[0], library: parts[1])
     }
 
-    /// The child's arguments that name this allocator.
+    /// Parses `--spanalloc-variant NAME=SETTINGS`: SpanAlloc again, as its own row named NAME, with
+    /// `SPANALLOC=SETTINGS` in its children's environment (replacing whatever bench's own environment
+    /// holds; an empty SETTINGS runs it with the variable empty, i.e. the defaults). SETTINGS goes to
+    /// the allocator as it is: bench does not parse it.
+    static func parseVariant(_ s: String) throws -> AllocatorSpec {
+        guard let eq = s.firstIndex(of: "=") else {
+            throw ValidationError("--spanalloc-variant takes NAME=SETTINGS (e.g. scav-on=scavenge=on), not \(s)")
+        }
+        let name = String(s[..<eq]), settings = String(s[s.index(after: eq)...])
+        guard !name.isEmpty, !name.contains(","), !name.contains(" ") else {
+            throw ValidationError("--spanalloc-variant \(s): NAME must be non-empty, without commas or spaces")
+        }
+        if AllocatorID.named(name) != nil {
+            throw ValidationError("--spanalloc-variant \(name): the name of a built-in allocator; choose another")
+        }
+        return AllocatorSpec(name: name, builtin: .spanAlloc, environment: [spanallocVariable: settings])
+    }
+
+    /// The variable SpanAlloc reads its settings from.
+    static let spanallocVariable = "SPANALLOC"
+
+    /// The SPANALLOC settings of a SpanAlloc variant (nil for every other allocator).
+    var variantSetting: String? {
+        builtin == .spanAlloc && name != AllocatorID.spanAlloc.rawValue ? environment[Self.spanallocVariable] : nil
+    }
+
+    /// bench's environment with this allocator's own variables on top: what its children get.
+    func childEnvironment(_ base: [String: String]) -> [String: String] {
+        base.merging(environment) { $1 }
+    }
+
+    /// The child's arguments that name this allocator (a renamed built-in loads as the built-in).
     var childArguments: [String] {
-        library.map { ["--allocator", name, "--library", $0] } ?? ["--allocator", name]
+        library.map { ["--allocator", name, "--library", $0] } ?? ["--allocator", builtin?.rawValue ?? name]
     }
 
     /// The library LD_PRELOAD uses (nil for glibc; SpanAlloc's comes from --spanalloc-so).
@@ -125,9 +166,18 @@ enum Allocators {
         return after.mallocs == before.mallocs
     }
 
-    /// Loads every allocator once to report which are available, their versions and jemalloc's configuration.
-    static func probe(custom: [AllocatorSpec] = []) -> [AllocatorInfo] {
-        builtins() + custom.map { spec in
+    /// Loads every allocator once to report which are available, their versions and jemalloc's
+    /// configuration; SpanAlloc variants follow the built-ins, custom libraries come last.
+    static func probe(custom: [AllocatorSpec] = [], variants: [AllocatorSpec] = []) -> [AllocatorInfo] {
+        let builtin = builtins()
+        let spanAlloc = builtin.first { $0.name == AllocatorID.spanAlloc.rawValue }
+        return builtin + variants.map { spec in
+            var info = AllocatorInfo(name: spec.name, available: spanAlloc?.available ?? false,
+                                     version: spanAlloc?.version ?? "")
+            info.spanallocSetting = spec.variantSetting
+            info.note = "SpanAlloc with SPANALLOC=\(spec.variantSetting ?? "") in its children's environment"
+            return info
+        } + custom.map { spec in
             switch load(spec) {
             case .success:
                 return AllocatorInfo(name: spec.name, available: true, version: "custom",

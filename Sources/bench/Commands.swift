@@ -52,6 +52,11 @@ struct CommonOptions: ParsableArguments {
             help: ArgumentHelp("Add a library that exports malloc/free/realloc under a name (repeatable), e.g. "
                                + "tcx=/usr/lib/x86_64-linux-gnu/libtcmalloc_minimal.so.4.", valueName: "name=path"))
     var customAllocators: [String] = []
+    @Option(name: .customLong("spanalloc-variant"),
+            help: ArgumentHelp("Run SpanAlloc again as its own allocator row NAME with SPANALLOC=SETTINGS in its "
+                               + "children's environment, in the same rounds as the others (repeatable), e.g. "
+                               + "scav-on=scavenge=on. SETTINGS is passed through as it is.", valueName: "name=settings"))
+    var spanallocVariants: [String] = []
 
     /// Repetitions after defaults.
     var rounds: Int { repetitions ?? (quick ? 6 : 10) }
@@ -64,15 +69,20 @@ struct CommonOptions: ParsableArguments {
         guard (warmup ?? 0) >= 0 else { throw ValidationError("--warmup must be 0 or more") }
         guard inner >= 1 else { throw ValidationError("--inner must be at least 1") }
         guard scale > 0, scale.isFinite else { throw ValidationError("--scale must be positive") }
-        let custom = try customSpecs()
-        let known = AllocatorID.allCases.map(\.rawValue) + custom.map(\.name)
+        let custom = try customSpecs(), variants = try variantSpecs()
+        let known = AllocatorID.allCases.map(\.rawValue) + custom.map(\.name) + variants.map(\.name)
         for name in allocatorList + [baseline] where !known.contains(where: { $0.lowercased() == name.lowercased() }) {
             throw ValidationError("unknown allocator \(name); known: " + known.joined(separator: ", "))
         }
-        if Set(custom.map(\.name)).count != custom.count { throw ValidationError("--allocator: a name is given twice") }
+        let added = (custom + variants).map { $0.name.lowercased() }
+        if Set(added).count != added.count {
+            throw ValidationError("--allocator / --spanalloc-variant: a name is given twice")
+        }
     }
 
     func customSpecs() throws -> [AllocatorSpec] { try customAllocators.map(AllocatorSpec.parseCustom) }
+
+    func variantSpecs() throws -> [AllocatorSpec] { try spanallocVariants.map(AllocatorSpec.parseVariant) }
 
     var allocatorList: [String] {
         (allocators ?? "").split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
@@ -80,23 +90,24 @@ struct CommonOptions: ParsableArguments {
 
     /// The baseline's name as the report spells it.
     var baselineName: String {
-        AllocatorID.named(baseline)?.rawValue
-            ?? ((try? customSpecs()) ?? []).first { $0.name.lowercased() == baseline.lowercased() }?.name ?? baseline
+        let added = ((try? customSpecs()) ?? []) + ((try? variantSpecs()) ?? [])
+        return AllocatorID.named(baseline)?.rawValue
+            ?? added.first { $0.name.lowercased() == baseline.lowercased() }?.name ?? baseline
     }
 
     /// Probes the allocators and returns their info and the usable ones in report order.
     func selectAllocators(notes: inout [String]) -> ([AllocatorInfo], [AllocatorSpec]) {
-        let custom = (try? customSpecs()) ?? []
-        let infos = Allocators.probe(custom: custom)
+        let custom = (try? customSpecs()) ?? [], variants = (try? variantSpecs()) ?? []
+        let infos = Allocators.probe(custom: custom, variants: variants)
         let wanted = Set(allocatorList.map { $0.lowercased() })
         var usable: [AllocatorSpec] = []
         for info in infos {
             let spec = AllocatorID.named(info.name).map(AllocatorSpec.init)
-                ?? custom.first { $0.name == info.name }
+                ?? (variants + custom).first { $0.name == info.name }
             guard let spec else { continue }
             if !wanted.isEmpty, !wanted.contains(info.name.lowercased()) { continue }
             if info.available { usable.append(spec) } else if let n = info.note { notes.append("\(info.name) \(n)") }
-            if spec.builtin == .spanAlloc, let n = info.note { notes.append("SpanAlloc: \(n)") }
+            if spec.builtin == .spanAlloc, spec.variantSetting == nil, let n = info.note { notes.append("SpanAlloc: \(n)") }
         }
         if !usable.contains(where: { $0.name == baselineName }) {
             notes.append("baseline \(baselineName) did not run: no ratios")
@@ -122,7 +133,12 @@ struct CommonOptions: ParsableArguments {
             report.notes.append("TEST ONLY: \(TestInflate.variable)=\(f) multiplied SpanAlloc's samples by \(f)")
         }
         if let sa = settings.spanallocSetting {
-            report.notes.append("SPANALLOC=\(sa) was in the environment of every child (native SpanAlloc rows and the preload library read it)")
+            report.notes.append("SPANALLOC=\(sa) was in the environment of every child (native SpanAlloc rows and the preload library read it)"
+                                + (spanallocVariants.isEmpty ? "" : ", except the SpanAlloc variants', which had their own"))
+        }
+        for v in (try? variantSpecs()) ?? [] {
+            report.notes.append("\(v.name): SpanAlloc with SPANALLOC=\(v.variantSetting ?? "") in its children's environment "
+                                + "(--spanalloc-variant), run in the same rounds as the other allocators")
         }
         return report
     }

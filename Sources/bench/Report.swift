@@ -76,6 +76,9 @@ struct AllocatorInfo: Codable, Sendable {
     var config: String?
     /// The shared library of a custom allocator (`--allocator NAME=/path/lib.so`).
     var library: String?
+    /// A SpanAlloc variant's settings (`--spanalloc-variant NAME=SETTINGS`): its children ran with
+    /// SPANALLOC=SETTINGS. nil for every other allocator.
+    var spanallocSetting: String?
 }
 
 /// One workload: its rows (allocators or variants) and the baseline row name.

@@ -164,7 +164,7 @@ enum WorkloadRunner {
                                 "--repetitions", String(repsPerChild), "--warmup", String(warmup),
                                 "--scale", String(plan.scale)]
                     if plan.quick { args.append("--quick") }
-                    let run = try? Spawn.run(Spawn.selfExe, args, env: env)
+                    let run = try? Spawn.run(Spawn.selfExe, args, env: a.childEnvironment(env))
                     guard let run, run.status == 0,
                           let result = try? JSONDecoder().decode(ChildResult.self, from: Data(run.stdout.utf8))
                     else {
