@@ -319,6 +319,7 @@ bool bk_jemalloc_read_stats(const bk_allocator *a, bk_jemalloc_stats *out) {
     snprintf(name, sizeof name, "stats.arenas.%u.large.ndalloc", arena);
     (void)rd_u64(m, name, &nd);
     out->large_curruns = nm >= nd ? nm - nd : 0;
+    (void)rd_size(m, "stats.background_thread.num_threads", &out->background_threads);
     return true;
 }
 

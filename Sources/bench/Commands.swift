@@ -185,6 +185,8 @@ struct Compare: AsyncParsableCommand {
     var interleave = true
     @Option(help: "Live bytes the reuse experiment fills (default 256 MiB).")
     var reuseBytes = 256 << 20
+    @Option(help: ArgumentHelp("Length of the reuse experiment's idle phase in seconds (tests).", visibility: .hidden))
+    var reuseIdleSeconds = ReuseExperiment.defaultIdleSeconds
     @Option(help: ArgumentHelp("Thread counts of the scaling rows (comma-separated).", valueName: "list"))
     var threads = Workloads.defaultThreads.map(String.init).joined(separator: ",")
     @Option(help: ArgumentHelp("Rounds of the slow idle workloads (idle-threads ~6 s and idle-gaps ~21 s per child), "
@@ -199,6 +201,9 @@ struct Compare: AsyncParsableCommand {
             throw ValidationError("--threads takes a comma-separated list of thread counts 1...256, e.g. 1,2,4,8")
         }
         guard idleRounds >= 1 else { throw ValidationError("--idle-rounds must be at least 1") }
+        guard reuseIdleSeconds >= 0, reuseIdleSeconds.isFinite else {
+            throw ValidationError("--reuse-idle-seconds must be 0 or more")
+        }
     }
 
     var filterTokens: [String] {
@@ -240,7 +245,8 @@ struct Compare: AsyncParsableCommand {
         report.groups = await Groups.run(filter: tokens, repetitions: Swift.min(common.rounds, 6), quick: common.quick)
         if !noReuse, Workloads.matches(Workloads.reuseID, filter: tokens) {
             Progress.say("reuse experiment: \(Format.bytes(reuseBytes)) per allocator")
-            report.reuse = ReuseExperiment.run(allocators: usable, targetBytes: reuseBytes, notes: &notes)
+            report.reuse = ReuseExperiment.run(allocators: usable, targetBytes: reuseBytes, idleSeconds: reuseIdleSeconds,
+                                               notes: &notes)
         }
         report.notes += notes
         try common.emit(report)
@@ -308,12 +314,14 @@ struct ReuseCommand: AsyncParsableCommand {
     @OptionGroup var common: CommonOptions
     @Option(help: "Live bytes to fill (default 256 MiB).")
     var bytes = 256 << 20
+    @Option(help: ArgumentHelp("Length of the idle phase after everything is freed, in seconds.", valueName: "s"))
+    var idleSeconds = ReuseExperiment.defaultIdleSeconds
 
     func run() async throws {
         var notes: [String] = []
         let (infos, usable) = common.selectAllocators(notes: &notes)
         var report = common.newReport(allocators: infos, filter: ["reuse"])
-        report.reuse = ReuseExperiment.run(allocators: usable, targetBytes: bytes, notes: &notes)
+        report.reuse = ReuseExperiment.run(allocators: usable, targetBytes: bytes, idleSeconds: idleSeconds, notes: &notes)
         report.notes += notes
         try common.emit(report)
     }
@@ -450,6 +458,7 @@ struct ReuseOne: ParsableCommand {
     @Option(help: "The shared library of a custom allocator (named by --allocator).")
     var library: String?
     @Option var bytes = 256 << 20
+    @Option var idleSeconds = ReuseExperiment.defaultIdleSeconds
 
     func run() throws {
         let spec: AllocatorSpec
@@ -457,7 +466,7 @@ struct ReuseOne: ParsableCommand {
         else if let id = AllocatorID.named(allocator) { spec = AllocatorSpec(id) }
         else { throw ValidationError("unknown allocator \(allocator)") }
         let table = try Allocators.load(spec).get()
-        let run = try ReuseExperiment.runInProcess(spec: spec, allocator: table, targetBytes: bytes)
+        let run = try ReuseExperiment.runInProcess(spec: spec, allocator: table, targetBytes: bytes, idleSeconds: idleSeconds)
         print(String(decoding: try JSONEncoder().encode(run), as: UTF8.self))
     }
 }

@@ -183,15 +183,21 @@ enum Render {
             }
             result.append(("SpanAlloc MemStats (cumulative span counters)", t))
         }
-        if let je = reuse.runs.first(where: { $0.allocator == AllocatorID.jemalloc.rawValue }) {
+        // jemalloc and jemalloc-bg: one block of phases per run.
+        let jemallocRuns = reuse.runs.filter { $0.phases.contains { $0.jemalloc != nil } }
+        if !jemallocRuns.isEmpty {
+            let bg = jemallocRuns.contains { $0.phases.contains { $0.jemalloc?.backgroundThreads != nil } }
             var t = TextTable(
-                headers: ["phase", "slabs created (nslabs)", "slabs reused (nreslabs)", "slabs now (curslabs)",
-                          "active MiB", "resident MiB", "mapped MiB", "retained MiB"],
-                align: [.left] + Array(repeating: .right, count: 7))
-            for p in je.phases {
-                guard let c = p.jemalloc else { continue }
-                t.rows.append([p.name, "\(c.nslabs)", "\(c.nreslabs)", "\(c.curslabs)", Format.mib(c.active),
-                               Format.mib(c.resident), Format.mib(c.mapped), Format.mib(c.retained)])
+                headers: ["phase", "allocator", "slabs created (nslabs)", "slabs reused (nreslabs)", "slabs now (curslabs)",
+                          "active MiB", "resident MiB", "mapped MiB", "retained MiB"] + (bg ? ["background threads"] : []),
+                align: [.left, .left] + Array(repeating: .right, count: bg ? 8 : 7))
+            for (pi, phase) in reuse.phases.enumerated() {
+                for (ri, run) in jemallocRuns.enumerated() where pi < run.phases.count {
+                    guard let c = run.phases[pi].jemalloc else { continue }
+                    t.rows.append([ri == 0 ? phase : "", run.allocator, "\(c.nslabs)", "\(c.nreslabs)", "\(c.curslabs)",
+                                   Format.mib(c.active), Format.mib(c.resident), Format.mib(c.mapped), Format.mib(c.retained)]
+                                  + (bg ? [c.backgroundThreads.map { "\($0)" } ?? "-"] : []))
+                }
             }
             result.append(("jemalloc stats (bins summed over size classes, all arenas)", t))
         }
@@ -271,7 +277,7 @@ enum Render {
             var lines = [csvLine(["allocator", "phase", "seconds", "live_bytes", "live_objects", "resident_bytes",
                                   "efficiency", "spans_fresh", "spans_reused", "spans_returned", "heap_inuse",
                                   "heap_idle", "heap_released", "je_nslabs", "je_nreslabs", "je_curslabs",
-                                  "je_active", "je_resident", "je_mapped", "je_retained"])]
+                                  "je_active", "je_resident", "je_mapped", "je_retained", "je_background_threads"])]
             for run in reuse.runs {
                 for p in run.phases {
                     let s = p.spanAlloc, j = p.jemalloc
@@ -284,7 +290,7 @@ enum Render {
                         j.map { String($0.nslabs) } ?? "", j.map { String($0.nreslabs) } ?? "",
                         j.map { String($0.curslabs) } ?? "", j.map { String($0.active) } ?? "",
                         j.map { String($0.resident) } ?? "", j.map { String($0.mapped) } ?? "",
-                        j.map { String($0.retained) } ?? "",
+                        j.map { String($0.retained) } ?? "", j?.backgroundThreads.map { String($0) } ?? "",
                     ]
                     lines.append(csvLine(cells))
                 }

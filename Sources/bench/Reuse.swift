@@ -20,6 +20,9 @@ struct ReuseRun: Codable, Sendable {
     var phases: [ReusePhase]
     /// Peak RSS of the whole child (ru_maxrss).
     var peakRSSBytes: Int?
+    /// jemalloc's configuration as the child's jemalloc reported it (opt.* through mallctl): shows
+    /// whether jemalloc-bg's MALLOC_CONF took effect. nil for the other allocators.
+    var allocatorConfig: String?
 }
 
 struct ReusePhase: Codable, Sendable {
@@ -68,6 +71,9 @@ struct JemallocCounters: Codable, Sendable {
     var resident: UInt64
     var mapped: UInt64
     var retained: UInt64
+    /// Background threads running (stats.background_thread.num_threads); nil in reports made before
+    /// the field existed.
+    var backgroundThreads: UInt64?
 
     init(_ s: bk_jemalloc_stats) {
         nslabs = s.nslabs
@@ -78,24 +84,41 @@ struct JemallocCounters: Codable, Sendable {
         resident = s.resident
         mapped = s.mapped
         retained = s.retained
+        backgroundThreads = s.background_threads
     }
 }
 
 enum ReuseExperiment {
-    static let phaseNames = [
-        "fill (16-512 B mix)", "free 90% at random", "refill (640 B-24 KiB + large mix)",
-        "free everything", "scavenge / purge",
-    ]
+    /// The idle phase's length unless `--reuse-idle-seconds` says otherwise.
+    static let defaultIdleSeconds = 5.0
 
-    static let note = """
+    /// The phases in order; the idle phase's name carries its length.
+    static func phaseNames(idleSeconds: Double = defaultIdleSeconds) -> [String] {
+        ["fill (16-512 B mix)", "free 90% at random", "refill (640 B-24 KiB + large mix)",
+         "free everything", "idle \(Format.fixed(idleSeconds, idleSeconds.rounded() == idleSeconds ? 0 : 1)) s (no allocator call)",
+         "scavenge / purge"]
+    }
+
+    /// The extra jemalloc row: jemalloc again, with its background purging thread.
+    static let jemallocBackground = AllocatorSpec(
+        name: "jemalloc-bg", builtin: .jemalloc, environment: ["MALLOC_CONF": "background_thread:true"])
+
+    static func note(idleSeconds: Double) -> String {
+        """
         Phases run in order in one child process per allocator. resident = RSS − RSS before phase 1 \
         (harness arrays are mmap'ed and touched before the baseline). efficiency = live bytes / resident. \
+        The idle phase sleeps \(Format.fixed(idleSeconds, 1)) s without calling the allocator: what it returns \
+        on its own (background threads, decay, a scavenger). jemalloc-bg is jemalloc with \
+        MALLOC_CONF=background_thread:true in its child's environment only (read when the child loads it). \
         SpanAlloc purges with sa_scavenge(SIZE_MAX), jemalloc with arena.<all>.purge, glibc malloc_trim(0), \
         mimalloc mi_collect(true), tcmalloc MallocExtension_ReleaseFreeMemory().
         """
+    }
 
     /// In the child: runs every phase under one allocator.
-    static func runInProcess(spec: AllocatorSpec, allocator: bk_allocator, targetBytes: Int) throws -> ReuseRun {
+    static func runInProcess(spec: AllocatorSpec, allocator: bk_allocator, targetBytes: Int,
+                             idleSeconds: Double = defaultIdleSeconds) throws -> ReuseRun {
+        let phaseNames = phaseNames(idleSeconds: idleSeconds)
         let id = spec.builtin
         var table = allocator
         // Room for the smallest-average mix (mix 0 averages ~264 B per object).
@@ -134,29 +157,61 @@ enum ReuseExperiment {
         record(phaseNames[2], t)
         t = timed { _ = bk_reuse_free_fraction(live, &table, 1.0) }
         record(phaseNames[3], t)
-        t = timed { table.release?() }
+        t = timed { sleepWithoutAllocating(idleSeconds) }
         record(phaseNames[4], t)
-        return ReuseRun(allocator: spec.name, baselineRSSBytes: Int(baseline), phases: phases,
-                        peakRSSBytes: Int(bk_peak_rss()))
+        t = timed { table.release?() }
+        record(phaseNames[5], t)
+        var run = ReuseRun(allocator: spec.name, baselineRSSBytes: Int(baseline), phases: phases,
+                           peakRSSBytes: Int(bk_peak_rss()))
+        if id == .jemalloc {
+            var buf = [CChar](repeating: 0, count: 1024)
+            bk_jemalloc_config(&table, &buf, buf.count)
+            run.allocatorConfig = String(decoding: buf.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+        }
+        return run
     }
 
-    /// In the parent: one child per allocator.
-    static func run(allocators: [AllocatorSpec], targetBytes: Int, notes: inout [String]) -> ReuseReport {
+    /// nanosleep until `seconds` have passed: no allocation, no allocator call.
+    static func sleepWithoutAllocating(_ seconds: Double) {
+        guard seconds > 0 else { return }
+        var ts = timespec(tv_sec: Int(seconds), tv_nsec: Int((seconds - seconds.rounded(.down)) * 1e9))
+        var rest = timespec()
+        while nanosleep(&ts, &rest) != 0, errno == EINTR { ts = rest }
+    }
+
+    /// The allocators of the experiment: `allocators`, with jemalloc-bg right after jemalloc.
+    static func allocatorList(_ allocators: [AllocatorSpec]) -> [AllocatorSpec] {
+        allocators.flatMap { a in
+            a.name == AllocatorID.jemalloc.rawValue && !allocators.contains(jemallocBackground) ? [a, jemallocBackground] : [a]
+        }
+    }
+
+    /// In the parent: one child per allocator (and jemalloc-bg after jemalloc).
+    static func run(allocators: [AllocatorSpec], targetBytes: Int, idleSeconds: Double = defaultIdleSeconds,
+                    notes: inout [String]) -> ReuseReport {
         let env = ProcessInfo.processInfo.environment
+        let list = allocatorList(allocators)
         var runs: [ReuseRun] = []
-        for (i, id) in allocators.enumerated() {
-            let args = ["bench", "reuse-one"] + id.childArguments + ["--bytes", String(targetBytes)]
+        for (i, id) in list.enumerated() {
+            let args = ["bench", "reuse-one"] + id.childArguments
+                + ["--bytes", String(targetBytes), "--idle-seconds", String(idleSeconds)]
             do {
-                let child = try Spawn.run(Spawn.selfExe, args, env: env)
+                let child = try Spawn.run(Spawn.selfExe, args, env: id.childEnvironment(env))
                 guard child.status == 0,
                       var run = try? JSONDecoder().decode(ReuseRun.self, from: Data(child.stdout.utf8))
                 else {
                     notes.append("reuse / \(id.name): child exited with status \(child.status)")
                     continue
                 }
+                // The child knows the allocator it loaded (jemalloc, SpanAlloc), not the row's name.
+                run.allocator = id.name
                 if run.peakRSSBytes == nil { run.peakRSSBytes = child.peakRSSBytes }
+                if id == jemallocBackground, run.allocatorConfig?.contains("opt.background_thread=true") != true {
+                    notes.append("reuse / jemalloc-bg: its jemalloc did not report opt.background_thread=true "
+                                 + "(\(run.allocatorConfig ?? "no configuration")): MALLOC_CONF was not honoured")
+                }
                 let last = run.phases.last
-                Progress.say("[reuse \(i + 1)/\(allocators.count)] \(id.name): peak RSS "
+                Progress.say("[reuse \(i + 1)/\(list.count)] \(id.name): peak RSS "
                              + "\(Format.bytes(child.peakRSSBytes)), resident after purge "
                              + "\(Format.bytes(last?.residentBytes ?? 0)) (\(Format.fixed(child.wallNs / 1e9, 1)) s)")
                 runs.append(run)
@@ -164,6 +219,7 @@ enum ReuseExperiment {
                 notes.append("reuse / \(id.name): \(error)")
             }
         }
-        return ReuseReport(targetBytes: targetBytes, phases: phaseNames, runs: runs, note: note)
+        return ReuseReport(targetBytes: targetBytes, phases: phaseNames(idleSeconds: idleSeconds), runs: runs,
+                           note: note(idleSeconds: idleSeconds))
     }
 }

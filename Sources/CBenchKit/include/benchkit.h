@@ -109,6 +109,7 @@ typedef struct bk_jemalloc_stats {
     uint64_t nreslabs;   /**< times a bin reused a slab (sum) */
     uint64_t curslabs;   /**< slabs in use now (sum) */
     uint64_t large_curruns; /**< large extents in use now (arena 0) */
+    uint64_t background_threads; /**< background purging threads running (stats.background_thread.num_threads) */
 } bk_jemalloc_stats;
 
 /** Reads the statistics of a loaded jemalloc; false when mallctl fails. */
