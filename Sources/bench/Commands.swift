@@ -334,20 +334,30 @@ struct PreloadCommand: AsyncParsableCommand {
         abstract: "Run a program under each allocator with LD_PRELOAD; report median wall time and peak RSS.",
         discussion: """
             Without --programs or --program, runs bench's own core workloads (bench workload-main, plain \
-            malloc/free). --programs real runs two real programs instead: an allocation-heavy python3 script \
+            malloc/free). --programs driver runs the newer workloads (churn-1t, churn-2t, cache-scratch, \
+            cache-thrash, idle-threads, idle-gaps) through bench/programs/workload_driver.c, a plain C program \
+            compiled with cc at the start of the run, with the native rows' parameters; its rows are the \
+            driver's own ns/op, CPU ns/op and RSS readings (~9 minutes on 2 cores, the idle workloads \
+            --idle-rounds rounds). --programs real runs two real programs: an allocation-heavy python3 script \
             (PYTHONMALLOC=malloc) and gcc -O2 on a generated C file, from bench/programs/. glibc runs with \
-            nothing preloaded.
+            nothing preloaded; a --spanalloc-variant runs SpanAlloc's library with its SPANALLOC.
             """)
 
     @OptionGroup var common: CommonOptions
     @Option(help: ArgumentHelp("SpanAlloc's preload library.", valueName: "path"))
     var spanallocSo = ".build/spanalloc-preload/libspanalloc.so"
-    @Option(help: ArgumentHelp("Only default workloads whose id contains one of these strings.", valueName: "ids"))
+    @Option(help: ArgumentHelp("Only workloads (of the workloads and driver groups) whose id contains one of these "
+                               + "strings.", valueName: "ids"))
     var filter: String?
-    @Option(help: ArgumentHelp("What to run, comma-separated: workloads (bench's core workloads), python, gcc, "
+    @Option(help: ArgumentHelp("What to run, comma-separated: workloads (bench's core workloads through bench "
+                               + "workload-main), driver (churn, cache-scratch/thrash, idle-threads, idle-gaps through "
+                               + "the C program bench/programs/workload_driver.c, compiled with cc), python, gcc, "
                                + "real (= python,gcc). Default: workloads, or only --program when it is given.",
                                valueName: "names"))
     var programs: String?
+    @Option(help: ArgumentHelp("Rounds of the driver's idle workloads (idle-threads ~6 s and idle-gaps ~21 s a "
+                               + "launch), which run without a warm-up round.", valueName: "n"))
+    var idleRounds = 3
     @Option(help: ArgumentHelp("Where alloc_heavy.py and gen_compile_input.py are (default: bench/programs under "
                                + "the current directory or an ancestor of this executable).", valueName: "dir"))
     var programsDir: String?
@@ -365,6 +375,7 @@ struct PreloadCommand: AsyncParsableCommand {
         if let programs {
             do { _ = try RealPrograms.parse(programs) } catch { throw ValidationError("\(error)") }
         }
+        guard idleRounds >= 1 else { throw ValidationError("--idle-rounds must be at least 1") }
     }
 
     func run() async throws {
@@ -372,10 +383,11 @@ struct PreloadCommand: AsyncParsableCommand {
         let (infos, _) = common.selectAllocators(notes: &notes)
         let tokens = (filter ?? "").split(separator: ",").map(String.init)
         var report = common.newReport(allocators: infos, filter: tokens)
-        var preloads = PreloadRunner.preloadValues(
-            allocators: infos, custom: (try? common.customSpecs()) ?? [], spanAllocSO: spanallocSo, notes: &notes)
+        var preloads = PreloadRunner.preloadTargets(
+            allocators: infos, custom: (try? common.customSpecs()) ?? [], variants: (try? common.variantSpecs()) ?? [],
+            spanAllocSO: spanallocSo, notes: &notes)
         let wanted = Set(common.allocatorList.map { $0.lowercased() })
-        if !wanted.isEmpty { preloads = preloads.filter { wanted.contains($0.0.lowercased()) } }
+        if !wanted.isEmpty { preloads = preloads.filter { wanted.contains($0.name.lowercased()) } }
         let selection = try programs.map(RealPrograms.parse) ?? RealPrograms.Selection(workloads: program.isEmpty)
         var list: [PreloadRunner.Program] = []
         if selection.workloads {
@@ -384,7 +396,7 @@ struct PreloadCommand: AsyncParsableCommand {
         }
         var workDir: String?
         defer { if let workDir { try? FileManager.default.removeItem(atPath: workDir) } }
-        if !selection.real.isEmpty {
+        if !selection.real.isEmpty || selection.driver {
             guard let dir = RealPrograms.directory(explicit: programsDir) else {
                 throw ValidationError("cannot find bench/programs/alloc_heavy.py (run from the repository, or pass --programs-dir)")
             }
@@ -393,6 +405,16 @@ struct PreloadCommand: AsyncParsableCommand {
                 throw ValidationError("cannot create a directory under /tmp")
             }
             workDir = String(cString: made)
+            if selection.driver {
+                report.settings.idleRounds = idleRounds
+                report.settings.inner = common.inner
+                Progress.say("compiling bench/programs/\(WorkloadDriver.sourceName)")
+                if let binary = WorkloadDriver.compile(directory: dir, workDir: workDir!, notes: &notes) {
+                    list += WorkloadDriver.programs(
+                        binary: binary, quick: common.quick, scale: common.scale, inner: common.inner,
+                        idleRounds: idleRounds, filter: tokens)
+                }
+            }
             let setup = RealPrograms.Setup(
                 directory: dir,
                 python: RealPrograms.executable(explicit: python, preferred: ["/usr/bin/python3"], name: "python3"),

@@ -15,6 +15,26 @@ enum PreloadRunner {
         var checkedOutputFile: String?
         /// What the table's note says about the program (how it was made, its size).
         var detail: String?
+        /// Rounds of this program (nil: the run's --repetitions) and warm-up rounds before them (nil:
+        /// the run's); the idle workloads of the C driver run --idle-rounds rounds without warm-up.
+        var rounds: Int?
+        var warmupRounds: Int?
+        /// The program prints a ChildResult (the C driver): the table's samples are its own ns/op of
+        /// the timed region (the minimum over its repetitions), with CPU ns/op, probes and the launch's
+        /// wall time beside them; every launch must report the same ops and checksum.
+        var inProcess = false
+        /// ns/op is aggregate time over all threads (Mops/s column).
+        var throughput = false
+        /// Names of the probes the program reports (ChildResult.probes), in order.
+        var probeNames: [String] = []
+    }
+
+    /// One allocator of a preload run: its name, what LD_PRELOAD holds (nil: nothing, i.e. glibc)
+    /// and variables set in its launches only (a SpanAlloc variant's SPANALLOC).
+    struct Target: Equatable {
+        var name: String
+        var library: String?
+        var environment: [String: String] = [:]
     }
 
     /// The default programs: bench's own core workloads through plain malloc/free.
@@ -37,32 +57,43 @@ enum PreloadRunner {
         return nil
     }
 
-    /// What LD_PRELOAD holds for each allocator (nil = nothing preloaded, i.e. glibc), by name.
-    static func preloadValues(
-        allocators: [AllocatorInfo], custom: [AllocatorSpec], spanAllocSO: String, notes: inout [String]
-    ) -> [(String, String?)] {
-        var result: [(String, String?)] = []
+    /// What LD_PRELOAD holds for each allocator, by name: the built-ins, then the SpanAlloc variants
+    /// (SpanAlloc's library with their SPANALLOC), then the custom libraries.
+    static func preloadTargets(
+        allocators: [AllocatorInfo], custom: [AllocatorSpec], variants: [AllocatorSpec] = [], spanAllocSO: String,
+        notes: inout [String]
+    ) -> [Target] {
+        var result: [Target] = []
+        let spanAllocLibrary = FileManager.default.fileExists(atPath: spanAllocSO)
+            ? URL(fileURLWithPath: spanAllocSO).standardizedFileURL.path : nil
         for id in AllocatorID.allCases {
             switch id {
             case .glibc:
-                result.append((id.rawValue, nil))
+                result.append(Target(name: id.rawValue, library: nil))
             case .spanAlloc:
-                if FileManager.default.fileExists(atPath: spanAllocSO) {
-                    result.append((id.rawValue, URL(fileURLWithPath: spanAllocSO).standardizedFileURL.path))
+                if let spanAllocLibrary {
+                    result.append(Target(name: id.rawValue, library: spanAllocLibrary))
                 } else {
                     notes.append("preload: SpanAlloc skipped, no preload library at \(spanAllocSO) (build it, or pass --spanalloc-so PATH)")
                 }
             default:
                 if allocators.first(where: { $0.name == id.rawValue })?.available == true, let so = id.soname {
-                    result.append((id.rawValue, so))
+                    result.append(Target(name: id.rawValue, library: so))
                 } else {
                     notes.append("preload: \(id.rawValue) skipped (not installed)")
                 }
             }
         }
+        for spec in variants {
+            if let spanAllocLibrary {
+                result.append(Target(name: spec.name, library: spanAllocLibrary, environment: spec.environment))
+            } else {
+                notes.append("preload: \(spec.name) skipped, no SpanAlloc preload library at \(spanAllocSO)")
+            }
+        }
         for spec in custom {
             if allocators.first(where: { $0.name == spec.name })?.available == true, let so = spec.library {
-                result.append((spec.name, so))
+                result.append(Target(name: spec.name, library: so))
             } else {
                 notes.append("preload: \(spec.name) skipped (its library did not load)")
             }
@@ -74,7 +105,7 @@ enum PreloadRunner {
     /// rounds with one launch per allocator per round (order rotated), so samples[r] of
     /// every row belong to round r.
     static func run(
-        programs: [Program], preloads: [(String, String?)], baseline: String?, repetitions: Int, warmup: Int,
+        programs: [Program], preloads: [Target], baseline: String?, repetitions: Int, warmup: Int,
         idleUsage: Usage?, notes: inout [String]
     ) -> [WorkloadTable] {
         var base = ProcessInfo.processInfo.environment
@@ -85,17 +116,25 @@ enum PreloadRunner {
                 notes.append("preload: cannot find program \(program.argv[0])")
                 continue
             }
+            let rounds = program.rounds ?? repetitions, warmup = program.warmupRounds ?? warmup
+            let what = program.inProcess
+                ? "ns/op and CPU ns/op of the timed region as the program measured it, its own peak RSS and "
+                    + "the wall time of each launch (program ms)"
+                : "wall time of the whole process (ms) and its peak RSS (the largest of the process and its descendants)"
             var table = WorkloadTable(
-                id: program.id, title: program.title, unit: "ms", baseline: nil,
-                note: "wall time of the whole process (ms) and its peak RSS (the largest of the process and its "
-                    + "descendants), LD_PRELOAD = the allocator's library"
+                id: program.id, title: program.title, unit: program.inProcess ? "ns/op" : "ms", baseline: nil,
+                note: what + ", LD_PRELOAD = the allocator's library"
                     + (program.environment.isEmpty ? "" : "; the program's environment: "
                        + program.environment.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }
                            .joined(separator: " "))
-                    + (program.detail.map { "; " + $0 } ?? ""),
-                rows: [])
+                    + (program.detail.map { "; " + $0 } ?? "")
+                    + (program.rounds != nil || program.warmupRounds != nil
+                       ? "; \(rounds) rounds after \(warmup) warm-up round(s)" : ""),
+                throughput: program.inProcess && program.throughput, rows: [])
             var wall: [String: [Double]] = [:]
             var inner: [String: [Double]] = [:]
+            var cpu: [String: [Double]] = [:]
+            var probes: [String: [[Double]]] = [:]
             var usage: [String: [Usage]] = [:]
             var peak: [String: Int] = [:]
             var failed: Set<String> = []
@@ -103,17 +142,38 @@ enum PreloadRunner {
             // The output of each allocator's first launch, and the allocators whose launches disagreed.
             var firstOutput: [String: Data] = [:]
             var unstable: Set<String> = []
+            // In-process programs: "ops/checksum" of the first launch, which every launch must repeat.
+            var firstCheck: String?
             var env0 = base
             env0.merge(program.environment) { $1 }
-            for round in 0..<(warmup + repetitions) {
+            for round in 0..<(warmup + rounds) {
                 for k in preloads.indices {
-                    let (name, preload) = preloads[(k + round) % preloads.count]
+                    let target = preloads[(k + round) % preloads.count]
+                    let name = target.name
                     if failed.contains(name) { continue }
-                    var env = env0
-                    if let preload { env["LD_PRELOAD"] = preload }
+                    var env = env0.merging(target.environment) { $1 }
+                    if let preload = target.library { env["LD_PRELOAD"] = preload }
                     guard let run = try? Spawn.run(path, program.argv, env: env), run.status == 0 else {
                         failed.insert(name)
                         continue
+                    }
+                    var result: ChildResult?
+                    if program.inProcess {
+                        result = try? JSONDecoder().decode(ChildResult.self, from: Data(run.stdout.utf8))
+                        guard let r = result, !r.samples.isEmpty, r.samples.allSatisfy({ $0 > 0 && $0.isFinite }),
+                              r.ops > 0, (r.probes?.first?.count ?? 0) >= program.probeNames.count else {
+                            failed.insert(name)
+                            notes.append("preload: \(program.id) under \(name) printed no usable result")
+                            continue
+                        }
+                        let check = "\(r.ops)/\(r.checksum)"
+                        if firstCheck == nil { firstCheck = check }
+                        if check != firstCheck {
+                            failed.insert(name)
+                            notes.append("preload: \(program.id) under \(name) reported ops/checksum \(check), "
+                                         + "the first launch \(firstCheck!)")
+                            continue
+                        }
                     }
                     if let file = program.checkedOutputFile {
                         var output = Data(run.stdout.utf8)
@@ -129,16 +189,24 @@ enum PreloadRunner {
                     usage[name, default: []].append(Usage(run.usage).minus(nil))
                     var rss = run.peakRSSBytes
                     if run.rssUpperBound { upperBound.insert(name) }
-                    if let r = try? JSONDecoder().decode(ChildResult.self, from: Data(run.stdout.utf8)) {
-                        inner[name, default: []] += r.samples
+                    if result == nil { result = try? JSONDecoder().decode(ChildResult.self, from: Data(run.stdout.utf8)) }
+                    if let r = result {
+                        if program.inProcess {
+                            // A launch is a round: its sample is the minimum of its repetitions, as a native child's.
+                            inner[name, default: []].append(r.samples.min()!)
+                            if let c = r.cpuSamples?.min() { cpu[name, default: []].append(c) }
+                            if let p = r.probes { probes[name, default: []] += p }
+                        } else {
+                            inner[name, default: []] += r.samples
+                        }
                         rss = r.peakRSSBytes ?? rss
                     }
                     peak[name] = Swift.max(peak[name] ?? 0, rss)
                 }
             }
             if program.checkedOutputFile != nil {
-                let reference = firstOutput["glibc"] ?? preloads.lazy.compactMap { firstOutput[$0.0] }.first
-                for (name, _) in preloads where !failed.contains(name) {
+                let reference = firstOutput["glibc"] ?? preloads.lazy.compactMap { firstOutput[$0.name] }.first
+                for name in preloads.map(\.name) where !failed.contains(name) {
                     if unstable.contains(name) || firstOutput[name] != reference {
                         failed.insert(name)
                         notes.append("preload: \(program.id) under \(name) produced different output "
@@ -146,15 +214,32 @@ enum PreloadRunner {
                     }
                 }
             }
-            for (name, _) in preloads {
+            for name in preloads.map(\.name) {
                 if failed.contains(name) {
                     notes.append("preload: \(program.id) under \(name) failed; row left out")
                     Progress.say("preload \(program.id) \(name): FAILED")
                     continue
                 }
                 guard let w = wall[name] else { continue }
-                var row = Row(name: name, samples: w, peakRSSBytes: peak[name])
-                if let i = inner[name], !i.isEmpty { row.innerNsPerOp = Stats.median(i.sorted()) }
+                var row: Row
+                if program.inProcess {
+                    guard let i = inner[name], i.count == w.count else { continue }
+                    row = Row(name: name, samples: i, peakRSSBytes: peak[name])
+                    row.programMs = Stats.median(w.sorted())
+                    if let c = cpu[name], c.count == i.count {
+                        row.cpuSamples = c
+                        row.cpuMedian = Statistics.median(c)
+                    }
+                    if let p = probes[name], !p.isEmpty {
+                        row.probes = program.probeNames.enumerated().map { k, probe in
+                            let xs = p.compactMap { k < $0.count ? $0[k] : nil }
+                            return Probe(name: probe, unit: "bytes", samples: xs, median: Statistics.median(xs))
+                        }
+                    }
+                } else {
+                    row = Row(name: name, samples: w, peakRSSBytes: peak[name])
+                    if let i = inner[name], !i.isEmpty { row.innerNsPerOp = Stats.median(i.sorted()) }
+                }
                 if let u = usage[name], !u.isEmpty {
                     row.usage = RowUsage(samples: u, median: Usage.median(u), perChild: "the whole program")
                 }
@@ -162,7 +247,9 @@ enum PreloadRunner {
                     notes.append("preload: \(program.id) under \(name) ended within 2 ms; its peak RSS is "
                                  + "wait4's ru_maxrss, an upper bound (not below bench's own RSS)")
                 }
-                Progress.say("preload \(program.id) \(name): \(Format.fixed(row.median, 1)) ms, "
+                Progress.say("preload \(program.id) \(name): "
+                             + (program.inProcess ? "\(Format.time(row.median)) ns/op, \(Format.fixed(row.programMs ?? .nan, 0)) ms a launch, "
+                                : "\(Format.fixed(row.median, 1)) ms, ")
                              + "peak RSS \(Format.bytes(peak[name]))")
                 table.rows.append(row)
             }

@@ -4,14 +4,17 @@ import Foundation
 /// allocation patterns bench's own workloads only imitate. Their inputs live
 /// in the repository's bench/programs/ directory.
 enum RealPrograms {
-    /// Names `--programs` accepts: `workloads` (bench's core workloads, the default), `real` (every
-    /// real program) and each real program by name.
+    /// Names `--programs` accepts: `workloads` (bench's core workloads, the default), `driver` (the
+    /// newer workloads through the C driver, bench/programs/workload_driver.c), `real` (every real
+    /// program) and each real program by name.
     static let realNames = ["python", "gcc"]
-    static let allNames = ["workloads", "real"] + realNames
+    static let allNames = ["workloads", "driver", "real"] + realNames
 
-    /// What a `--programs` list selects: whether the core workloads run, and which real programs.
+    /// What a `--programs` list selects: whether the core workloads and the C driver's run, and which
+    /// real programs.
     struct Selection: Equatable {
         var workloads = false
+        var driver = false
         var real: [String] = []
     }
 
@@ -23,6 +26,7 @@ enum RealPrograms {
         for item in items {
             switch item {
             case "workloads": selection.workloads = true
+            case "driver": selection.driver = true
             case "real": selection.real += realNames
             case let name where realNames.contains(name): selection.real.append(name)
             default: throw Failure("unknown program \(item) in --programs; known: " + allNames.joined(separator: ", "))

@@ -51,7 +51,8 @@ enum Render {
         for t in r.preload { heading("\(t.id): \(t.title)"); table(workloadTable(t)); if let n = t.note { para(n) } }
         let base = r.settings.baseline ?? AllocatorID.defaultBaseline.rawValue
         for (title, tables) in [("summary: time vs \(base) [95% CI]", r.workloads),
-                                ("summary: LD_PRELOAD wall time vs \(base) [95% CI]", r.preload)]
+                                ("summary: LD_PRELOAD time vs \(base) [95% CI] (program wall time; the C driver's "
+                                    + "rows: its own ns/op)", r.preload)]
         where tables.count > 1 {
             heading(title)
             table(summary(tables) { Format.ratioCI($0.ratio, $0.ratioLow, $0.ratioHigh) })
@@ -111,6 +112,8 @@ enum Render {
         if t.throughput { headers.append("Mops/s"); align.append(.right) }
         let inner = t.rows.contains { $0.innerNsPerOp != nil }
         if inner { headers.append("in-process ns/op"); align.append(.right) }
+        let program = t.rows.contains { $0.programMs != nil }
+        if program { headers.append("program ms"); align.append(.right) }
         let cpu = t.rows.contains { $0.cpuMedian != nil }
         if cpu {
             headers += ["CPU ns/op", "CPU vs \(base) [95% CI]"]
@@ -132,6 +135,7 @@ enum Render {
             if let idleRSS { cells.append(row.peakRSSBytes.map { Format.bytes(Swift.max(0, $0 - idleRSS)) } ?? "-") }
             if t.throughput { cells.append(row.mopsPerSecond.map { Format.fixed($0, 1) } ?? "-") }
             if inner { cells.append(row.innerNsPerOp.map(Format.time) ?? "-") }
+            if program { cells.append(row.programMs.map { Format.fixed($0, 0) } ?? "-") }
             if cpu {
                 cells += [row.cpuMedian.map(Format.time) ?? "-", Format.ratioCI(row.cpuRatio, row.cpuRatioLow, row.cpuRatioHigh)]
             }
@@ -263,7 +267,7 @@ enum Render {
         }
         out.append(("samples", samples.joined(separator: "\n") + "\n"))
         var probes = [csvLine(["workload", "name", "probe", "round", "value", "unit"])]
-        for t in r.workloads {
+        for t in r.workloads + r.preload {
             for row in t.rows {
                 for p in row.probes ?? [] {
                     for (i, x) in p.samples.enumerated() {

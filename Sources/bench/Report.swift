@@ -133,6 +133,9 @@ struct Row: Codable, Sendable {
     var mopsPerSecond: Double?
     /// For LD_PRELOAD runs of bench's own workloads: the ns/op the program measured itself.
     var innerNsPerOp: Double?
+    /// For LD_PRELOAD rows whose samples are the program's own ns/op (the C driver): the median wall
+    /// time of a whole launch, ms.
+    var programMs: Double?
 
     init(name: String, samples: [Double], peakRSSBytes: Int?) {
         self.name = name

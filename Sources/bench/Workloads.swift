@@ -16,6 +16,9 @@ struct WorkloadSpec: Sendable {
     var throughput = false
     /// Part of the core issue's set (also what `bench preload` runs by default).
     var core = false
+    /// Also run under `bench preload --programs driver` by bench/programs/workload_driver.c, a plain C
+    /// program that takes the parameters below on its command line (`driverArguments`).
+    var driver = false
     /// A slow workload that mostly waits (idle time): runs `--idle-rounds` rounds without warm-up.
     var idle = false
     /// A repetition lasts long enough (~0.5-2 s) that a child does one, whatever `--inner` says.
@@ -37,6 +40,18 @@ struct WorkloadSpec: Sendable {
             batch: batch, threads: Int32(threads), seed: 0x5EED_0000 &+ UInt64(id.utf8.count),
             rounds: Int32(quick ? rounds.quick : rounds.full), writes: writes,
             idle_seconds: quick ? idleSeconds.quick : idleSeconds.full)
+    }
+
+    /// The C driver's command line for this workload: every parameter of `params`, and the
+    /// repetitions a native interleaved child does (a long workload: one warm-up and one timed
+    /// run; an idle one: one run; the others: `inner` timed runs).
+    func driverArguments(quick: Bool, scale: Double, inner: Int) -> [String] {
+        let p = params(quick: quick, scale: scale)
+        let (warmup, repetitions) = idle ? (0, 1) : long ? (1, 1) : (0, Swift.max(1, inner))
+        return [id, "--ops", String(p.ops), "--size-min", String(p.size_min), "--size-max", String(p.size_max),
+                "--batch", String(p.batch), "--threads", String(p.threads), "--seed", String(p.seed),
+                "--rounds", String(p.rounds), "--writes", String(p.writes), "--idle-seconds", String(p.idle_seconds),
+                "--warmup", String(warmup), "--repetitions", String(repetitions)]
     }
 }
 
@@ -88,28 +103,28 @@ enum Workloads {
                 title: "working-set churn, \(t) thread\(t == 1 ? "" : "s"): each keeps 10,000 live blocks of 16-2048 B "
                     + "and replaces a random one per op (10^7 ops in all)",
                 kind: BK_W_CHURN, ops: (10_000_000, 1_000_000), sizeRange: (16, 2048), batch: 10_000, threads: t,
-                throughput: t > 1, long: true))
+                throughput: t > 1, driver: true, long: true))
         }
         list.append(WorkloadSpec(
             id: "cache-scratch",
             title: "false sharing (passive): 2 threads first free 64 blocks each that another thread allocated "
                 + "side by side, then malloc 8-64 B, write every byte 50 times, free (op = object)",
-            kind: BK_W_CACHE_SCRATCH, ops: (400_000, 100_000), sizeRange: (8, 64), threads: 2, writes: 50))
+            kind: BK_W_CACHE_SCRATCH, ops: (400_000, 100_000), sizeRange: (8, 64), threads: 2, driver: true, writes: 50))
         list.append(WorkloadSpec(
             id: "cache-thrash",
             title: "false sharing (active): 2 threads each malloc 8-64 B, write every byte 50 times, free (op = object)",
-            kind: BK_W_CACHE_THRASH, ops: (400_000, 100_000), sizeRange: (8, 64), threads: 2, writes: 50))
+            kind: BK_W_CACHE_THRASH, ops: (400_000, 100_000), sizeRange: (8, 64), threads: 2, driver: true, writes: 50))
         list.append(WorkloadSpec(
             id: "idle-threads",
             title: "64 threads each allocate 64 blocks of every size 16 B-32 KiB (steps of 1/8), write, free, "
                 + "4 rounds, then stay blocked; resident memory above the pre-thread baseline (op = block)",
-            kind: BK_W_IDLE_THREADS, ops: (1, 1), threads: 64, idle: true, rounds: (4, 2),
+            kind: BK_W_IDLE_THREADS, ops: (1, 1), threads: 64, driver: true, idle: true, rounds: (4, 2),
             idleSeconds: (5, 0.5), probeNames: ["RSS after frees", "RSS after idle", "RSS after exit"]))
         list.append(WorkloadSpec(
             id: "idle-gaps",
             title: "14 bursts of random-batch (500,000 allocs 8-1024 B in batches of 100,000) with 1.5 s idle gaps "
                 + "(>= 20 s); ns/op over the bursts",
-            kind: BK_W_IDLE_GAPS, ops: (500_000, 100_000), sizeRange: (8, 1024), batch: 100_000, idle: true,
+            kind: BK_W_IDLE_GAPS, ops: (500_000, 100_000), sizeRange: (8, 1024), batch: 100_000, driver: true, idle: true,
             rounds: (14, 4), idleSeconds: (1.5, 0.2), probeNames: ["RSS after bursts", "RSS after gaps"]))
         return list
     }
