@@ -6,9 +6,14 @@ import Foundation
 enum Chart {
     static let colors: [String: String] = [
         "SpanAlloc": "#d62728", "jemalloc": "#1f77b4", "glibc": "#7f7f7f",
-        "mimalloc": "#2ca02c", "tcmalloc": "#ff7f0e",
+        "mimalloc": "#2ca02c", "tcmalloc": "#ff7f0e", "jemalloc-bg": "#6baed6",
     ]
-    static func color(_ name: String) -> String { colors[name] ?? "#9467bd" }
+    /// Colours of the other rows (custom libraries, SpanAlloc variants), chosen by name so a row keeps its
+    /// colour from one chart to the next.
+    static let palette = ["#9467bd", "#8c564b", "#e377c2", "#bcbd22", "#17becf", "#ff9896"]
+    static func color(_ name: String) -> String {
+        colors[name] ?? palette[name.unicodeScalars.reduce(0) { ($0 &* 31 &+ Int($1.value)) & 0xFFFF } % palette.count]
+    }
 
     static let width = 1100.0
     static let left = 70.0
@@ -17,10 +22,12 @@ enum Chart {
     static func svg(_ report: Report) -> String {
         var body: [String] = []
         var y = 20.0
-        let names = report.allocators.map(\.name).filter { n in
+        var names = report.allocators.map(\.name).filter { n in
             report.workloads.contains { $0.rows.contains { $0.name == n } }
                 || report.reuse?.runs.contains { $0.allocator == n } == true
         }
+        // Rows of the reuse experiment only (jemalloc-bg).
+        for run in report.reuse?.runs ?? [] where !names.contains(run.allocator) { names.append(run.allocator) }
         body.append(text(left, y + 12, "SpanAlloc bench — \(report.environment.cpuModel), "
                          + "\(report.environment.cores) cores, \(report.environment.kernel)", size: 14, weight: "bold"))
         y += 24
