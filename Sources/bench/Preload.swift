@@ -27,6 +27,8 @@ enum PreloadRunner {
         var throughput = false
         /// Names of the probes the program reports (ChildResult.probes), in order.
         var probeNames: [String] = []
+        /// The parameters the program must say it ran with (ChildResult.params), when it echoes them.
+        var expectedParams: [String: Double]?
     }
 
     /// One allocator of a preload run: its name, what LD_PRELOAD holds (nil: nothing, i.e. glibc)
@@ -165,6 +167,19 @@ enum PreloadRunner {
                             failed.insert(name)
                             notes.append("preload: \(program.id) under \(name) printed no usable result")
                             continue
+                        }
+                        if let expected = program.expectedParams {
+                            let echoed = r.params ?? [:]
+                            let wrong = expected.keys.sorted().filter { k in
+                                guard let v = echoed[k] else { return true }
+                                return abs(v - expected[k]!) > 1e-9 * Swift.max(1, abs(v))
+                            }
+                            if !wrong.isEmpty {
+                                failed.insert(name)
+                                notes.append("preload: \(program.id) under \(name) ran with other parameters than "
+                                             + "bench passed (\(wrong.joined(separator: ", ")))")
+                                continue
+                            }
                         }
                         let check = "\(r.ops)/\(r.checksum)"
                         if firstCheck == nil { firstCheck = check }

@@ -69,6 +69,8 @@ struct ChildResult: Codable {
     var peakRSSBytes: Int?
     /// The workload's probes (bk_result.probes), one array per repetition.
     var probes: [[Double]]?
+    /// The parameters the program ran with, as the C driver echoes them (nil from bench's own children).
+    var params: [String: Double]?
 }
 
 /// How a full run is set up: what `runAll` needs beyond the workload list.

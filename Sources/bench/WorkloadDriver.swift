@@ -52,13 +52,16 @@ enum WorkloadDriver {
                          filter: [String]) -> [PreloadRunner.Program] {
         specs.filter { Workloads.matches("preload:\($0.id)", filter: filter) }.map { spec in
             let args = spec.driverArguments(quick: quick, scale: scale, inner: inner)
-            let perLaunch = spec.idle ? "1 run" : spec.long ? "1 warm-up + 1 timed run" : "\(Swift.max(1, inner)) timed runs (the round's sample is their minimum)"
+            let runs = spec.driverRuns(inner: inner)
+            let perLaunch = (runs.warmup > 0 ? "\(runs.warmup) warm-up + " : "") + "\(runs.repetitions) timed run(s)"
+                + (runs.repetitions > 1 ? " (the round's sample is their minimum)" : "")
             return PreloadRunner.Program(
                 id: "preload:\(spec.id)", title: spec.title + " [C driver]", argv: [binary] + Array(args),
                 detail: "bench/programs/\(sourceName) (cc \(flags.joined(separator: " "))) with the native row's "
-                    + "parameters, \(perLaunch) per launch; every launch must report the same ops and checksum",
+                    + "parameters (which it must echo), \(perLaunch) per launch; every launch must report the same ops and checksum",
                 rounds: spec.idle ? idleRounds : nil, warmupRounds: spec.idle ? 0 : nil, inProcess: true,
-                throughput: spec.throughput, probeNames: spec.probeNames)
+                throughput: spec.throughput, probeNames: spec.probeNames,
+                expectedParams: spec.driverParams(quick: quick, scale: scale, inner: inner))
         }
     }
 }

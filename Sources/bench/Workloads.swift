@@ -42,12 +42,26 @@ struct WorkloadSpec: Sendable {
             idle_seconds: quick ? idleSeconds.quick : idleSeconds.full)
     }
 
-    /// The C driver's command line for this workload: every parameter of `params`, and the
-    /// repetitions a native interleaved child does (a long workload: one warm-up and one timed
-    /// run; an idle one: one run; the others: `inner` timed runs).
+    /// The runs a native interleaved child does, and so a launch of the C driver: a long workload one
+    /// warm-up and one timed run, an idle one a single run, the others `inner` timed runs.
+    func driverRuns(inner: Int) -> (warmup: Int, repetitions: Int) {
+        idle ? (0, 1) : long ? (1, 1) : (0, Swift.max(1, inner))
+    }
+
+    /// The parameters the C driver echoes (its "params" object) for `driverArguments`.
+    func driverParams(quick: Bool, scale: Double, inner: Int) -> [String: Double] {
+        let p = params(quick: quick, scale: scale)
+        let (warmup, repetitions) = driverRuns(inner: inner)
+        return ["ops": Double(p.ops), "sizeMin": Double(p.size_min), "sizeMax": Double(p.size_max),
+                "batch": Double(p.batch), "threads": Double(p.threads), "seed": Double(p.seed),
+                "rounds": Double(p.rounds), "writes": Double(p.writes), "idleSeconds": p.idle_seconds,
+                "warmup": Double(warmup), "repetitions": Double(repetitions)]
+    }
+
+    /// The C driver's command line for this workload: every parameter of `params` and `driverRuns`.
     func driverArguments(quick: Bool, scale: Double, inner: Int) -> [String] {
         let p = params(quick: quick, scale: scale)
-        let (warmup, repetitions) = idle ? (0, 1) : long ? (1, 1) : (0, Swift.max(1, inner))
+        let (warmup, repetitions) = driverRuns(inner: inner)
         return [id, "--ops", String(p.ops), "--size-min", String(p.size_min), "--size-max", String(p.size_max),
                 "--batch", String(p.batch), "--threads", String(p.threads), "--seed", String(p.seed),
                 "--rounds", String(p.rounds), "--writes", String(p.writes), "--idle-seconds", String(p.idle_seconds),

@@ -29,7 +29,8 @@
  * --batch, --threads, --seed, --rounds, --writes, --idle-seconds), taken
  * from the same table as its native rows; the built-in defaults are the full
  * run's, and --quick selects the quick run's. --warmup N untimed runs, then
- * --repetitions N timed ones.
+ * --repetitions N timed ones. --params prints the parameters it would run
+ * with ({"workload": ..., "params": {...}}) and exits.
  *
  * Output: one JSON line on stdout, the shape `bench run-one` prints:
  *   {"workload": "...", "samples": [wall ns/op per repetition],
@@ -562,7 +563,7 @@ static int run(const workload *w, const params *p, result *r) {
 /* ---- command line and output ----------------------------------------------- */
 
 static void usage(FILE *f) {
-    fprintf(f, "usage: workload_driver WORKLOAD [--quick] [--warmup N] [--repetitions N] [--ops N]\n"
+    fprintf(f, "usage: workload_driver WORKLOAD [--quick] [--params] [--warmup N] [--repetitions N] [--ops N]\n"
                "       [--size-min N] [--size-max N] [--batch N] [--threads N] [--seed N] [--rounds N]\n"
                "       [--writes N] [--idle-seconds S]\n"
                "workloads:");
@@ -577,6 +578,15 @@ static bool parse_u64(const char *s, uint64_t *out) {
     if (*end) return false;
     *out = v;
     return true;
+}
+
+static void print_params(const params *p, uint64_t warmup, uint64_t repetitions) {
+    printf("\"params\": {\"ops\": %llu, \"sizeMin\": %zu, \"sizeMax\": %zu, \"batch\": %zu, \"threads\": %d, "
+           "\"seed\": %llu, \"rounds\": %d, \"writes\": %llu, \"idleSeconds\": %g, \"warmup\": %llu, "
+           "\"repetitions\": %llu}",
+           (unsigned long long)p->ops, p->size_min, p->size_max, p->batch, p->threads, (unsigned long long)p->seed,
+           p->rounds, (unsigned long long)p->writes, p->idle_seconds, (unsigned long long)warmup,
+           (unsigned long long)repetitions);
 }
 
 /* Prints the values of one field of every repetition as a JSON array. */
@@ -599,13 +609,16 @@ int main(int argc, char **argv) {
         usage(stderr);
         return 2;
     }
-    bool quick = false;
-    for (int i = 2; i < argc; i++) if (strcmp(argv[i], "--quick") == 0) quick = true;
+    bool quick = false, only_params = false;
+    for (int i = 2; i < argc; i++) {
+        if (strcmp(argv[i], "--quick") == 0) quick = true;
+        if (strcmp(argv[i], "--params") == 0) only_params = true;
+    }
     params p = quick ? w->quick : w->full;
     uint64_t warmup = 0, repetitions = 1;
     for (int i = 2; i < argc; i++) {
         const char *opt = argv[i];
-        if (strcmp(opt, "--quick") == 0) continue;
+        if (strcmp(opt, "--quick") == 0 || strcmp(opt, "--params") == 0) continue;
         const char *val = i + 1 < argc ? argv[i + 1] : NULL;
         uint64_t v = 0;
         bool ok = true;
@@ -638,6 +651,12 @@ int main(int argc, char **argv) {
         p.threads < 1 || p.threads > 1024) {
         fprintf(stderr, "workload_driver: parameters out of range\n");
         return 2;
+    }
+    if (only_params) {
+        printf("{\"workload\": \"%s\", ", w->name);
+        print_params(&p, warmup, repetitions);
+        printf("}\n");
+        return 0;
     }
 
     /* The records of the timed repetitions, from mmap like every harness array. */
@@ -676,12 +695,8 @@ int main(int argc, char **argv) {
         }
         printf("]");
     }
-    printf(", \"probeNames\": %s", w->probes);
-    printf(", \"params\": {\"ops\": %llu, \"sizeMin\": %zu, \"sizeMax\": %zu, \"batch\": %zu, \"threads\": %d, "
-           "\"seed\": %llu, \"rounds\": %d, \"writes\": %llu, \"idleSeconds\": %g, \"warmup\": %llu, "
-           "\"repetitions\": %llu}}\n",
-           (unsigned long long)p.ops, p.size_min, p.size_max, p.batch, p.threads, (unsigned long long)p.seed,
-           p.rounds, (unsigned long long)p.writes, p.idle_seconds, (unsigned long long)warmup,
-           (unsigned long long)repetitions);
+    printf(", \"probeNames\": %s, ", w->probes);
+    print_params(&p, warmup, repetitions);
+    printf("}\n");
     return 0;
 }
