@@ -54,6 +54,7 @@ import Testing
     struct Run: Decodable {
         var allocator: String
         var phases: [Phase]
+        var allocatorConfig: String?
     }
     struct Phase: Decodable {
         var liveBytes: Int
@@ -143,7 +144,7 @@ import Testing
         // (Under TSan every child start is slow: one child per allocator instead of one per repetition.)
         let result = Self.run(bench, ["--quick", "--format", "json", "--filter", (ids + ["reuse"]).joined(separator: ","),
                                       "--repetitions", "3", "--inner", "1", "--warmup", "1", "--scale", "0.05",
-                                      "--reuse-bytes", String(8 << 20)]
+                                      "--reuse-bytes", String(8 << 20), "--reuse-idle-seconds", "0.2"]
                                      + (Self.underTSan ? ["--no-interleave"] : []))
         #expect(result.status == 0, "bench failed: \(result.stderr)")
         let report = try JSONDecoder().decode(Report.self, from: Data(result.stdout.utf8))
@@ -202,17 +203,29 @@ import Testing
         }
 
         let reuse = try #require(report.reuse, "no reuse report")
-        #expect(reuse.phases.count == 5)
-        for name in installed {
+        #expect(reuse.phases.count == 6)
+        #expect(reuse.phases.count == 6 && reuse.phases[4].hasPrefix("idle 0.2 s") && reuse.phases[5] == "scavenge / purge",
+                "phases \(reuse.phases)")
+        // jemalloc-bg: jemalloc again, after it, with MALLOC_CONF=background_thread:true in its child.
+        let runs = installed + (installed.contains("jemalloc") ? ["jemalloc-bg"] : [])
+        let order = reuse.runs.map(\.allocator)
+        #expect(Set(order) == Set(runs) && order.count == runs.count, "reuse runs \(order)")
+        if let j = order.firstIndex(of: "jemalloc") { #expect(order.firstIndex(of: "jemalloc-bg") == j + 1) }
+        for name in runs {
             let run = try #require(reuse.runs.first { $0.allocator == name }, "reuse: no run for \(name)")
-            #expect(run.phases.count == 5)
-            guard run.phases.count == 5 else { continue }
+            #expect(run.phases.count == 6)
+            guard run.phases.count == 6 else { continue }
             #expect(run.phases[0].liveBytes >= reuse.targetBytes, "\(name): fill did not reach the target")
             #expect(run.phases[1].liveBytes < run.phases[0].liveBytes / 5, "\(name): 90% were not freed")
-            #expect(run.phases[3].liveBytes == 0 && run.phases[4].liveBytes == 0)
+            #expect(run.phases[3...].allSatisfy { $0.liveBytes == 0 })
             if name == "SpanAlloc" { #expect(run.phases.allSatisfy { $0.spanAlloc?["spansFresh"] != nil }) }
-            if name == "jemalloc" {
-                #expect(run.phases.allSatisfy { ($0.jemalloc?["nslabs"] ?? 0) > 0 }, "jemalloc slab stats missing")
+            if name.hasPrefix("jemalloc") {
+                #expect(run.phases.allSatisfy { ($0.jemalloc?["nslabs"] ?? 0) > 0 }, "\(name): jemalloc slab stats missing")
+                // The setting reached the dlopen'ed jemalloc of jemalloc-bg's child, and only that one.
+                let bg = name == "jemalloc-bg"
+                #expect(run.allocatorConfig?.contains("opt.background_thread=\(bg)") == true, "\(name): \(run.allocatorConfig ?? "-")")
+                let threads = run.phases.last?.jemalloc?["backgroundThreads"]
+                #expect(bg ? (threads ?? 0) > 0 : threads == 0, "\(name): \(threads ?? 0) background threads")
             }
         }
     }
