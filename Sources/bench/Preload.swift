@@ -103,6 +103,26 @@ enum PreloadRunner {
         return result
     }
 
+    /// Why the output of an in-process program's launch cannot be used, or nil: it must be a ChildResult
+    /// with positive times and the program's probes, echo the parameters bench passed, and repeat the
+    /// ops and checksum of the first launch (`firstCheck`, "ops/checksum"; nil for the first launch).
+    static func inProcessProblem(_ result: ChildResult?, _ program: Program, firstCheck: String?) -> String? {
+        guard let r = result, !r.samples.isEmpty, r.samples.allSatisfy({ $0 > 0 && $0.isFinite }), r.ops > 0,
+              (r.probes?.first?.count ?? 0) >= program.probeNames.count
+        else { return "printed no usable result" }
+        if let expected = program.expectedParams {
+            let echoed = r.params ?? [:]
+            let wrong = expected.keys.sorted().filter { k in
+                guard let v = echoed[k] else { return true }
+                return abs(v - expected[k]!) > 1e-9 * Swift.max(1, abs(v))
+            }
+            if !wrong.isEmpty { return "ran with other parameters than bench passed (\(wrong.joined(separator: ", ")))" }
+        }
+        let check = "\(r.ops)/\(r.checksum)"
+        if let firstCheck, check != firstCheck { return "reported ops/checksum \(check), the first launch \(firstCheck)" }
+        return nil
+    }
+
     /// Runs every program under every allocator: a warm-up launch each, then `repetitions`
     /// rounds with one launch per allocator per round (order rotated), so samples[r] of
     /// every row belong to round r.
@@ -162,33 +182,12 @@ enum PreloadRunner {
                     var result: ChildResult?
                     if program.inProcess {
                         result = try? JSONDecoder().decode(ChildResult.self, from: Data(run.stdout.utf8))
-                        guard let r = result, !r.samples.isEmpty, r.samples.allSatisfy({ $0 > 0 && $0.isFinite }),
-                              r.ops > 0, (r.probes?.first?.count ?? 0) >= program.probeNames.count else {
+                        if let problem = inProcessProblem(result, program, firstCheck: firstCheck) {
                             failed.insert(name)
-                            notes.append("preload: \(program.id) under \(name) printed no usable result")
+                            notes.append("preload: \(program.id) under \(name) \(problem)")
                             continue
                         }
-                        if let expected = program.expectedParams {
-                            let echoed = r.params ?? [:]
-                            let wrong = expected.keys.sorted().filter { k in
-                                guard let v = echoed[k] else { return true }
-                                return abs(v - expected[k]!) > 1e-9 * Swift.max(1, abs(v))
-                            }
-                            if !wrong.isEmpty {
-                                failed.insert(name)
-                                notes.append("preload: \(program.id) under \(name) ran with other parameters than "
-                                             + "bench passed (\(wrong.joined(separator: ", ")))")
-                                continue
-                            }
-                        }
-                        let check = "\(r.ops)/\(r.checksum)"
-                        if firstCheck == nil { firstCheck = check }
-                        if check != firstCheck {
-                            failed.insert(name)
-                            notes.append("preload: \(program.id) under \(name) reported ops/checksum \(check), "
-                                         + "the first launch \(firstCheck!)")
-                            continue
-                        }
+                        firstCheck = firstCheck ?? result.map { "\($0.ops)/\($0.checksum)" }
                     }
                     if let file = program.checkedOutputFile {
                         var output = Data(run.stdout.utf8)
