@@ -22,8 +22,11 @@ extension SpanHeap {
     /// and the arena index (``MemStats/memoryCounted``).
     public var memoryLimit: Int? {
         let l = sa_memory_limit(nil)
-        return l == Int.max || l == .max ? nil : Int(l)
+        return l == Self.noMemoryLimit ? nil : l
     }
+
+    /// C's SIZE_MAX ("no limit") as Swift imports `size_t`: -1.
+    private static let noMemoryLimit = Int(bitPattern: UInt.max)
 
     /// The mode of the memory limit.
     public var memoryLimitMode: MemoryLimitMode {
@@ -37,8 +40,8 @@ extension SpanHeap {
     @discardableResult
     public func setMemoryLimit(_ bytes: Int?, mode: MemoryLimitMode = .soft) -> Int? {
         if let bytes { precondition(bytes >= 0, "SpanHeap.setMemoryLimit: negative byte count") }
-        let old = sa_set_memory_limit(bytes.map { Int($0) } ?? .max, mode == .hard ? SA_MEMLIMIT_HARD : SA_MEMLIMIT_SOFT)
-        return old == .max ? nil : Int(old)
+        let old = sa_set_memory_limit(bytes ?? Self.noMemoryLimit, mode == .hard ? SA_MEMLIMIT_HARD : SA_MEMLIMIT_SOFT)
+        return old == Self.noMemoryLimit ? nil : old
     }
 
     /// How idle memory goes back to the OS (C `sa_scavenge_config`,
