@@ -90,6 +90,11 @@ void sa_read_mem_stats(sa_mem_stats *out) {
     out->pages_released_pacer = sa_stat(&sa_heap.pages_released_by[SA_RELEASE_PACER]);
     out->pages_released_limit = sa_stat(&sa_heap.pages_released_by[SA_RELEASE_LIMIT]);
     out->pages_released_demand = sa_stat(&sa_heap.pages_released_by[SA_RELEASE_DEMAND]);
+    /* The sum of the four, not the counter read above: a release between
+     * the reads (the background scavenger counts outside every lock the
+     * reader holds) would break the equation the header states. */
+    out->pages_scavenged = out->pages_released_background + out->pages_released_pacer +
+                           out->pages_released_limit + out->pages_released_demand;
     sa_scavenger_stats(out);
     sa_unlock(&stats_lock);
 }
