@@ -1,12 +1,17 @@
 #!/usr/bin/env bash
 # Builds and runs the multi-generation stress (Tests/stress/stress.c,
-# docs/reliability.md) and the idle-cache claim stress (Tests/stress/claims.c)
+# docs/reliability.md), the idle-cache claim stress (Tests/stress/claims.c) and
+# the scavenger stress (Tests/stress/scavenge_stress.c: page runs released
+# outside the heap lock while workers allocate from them, fork while releasing)
 # against the CSpanAlloc sources, twice each:
 #
 #   .build/stress/*-release   clang -O2 -DNDEBUG (the shipped build)
 #   .build/stress/*-tsan      clang -O1 -g -fsanitize=thread, assertions and lock-rank checks on
 #
-# claims runs CLAIMS_SECONDS (default 5) per build.
+# claims runs CLAIMS_SECONDS (default 5) per build; scavenge_stress
+# SCAVENGE_STRESS_SECONDS (default 4, shared by its 2- and 4-worker runs) per
+# build, then its fork phase (SCAVENGE_STRESS_FORK=0 skips it; the TSan build
+# runs the fork phase on its own, with die_after_fork=0 detect_deadlocks=0).
 #   scripts/stress.sh                    # CI: 4 configurations x >= 10^6 operations, each build
 #   STRESS_SECONDS=1200 scripts/stress.sh --release-only   # long mode (>= 10^8 operations)
 #   STRESS_CONFIGS=8m STRESS_OPS=10000000 scripts/stress.sh
@@ -40,12 +45,14 @@ build() { # build OUTPUT MAIN FLAGS...
 }
 build "$OUT/stress-release" Tests/stress/stress.c -O2 -DNDEBUG
 build "$OUT/claims-release" Tests/stress/claims.c -O2 -DNDEBUG
+build "$OUT/scavenge-stress-release" Tests/stress/scavenge_stress.c -O2 -DNDEBUG
 # The toolchain's TSan runtime carries libdispatch interceptors: link the
 # toolchain's libdispatch and BlocksRuntime so they resolve.
 swiftlib=$(dirname "$CLANG")/../lib/swift/linux
 tsan=(-O1 -g -fsanitize=thread -L"$swiftlib" -Wl,-rpath,"$swiftlib" -ldispatch -lBlocksRuntime)
 [[ $release_only = 1 ]] || build "$OUT/stress-tsan" Tests/stress/stress.c "${tsan[@]}"
 [[ $release_only = 1 ]] || build "$OUT/claims-tsan" Tests/stress/claims.c "${tsan[@]}"
+[[ $release_only = 1 ]] || build "$OUT/scavenge-stress-tsan" Tests/stress/scavenge_stress.c "${tsan[@]}"
 
 start=$(date +%s)
 echo "== $OUT/stress-release"
@@ -62,5 +69,17 @@ echo "== $OUT/claims-release"
 if [[ $release_only = 0 ]]; then
     echo "== $OUT/claims-tsan"
     TSAN_OPTIONS="halt_on_error=1 ${TSAN_OPTIONS:-}" "$OUT/claims-tsan"
+fi
+# Releases outside the heap lock racing the workers' allocations, and fork.
+echo "== $OUT/scavenge-stress-release"
+"$OUT/scavenge-stress-release"
+if [[ $release_only = 0 ]]; then
+    echo "== $OUT/scavenge-stress-tsan"
+    SCAVENGE_STRESS_FORK=0 TSAN_OPTIONS="halt_on_error=1 ${TSAN_OPTIONS:-}" "$OUT/scavenge-stress-tsan"
+    # The fork phase alone: its children start their own scavenger thread
+    # (die_after_fork=0), and sa_fork_prepare holds more locks than TSan's
+    # deadlock detector tracks (detect_deadlocks=0).
+    SCAVENGE_STRESS_FORK=only TSAN_OPTIONS="halt_on_error=1 die_after_fork=0 detect_deadlocks=0 ${TSAN_OPTIONS:-}" \
+        "$OUT/scavenge-stress-tsan"
 fi
 echo "== stress: passed, $(($(date +%s) - start)) s"
