@@ -166,18 +166,24 @@ extension ScavengerTests {
 
         /// Mode on: the page heap's slow path releases what exceeds the
         /// retained amount once it has been idle for the delay
-        /// (pagesReleasedPacer), and no scavenger thread exists.
+        /// (pagesReleasedPacer), and no scavenger thread exists. The frees
+        /// that take the slow path are of a block kept apart from the burst
+        /// (a live block between them): freed next to the burst's run, it
+        /// would merge with it, and a run is only as idle as its newest part.
         @Test func pacerReleasesOnTheFreePathWithoutAThread() async {
             let r = await #expect(processExitsWith: .success, observing: [\.standardOutputContent, \.standardErrorContent]) {
                 configureScavenger(mode: SA_SCAVENGE_ON, retain: 0, percent: 0, delayMs: 50, floor: 0, idleMs: 50,
                                    cpuPercent: 1)
+                guard var churn = sa_alloc(256 << 10, 0), let keeper = sa_alloc(40 << 10, 0) else { childStop("allocation failed") }
                 let s0 = childStats()
                 Pacing.freeBurst()
                 var s = s0, running = false
                 let want = spanPages(Pacing.burst) * 9 / 10
                 let took = poll(timeout: 5 * sanitizerStretch, every: 0.05) {
                     // A large free: the page heap's slow path, where the pacer runs.
-                    sa_free(sa_alloc(256 << 10, 0))
+                    sa_free(churn)
+                    guard let p = sa_alloc(256 << 10, 0) else { childStop("allocation failed") }
+                    churn = p
                     s = childStats()
                     running = running || s.scavenger_running != 0
                     return s.pages_released_pacer - s0.pages_released_pacer >= want
@@ -190,6 +196,8 @@ extension ScavengerTests {
                 childExpect(s.pages_released_background == s0.pages_released_background,
                            "the background scavenger released pages with scavenge=on: \(releaseSummary(s))")
                 childExpect(s.scavenger_cpu_ns == s0.scavenger_cpu_ns, "scavenger CPU time counted with scavenge=on")
+                sa_free(churn)
+                sa_free(keeper)
                 if let v = childHeapViolation() { childStop(v) }
             }
             expectChildPasses(r, reporting: "pacing")
