@@ -30,6 +30,10 @@
  * the baseline, the quiescent heap checker must pass, and the scavenger must
  * have released pages and claimed idle caches during the run.
  *
+ * The checker phase: spans emptied by remote frees wait on mcentral's empty
+ * lists while the scavenger moves them to mheap, and the quiescent checker,
+ * run over and over meanwhile, must pass (no other thread allocates).
+ *
  * Then the fork phase: a 64 MiB burst is freed and the process forks while
  * the scavenger releases it (4 times); each child runs the heap checker,
  * frees a burst of its own, waits for its own scavenger to start and release
@@ -319,6 +323,40 @@ static void run(int threads, double seconds) {
     heap_check("after the workers were joined");
 }
 
+/* ---- the quiescent checker while the scavenger reclaims ------------------------ */
+
+/* A thread allocates 100,000 blocks of 64 classes and exits; the main thread
+ * frees them 2048 at a time (remote frees: their spans empty onto
+ * mcentral's empty lists) and runs the quiescent checker for 15 ms after
+ * each batch, while the scavenger moves the kept empty spans to mheap. No
+ * other thread allocates: the checker must pass every time. */
+#define CHECKER_BLOCKS 100000
+static void *checker_blocks[CHECKER_BLOCKS];
+
+static void *checker_maker(void *arg) {
+    (void)arg;
+    for (int i = 0; i < CHECKER_BLOCKS; i++)
+        if (!(checker_blocks[i] = sa_alloc(16 + (size_t)(i % 64) * 128, 0))) fail("checker phase: allocation failed");
+    return NULL;
+}
+
+static void checker_phase(void) {
+    pthread_t t;
+    if (pthread_create(&t, NULL, checker_maker, NULL)) fail("pthread_create");
+    pthread_join(t, NULL);
+    int checks = 0;
+    for (int i = 0; i < CHECKER_BLOCKS; i += 2048) {
+        for (int j = i; j < i + 2048 && j < CHECKER_BLOCKS; j++) sa_free(checker_blocks[j]);
+        double t0 = now_s();
+        while (now_s() - t0 < 0.015) {
+            heap_check("while the scavenger reclaims emptied spans");
+            checks++;
+        }
+    }
+    sa_thread_flush();
+    printf("scavenge_stress: checker: %d quiescent checks passed while the scavenger reclaimed emptied spans\n", checks);
+}
+
 /* ---- fork while the scavenger releases ---------------------------------------- */
 
 static void fork_child(uint64_t released_at_fork) {
@@ -402,6 +440,7 @@ int main(void) {
     if (!fork_only) {
         run(2, seconds / 2);
         run(4, seconds / 2);
+        checker_phase();
     }
     if (!no_fork) fork_phase();
     printf("scavenge_stress: passed\n");
