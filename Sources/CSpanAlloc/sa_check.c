@@ -111,12 +111,17 @@ static int check_heap(char *err, size_t errlen, bool quiescent) {
     sa_lock(&sa_claim_lock); /* no claim or idle flush meanwhile */
     sa_registry_lock();
     int others = sa_registry_other_caches();
+    /* The heap lock stays held through the cache and central checks: the
+     * background scavenger moves mcentral's kept empty spans to mheap under
+     * it (sa_central_reclaim_empty_heap_locked), and a move between the
+     * page-map count and the central lists' would count spans twice or not
+     * at all. */
     sa_lock(&sa_heap.lock);
     int rc = sa_heap_check(err, errlen, quiescent, &live, &nsmall);
-    sa_unlock(&sa_heap.lock);
     if (rc == 0) rc = sa_cache_check(err, errlen, quiescent, &ncached, &nfreecached);
-    sa_registry_unlock();
     if (rc == 0) rc = sa_central_check(err, errlen, &ncentral);
+    sa_unlock(&sa_heap.lock);
+    sa_registry_unlock();
     sa_unlock(&sa_claim_lock);
     if (rc == 0 && quiescent && nsmall != ncached + ncentral) {
         /* Every small span is some cache's (current or on its lists) or on a central list. */
