@@ -506,6 +506,10 @@ SA_HIDDEN void sa_scavenger_poke(void);
 SA_HIDDEN void sa_scavenger_config_changed(void);
 /* The scavenger's and the limit's MemStats fields. */
 SA_HIDDEN void sa_scavenger_stats(sa_mem_stats *out);
+/* Idle memory kept by mcentral beyond which a missing scavenger is started. */
+#define SA_SCAVENGE_START_BYTES ((uint64_t)4 << 20)
+/* Whether the background scavenger thread exists (a relaxed read). */
+SA_HIDDEN bool sa_scavenger_running(void);
 /* The thread could not be started: the pacer releases instead. */
 SA_HIDDEN bool sa_scavenger_failed(void);
 /* Fork: the child has no scavenger thread (started again when needed). */

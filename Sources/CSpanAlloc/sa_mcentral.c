@@ -90,6 +90,11 @@ static void release_empty(sa_mspan *s, bool swept) {
         sa_stat_add(&empty_pages, s->npages);
         sa_stat_add(&empty_spans, 1);
         sa_unlock(&c->lock);
+        /* Idle memory here too: the background scavenger decays it to the
+         * floor once the program is idle, so it must exist. */
+        if (SA_UNLIKELY(!sa_scavenger_running()) &&
+            atomic_load_explicit(&empty_pages, SA_RELAXED) << SA_PAGE_SHIFT > SA_SCAVENGE_START_BYTES)
+            sa_scavenger_poke();
         return;
     }
     sa_unlock(&c->lock);

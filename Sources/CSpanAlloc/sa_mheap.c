@@ -719,11 +719,22 @@ static void pace_scavenger_locked(void) {
     uint64_t inuse = (sa_stat(&sa_heap.pages_inuse) - kept_pages) << SA_PAGE_SHIFT;
     uint64_t limit = inuse / 100 * scav_cfg.retain_percent;
     if (limit < scav_cfg.retain_bytes) limit = scav_cfg.retain_bytes;
-    if (idle <= limit) return;
     if (scav_cfg.mode == SA_SCAVENGE_BACKGROUND && !sa_scavenger_failed()) {
-        atomic_store_explicit(&scavenger_wanted, true, SA_RELAXED);
+        /* Over the goal, or over the floor with no scavenger yet (once the
+         * program is idle, the goal is the floor, and only the thread can
+         * see that it went idle). */
+        bool running = sa_scavenger_running();
+        if (idle > limit || (idle > scav_cfg.floor_bytes && !running)) {
+            /* A running scavenger looks again within a quarter of the
+             * delay anyway: wake it no more often than that. */
+            uint64_t now = sa_os_now_ns();
+            if (running && now - last_pace_ns < (uint64_t)scav_cfg.delay_ms * 250000u) return;
+            last_pace_ns = now;
+            atomic_store_explicit(&scavenger_wanted, true, SA_RELAXED);
+        }
         return;
     }
+    if (idle <= limit) return;
     uint64_t now = sa_os_now_ns();
     if (now - last_pace_ns < (uint64_t)scav_cfg.delay_ms * 250000u) return;
     last_pace_ns = now;

@@ -3,8 +3,8 @@
  * mgcscavenge.go) and the memory limit (Go's GOMEMLIMIT).
  *
  * One thread, started when there is something for it to do (the page heap
- * has idle memory over the goal or reached the limit, or a second thread
- * cache appeared, whose thread may go idle), restarted in a fork child
+ * has idle memory over the goal or over the floor, or reached the limit, or
+ * a second thread cache appeared, whose thread may go idle), restarted in a fork child
  * only when needed again, stopped when the mode leaves
  * SA_SCAVENGE_BACKGROUND. Each round it:
  *   - hands back the caches of threads that made no allocation or free for
@@ -54,6 +54,7 @@ typedef struct sa_scavenger {
     bool stop;               /* the thread should exit (mu) */
     bool wake;               /* work arrived (mu) */
     _Atomic bool failed;     /* pthread_create failed: the pacer takes over */
+    _Atomic bool started;    /* = running, for readers without mu */
     pthread_t thread;        /* (mu) */
     _Atomic bool barrier_ok; /* membarrier registered: idle caches can be claimed */
     _Atomic uint64_t cpu_ns, idle_flushes;
@@ -238,9 +239,15 @@ static void start_locked(void) {
     sa_hold_dec();
     pthread_attr_destroy(&attr);
     pthread_sigmask(SIG_SETMASK, &old, NULL);
-    if (rc == 0) scav.running = true;
-    else atomic_store(&scav.failed, true);
+    if (rc == 0) {
+        scav.running = true;
+        atomic_store(&scav.started, true);
+    } else {
+        atomic_store(&scav.failed, true);
+    }
 }
+
+bool sa_scavenger_running(void) { return atomic_load_explicit(&scav.started, SA_RELAXED); }
 
 bool sa_scavenger_failed(void) { return atomic_load_explicit(&scav.failed, SA_RELAXED); }
 
@@ -281,6 +288,7 @@ void sa_scavenger_config_changed(void) {
     pthread_join(t, NULL);
     pthread_mutex_lock(&scav.mu);
     scav.running = false;
+    atomic_store(&scav.started, false);
     scav.stop = false;
     pthread_mutex_unlock(&scav.mu);
 }
@@ -297,6 +305,7 @@ void sa_scavenger_fork_child(void) {
         pthread_condattr_destroy(&a);
     }
     scav.running = false;
+    atomic_store(&scav.started, false);
     scav.stop = false;
     scav.wake = false;
     atomic_store(&scav.barrier_ok, false);
