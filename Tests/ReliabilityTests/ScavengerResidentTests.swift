@@ -7,7 +7,7 @@ import Testing
 import Glibc
 #endif
 
-/// Issue 15's resident-memory goals, with the scavenger's defaults (no
+/// The resident-memory goals of memory return, with the scavenger's defaults (no
 /// configuration): an idle process gives back what it does not use within
 /// seconds. Natively (an exit-test child) and under the LD_PRELOAD library
 /// (Tests/memory-return/idle_return.c), where every allocation of the

@@ -7,7 +7,7 @@ import Testing
 import Glibc
 #endif
 
-/// Memory that goes back (issue 15): the background scavenger, idle
+/// Memory that goes back: the background scavenger, idle
 /// threads letting go of their caches, the memory limit, and their
 /// configuration. Every test runs in a child process of its own (an exit
 /// test, or a C program under `LD_PRELOAD`), so the parent's heap is not

@@ -1,5 +1,5 @@
 /*
- * idle_return.c — issue 15's resident-memory goals under the LD_PRELOAD
+ * idle_return.c — the resident-memory goals of memory return under the LD_PRELOAD
  * library: malloc and free are SpanAlloc's, the scavenger runs with its
  * defaults (or what SPANALLOC says). Built and run by the ReliabilityTests
  * suite ScavengerTests (Tests/ReliabilityTests/ScavengerResidentTests.swift

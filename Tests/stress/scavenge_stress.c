@@ -1,7 +1,7 @@
 /*
  * scavenge_stress.c — the background scavenger releasing page runs (outside
  * the heap lock) while other threads allocate from the same runs, split and
- * merge them (issue 15; docs/reliability.md, "Stress").
+ * merge them (docs/reliability.md, "Stress").
  *
  * The scavenger runs with nothing retained, no delay, a 5 ms idle time and
  * its whole CPU budget (retain 0, delay_ms 0, floor 0, idle_ms 5,
