@@ -50,11 +50,10 @@ typedef struct sa_scavenger {
     pthread_mutex_t mu;
     pthread_cond_t cv;
     bool cv_ready;           /* cv made with CLOCK_MONOTONIC (mu) */
-    bool running;            /* a thread exists (mu) */
+    _Atomic bool running;    /* a thread exists (written under mu, read anywhere) */
     bool stop;               /* the thread should exit (mu) */
     bool wake;               /* work arrived (mu) */
     _Atomic bool failed;     /* pthread_create failed: the pacer takes over */
-    _Atomic bool started;    /* = running, for readers without mu */
     pthread_t thread;        /* (mu) */
     _Atomic bool barrier_ok; /* membarrier registered: idle caches can be claimed */
     _Atomic uint64_t cpu_ns, idle_flushes;
@@ -214,14 +213,19 @@ static void *scavenger_main(void *arg) {
     return NULL;
 }
 
+/* The condition variable, timed on CLOCK_MONOTONIC (sleep_for). */
+static void make_cv(void) {
+    pthread_condattr_t a;
+    pthread_condattr_init(&a);
+    pthread_condattr_setclock(&a, CLOCK_MONOTONIC);
+    pthread_cond_init(&scav.cv, &a);
+    pthread_condattr_destroy(&a);
+}
+
 /* Starts the thread (mu held). Signals stay blocked in it. */
 static void start_locked(void) {
     if (!scav.cv_ready) {
-        pthread_condattr_t a;
-        pthread_condattr_init(&a);
-        pthread_condattr_setclock(&a, CLOCK_MONOTONIC);
-        pthread_cond_init(&scav.cv, &a);
-        pthread_condattr_destroy(&a);
+        make_cv();
         scav.cv_ready = true;
     }
     sigset_t all, old;
@@ -241,13 +245,12 @@ static void start_locked(void) {
     pthread_sigmask(SIG_SETMASK, &old, NULL);
     if (rc == 0) {
         scav.running = true;
-        atomic_store(&scav.started, true);
     } else {
         atomic_store(&scav.failed, true);
     }
 }
 
-bool sa_scavenger_running(void) { return atomic_load_explicit(&scav.started, SA_RELAXED); }
+bool sa_scavenger_running(void) { return atomic_load_explicit(&scav.running, SA_RELAXED); }
 
 bool sa_scavenger_failed(void) { return atomic_load_explicit(&scav.failed, SA_RELAXED); }
 
@@ -288,7 +291,6 @@ void sa_scavenger_config_changed(void) {
     pthread_join(t, NULL);
     pthread_mutex_lock(&scav.mu);
     scav.running = false;
-    atomic_store(&scav.started, false);
     scav.stop = false;
     pthread_mutex_unlock(&scav.mu);
 }
@@ -297,15 +299,8 @@ void sa_scavenger_config_changed(void) {
  * parent's thread may have held mu at the fork. */
 void sa_scavenger_fork_child(void) {
     pthread_mutex_init(&scav.mu, NULL);
-    if (scav.cv_ready) {
-        pthread_condattr_t a;
-        pthread_condattr_init(&a);
-        pthread_condattr_setclock(&a, CLOCK_MONOTONIC);
-        pthread_cond_init(&scav.cv, &a);
-        pthread_condattr_destroy(&a);
-    }
+    if (scav.cv_ready) make_cv();
     scav.running = false;
-    atomic_store(&scav.started, false);
     scav.stop = false;
     scav.wake = false;
     atomic_store(&scav.barrier_ok, false);
