@@ -9,6 +9,14 @@ extension CoreAllocatorTests {
         /// process's resident memory (/proc/self/statm) drops by most of it.
         @Test func scavengeLowersResidentMemory() throws {
             let chunk = 8 << 20, count = 32, total = chunk * count
+            // Only this test's sa_scavenge releases meanwhile: the background
+            // scavenger would release other tests' idle pages (and idle
+            // threads' caches) between the RSS readings.
+            let saved = heap.scavenger
+            var off = saved
+            off.mode = .off
+            heap.scavenger = off
+            defer { heap.scavenger = saved }
             heap.scavenge()
             let s0 = heap.memStats
             let r0 = residentBytes()
