@@ -72,8 +72,16 @@ enum Diff {
             : (row.ratio, row.ratioLow, row.ratioHigh)
     }
 
+    /// Two rows compared with each other: the `old` row of the old report against the `new` row of the
+    /// new report, in every workload that has both (the reports may be one file: an A/B of two
+    /// allocators or settings measured in the same run).
+    struct RowPair: Sendable {
+        var old: String
+        var new: String
+    }
+
     static func compare(old: Report, new: Report, oldName: String, newName: String, threshold: Double,
-                        allocator: String, metric: Metric) -> DiffReport {
+                        allocator: String, metric: Metric, pair: RowPair? = nil) -> DiffReport {
         var rows: [DiffRow] = []
         var notes: [String] = []
         let oldBase = old.settings.baseline ?? AllocatorID.defaultBaseline.rawValue
@@ -89,8 +97,9 @@ enum Diff {
                     notes.append("\(nt.id): no common baseline row")
                     continue
                 }
-                for nr in nt.rows where nr.name != base {
-                    guard let or = ot.rows.first(where: { $0.name == nr.name }),
+                for nr in nt.rows where nr.name != base && (pair == nil || nr.name == pair!.new) {
+                    let oldRowName = pair?.old ?? nr.name
+                    guard oldRowName != base, let or = ot.rows.first(where: { $0.name == oldRowName }),
                           let x = logRatios(ot, or, metric), let y = logRatios(nt, nr, metric) else { continue }
                     let change = Statistics.relativeChange(old: x, new: y)
                     let timeChange = Statistics.relativeChange(
@@ -100,15 +109,19 @@ enum Diff {
                     let significant = change.map { $0.low > 0 || $0.high < 0 } ?? false
                     let changed = significant && abs(change!.estimate) > threshold
                     rows.append(DiffRow(
-                        workload: nt.id, allocator: nr.name, baseline: base,
+                        workload: nt.id, allocator: pair.map { "\($0.new) vs \($0.old)" } ?? nr.name, baseline: base,
                         oldRatio: o, oldRatioLow: ol, oldRatioHigh: oh, newRatio: n, newRatioLow: nl, newRatioHigh: nh,
                         ratioChange: change, timeChange: timeChange, significant: significant, changed: changed,
-                        worse: changed && change!.estimate > 0, judged: nr.name.lowercased() == allocator.lowercased()))
+                        worse: changed && change!.estimate > 0,
+                        judged: pair != nil || nr.name.lowercased() == allocator.lowercased()))
                 }
             }
             for ot in sectionPair.0 where !sectionPair.1.contains(where: { $0.id == ot.id }) {
                 notes.append("\(ot.id): only in the old report")
             }
+        }
+        if let p = pair, rows.isEmpty {
+            notes.append("no workload has a \(p.old) row in the old report and a \(p.new) row in the new one")
         }
         if old.settings.testInflate != nil || new.settings.testInflate != nil {
             notes.append("a report was made with BENCH_TEST_INFLATE (test only): its SpanAlloc samples are inflated")
@@ -161,7 +174,9 @@ struct DiffCommand: ParsableCommand {
             change of that ratio with a 95% interval (Hodges–Lehmann shift with the Mann–Whitney interval, on \
             the per-round log ratios of the two runs), and for the judged allocator (--allocator, default SpanAlloc) the change of its own time. \
             Exits 1 when a row of the judged allocator is slower relative to the baseline beyond --threshold \
-            with an interval that excludes zero; 0 otherwise.
+            with an interval that excludes zero; 0 otherwise. With --compare OLDROW,NEWROW only the OLDROW rows \
+            of OLD and the NEWROW rows of NEW are compared, and they are judged; OLD and NEW may be the same file \
+            (two allocators or two SpanAlloc settings, e.g. a --spanalloc-variant, measured in one run).
             """)
 
     @Argument(help: "The older report (bench --format json).") var old: String
@@ -175,6 +190,18 @@ struct DiffCommand: ParsableCommand {
     @Option(help: ArgumentHelp("Which time to compare: cpu (CPU time of the timed region, the default) or wall.",
                                valueName: "cpu|wall"))
     var metric: Diff.Metric = .cpu
+    @Option(help: ArgumentHelp("Compare the OLDROW rows of OLD with the NEWROW rows of NEW (both judged); "
+                               + "OLD and NEW may be one report.", valueName: "OLDROW,NEWROW"))
+    var compare: String?
+
+    var rowPair: Diff.RowPair? {
+        guard let c = compare else { return nil }
+        let parts = c.split(separator: ",", omittingEmptySubsequences: false).map {
+            $0.trimmingCharacters(in: .whitespaces)
+        }
+        guard parts.count == 2, !parts[0].isEmpty, !parts[1].isEmpty else { return nil }
+        return Diff.RowPair(old: parts[0], new: parts[1])
+    }
 
     var thresholdValue: Double? {
         let t = threshold.trimmingCharacters(in: .whitespaces)
@@ -185,6 +212,9 @@ struct DiffCommand: ParsableCommand {
     func validate() throws {
         guard let v = thresholdValue, v >= 0, v.isFinite else {
             throw ValidationError("--threshold takes a percentage such as 5% (or a fraction such as 0.05)")
+        }
+        if compare != nil, rowPair == nil {
+            throw ValidationError("--compare takes two row names separated by a comma, e.g. scav-on,SpanAlloc")
         }
     }
 
@@ -198,7 +228,7 @@ struct DiffCommand: ParsableCommand {
 
     func run() throws {
         let d = Diff.compare(old: try Self.load(old), new: try Self.load(new), oldName: old, newName: new,
-                             threshold: thresholdValue!, allocator: allocator, metric: metric)
+                             threshold: thresholdValue!, allocator: allocator, metric: metric, pair: rowPair)
         switch format {
         case .json:
             let enc = JSONEncoder()

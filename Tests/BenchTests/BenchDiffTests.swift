@@ -14,6 +14,7 @@ import Testing
         var changedRows: Int
         var worseJudgedRows: Int
         var metric: String
+        var notes: [String]
     }
     struct DiffRow: Decodable {
         var workload: String
@@ -169,7 +170,7 @@ import Testing
     // MARK: diff on reports with known samples (no timing involved)
 
     /// A minimal report whose workload "w" has rows "jemalloc" (the baseline) and "SpanAlloc".
-    static func report(spanAlloc: [Double], jemalloc: [Double]) -> String {
+    static func report(spanAlloc: [Double], jemalloc: [Double], extra: [(String, [Double])] = []) -> String {
         func row(_ name: String, _ s: [Double]) -> String {
             let sorted = s.sorted()
             let list = "[" + s.map { String($0) }.joined(separator: ", ") + "]"
@@ -178,7 +179,8 @@ import Testing
             json += ", \"median\": " + median + ", \"min\": " + lo + ", \"max\": " + hi + "}"
             return json
         }
-        let rows: String = row("jemalloc", jemalloc) + ", " + row("SpanAlloc", spanAlloc)
+        let rows: String = ([row("jemalloc", jemalloc), row("SpanAlloc", spanAlloc)] + extra.map { row($0.0, $0.1) })
+            .joined(separator: ", ")
         let n: Int = spanAlloc.count
         return """
             {"tool": "spanalloc-bench", "schemaVersion": 2,
@@ -220,6 +222,35 @@ import Testing
         // The other way round it is an improvement: exit 0.
         let (s4, better) = try Self.diff(files[2], files[0])
         #expect(s4 == 0 && better.changedRows == 1 && better.worseJudgedRows == 0)
+    }
+
+    /// `--compare OLDROW,NEWROW`: two rows of one report (an A/B measured in one run) compared with each
+    /// other; only that pair is listed, and it decides the exit status.
+    @Test func diffComparesTwoRowsOfOneReport() throws {
+        let jem: [Double] = [100, 104, 108, 101, 105, 109, 102, 106, 110, 103]
+        let noise: [Double] = [1.000, 1.003, 0.999, 1.002, 0.998, 1.001, 0.997, 1.000, 1.003, 0.999]
+        let same = (0..<10).map { jem[$0] * 0.9 * noise[$0] }
+        let twin = (0..<10).map { jem[$0] * 0.9 * noise[9 - $0] }
+        let slower = (0..<10).map { jem[$0] * 0.9 * 1.2 * noise[9 - $0] }
+        let file = Self.tempFile("pair.json")
+        defer { try? FileManager.default.removeItem(atPath: file) }
+        try Self.report(spanAlloc: same, jemalloc: jem, extra: [("twin", twin), ("slow", slower)])
+            .write(toFile: file, atomically: true, encoding: .utf8)
+
+        let (s1, unchanged) = try Self.diff(file, file, ["--compare", "twin,SpanAlloc"])
+        #expect(s1 == 0 && unchanged.rows.count == 1 && unchanged.changedRows == 0)
+        #expect(unchanged.rows.first?.allocator == "SpanAlloc vs twin")
+        let (s2, worse) = try Self.diff(file, file, ["--compare", "SpanAlloc,slow"])
+        #expect(s2 == 1 && worse.rows.count == 1 && worse.worseJudgedRows == 1)
+        let change = try #require(worse.rows.first?.ratioChange)
+        #expect(change.low > 0.15 && change.high < 0.25, "\(change)")
+        let (s3, better) = try Self.diff(file, file, ["--compare", "slow,twin"])
+        #expect(s3 == 0 && better.changedRows == 1 && better.worseJudgedRows == 0)
+        let (s4, none) = try Self.diff(file, file, ["--compare", "SpanAlloc,absent"])
+        #expect(s4 == 0 && none.rows.isEmpty && none.notes.contains { $0.contains("absent") })
+        let malformed = T.run(try #require(T.benchPath()), ["diff", file, file, "--compare", "SpanAlloc"])
+        #expect(malformed.status != 0 && malformed.status != 1, "a malformed --compare is a usage error")
+        #expect(malformed.stderr.contains("--compare"), "\(malformed.stderr)")
     }
 
     // MARK: choosing what to compare
