@@ -13,8 +13,11 @@
  *   - computes the goal for idle memory: while the program allocates,
  *     retain_bytes or retain_percent of the in-use heap, whichever is more;
  *     once the page heap has seen no allocation for idle_ms, the goal falls
- *     linearly to floor_bytes over the next two idle_ms; over the memory
- *     limit, the goal drops by the excess;
+ *     to floor_bytes over the next two idle_ms, as the square of the time
+ *     (slowly at first: a pause of 1.5 idle_ms gives back a sixteenth of
+ *     what the whole decay does, so programs that pause between bursts do
+ *     not fault their memory back in); over the memory limit, the goal
+ *     drops by the excess;
  *   - releases idle memory above the goal, runs idle for delay_ms first
  *     (none while over the limit), largest runs first, a chunk at a time
  *     with madvise outside the heap lock (sa_heap_release);
@@ -108,8 +111,8 @@ static uint64_t idle_goal(const sa_scavenge_config *cfg, const sa_heap_usage *u,
     uint64_t idle_ns = (uint64_t)cfg->idle_ms * MS;
     if (idle_for >= idle_ns && goal > cfg->floor_bytes) {
         uint64_t span = 2 * idle_ns ? 2 * idle_ns : 1, t = idle_for - idle_ns;
-        goal = t >= span ? cfg->floor_bytes
-                         : goal - (uint64_t)((double)(goal - cfg->floor_bytes) * (double)t / (double)span);
+        double x = (double)t / (double)span;
+        goal = t >= span ? cfg->floor_bytes : goal - (uint64_t)((double)(goal - cfg->floor_bytes) * x * x);
     }
     size_t limit = sa_memlimit_bytes();
     if (limit != SIZE_MAX && u->counted_bytes > limit) {
