@@ -12,6 +12,8 @@ let package = Package(
     dependencies: [
         .package(name: "SpanAlloc", path: ".."),
         .package(url: "https://github.com/apple/swift-metrics", from: "2.13.0"),
+        // Tests only: the DocC article's Prometheus example, compiled and run.
+        .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
     ],
     targets: [
         .target(
@@ -27,6 +29,7 @@ let package = Package(
                 "SpanAllocMetrics",
                 .product(name: "SpanAlloc", package: "SpanAlloc"),
                 .product(name: "MetricsTestKit", package: "swift-metrics"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
             ]
         ),
     ]
