@@ -1,6 +1,6 @@
 import MetricsTestKit
 import SpanAlloc
-import SpanAllocMetrics
+@testable import SpanAllocMetrics
 import Testing
 
 /// The value of a MemStats property found by reflection, as the metric
@@ -89,6 +89,20 @@ private func churn(_ n: Int) {
                 == Int64(snapshot.centralEmptyReuses))
         #expect(try metrics.expectCounter("spanalloc_scavenger_cpu_nanoseconds_total").totalValue
                 == Int64(snapshot.scavengerCPUNanoseconds))
+    }
+
+    /// The lists of counters and byte-valued fields name MemStats fields
+    /// (compared without case and underscores): a renamed field must be
+    /// renamed there too, or it would turn into a plain gauge.
+    @Test func classificationNamesExistingFields() {
+        let s = SpanHeap.default.memStats
+        var fields = Set(Mirror(reflecting: s).children.compactMap { $0.label.map(SpanAllocMetrics.normalized) })
+        for row in Mirror(reflecting: s.bySize[1]).children.compactMap(\.label) {
+            fields.insert(SpanAllocMetrics.normalized("bySize" + row))
+        }
+        for name in SpanAllocMetrics.counters.union(SpanAllocMetrics.bytes) {
+            #expect(fields.contains(name), "\(name) is listed in SpanAllocMetrics but is no MemStats field")
+        }
     }
 
     @Test func countersFollowLaterSnapshots() throws {
