@@ -5,7 +5,9 @@
 # new package whose manifest holds the README's `.package(url: …, from: …)`
 # line with the URL replaced by the clone's file:// URL, and the README's
 # product line, resolves it by version (Package.resolved must pin that
-# version), builds it and runs a small program using SpanHeap and GoSlice.
+# version), builds it and runs a small program using SpanHeap and GoSlice,
+# and a second executable linked with the README's SpanAllocMalloc line
+# whose Swift objects must come from SpanAlloc.
 # About 1-2 minutes on 2 cores (a debug build of CSpanAlloc and SpanAlloc);
 # each step is bounded by `timeout`, 10 minutes at the worst.
 set -euo pipefail
@@ -17,12 +19,15 @@ dep_line=$(grep -m1 -E '^[[:space:]]*\.package\(url: "[^"]+", from: "[0-9]+\.[0-
     || { echo "check-dependency: README.md has no .package(url: …, from: …) line" >&2; exit 1; }
 product_line=$(grep -m1 -E '^[[:space:]]*\.product\(name: "SpanAlloc", package: "SpanAlloc"\),?$' README.md) \
     || { echo "check-dependency: README.md has no SpanAlloc .product line" >&2; exit 1; }
+malloc_line=$(grep -m1 -E '^[[:space:]]*\.product\(name: "SpanAllocMalloc", package: "SpanAlloc"\),?[[:space:]]*(//.*)?$' README.md) \
+    || { echo "check-dependency: README.md has no SpanAllocMalloc .product line" >&2; exit 1; }
 version=$(sed -E 's/.*from: "([^"]+)".*/\1/' <<<"$dep_line")
 grep -q "^## \[$version\]" CHANGELOG.md \
     || { echo "check-dependency: CHANGELOG.md has no entry for $version (README's version)" >&2; exit 1; }
 echo "check-dependency: README's lines:"
 echo "  $dep_line"
 echo "  $product_line"
+echo "  $malloc_line"
 
 tmp=$(mktemp -d /tmp/spanalloc-dep.XXXXXX)
 trap 'rm -rf "$tmp"' EXIT
@@ -34,7 +39,7 @@ if ! git -C "$tmp/SpanAlloc" rev-parse -q --verify "refs/tags/$version" >/dev/nu
 fi
 
 app=$tmp/App
-mkdir -p "$app/Sources/App"
+mkdir -p "$app/Sources/App" "$app/Sources/AppMalloc"
 url="file://$tmp/SpanAlloc"
 # The URL replaced by the clone's; the rest of the line as the README has it.
 local_dep=$(sed -E "s|url: \"[^\"]+\"|url: \"$url\"|" <<<"$dep_line")
@@ -51,6 +56,10 @@ $local_dep
         .executableTarget(name: "App", dependencies: [
 $product_line
         ]),
+        .executableTarget(name: "AppMalloc", dependencies: [
+$malloc_line
+$product_line
+        ]),
     ]
 )
 MANIFEST
@@ -64,6 +73,17 @@ let p = heap.allocate(byteCount: 48, noscan: true)
 let span = heap.span(containing: p)!
 heap.deallocate(p)
 print("count \(s.count) capacity \(s.capacity) spanClass \(span.spanClass)")
+PROGRAM
+cat >"$app/Sources/AppMalloc/main.swift" <<'PROGRAM'
+import SpanAlloc
+
+final class Box { var x = 0 }
+let before = SpanHeap.default.memStats.mallocs
+var boxes: [Box] = []
+for i in 0..<1000 { boxes.append(Box()); boxes[i].x = i }
+let after = SpanHeap.default.memStats.mallocs
+let owned = SpanHeap.default.owns(Unmanaged.passUnretained(boxes[999]).toOpaque())
+print("objects from SpanAlloc: \(owned), mallocs counted: \(after - before >= 1000)")
 PROGRAM
 
 cd "$app"
@@ -82,4 +102,8 @@ out=$(timeout 60 .build/debug/App)
 echo "check-dependency: the program printed: $out"
 [ "$out" = "count 5 capacity 8 spanClass 11" ] \
     || { echo "check-dependency: expected 'count 5 capacity 8 spanClass 11'" >&2; exit 1; }
+out=$(timeout 60 .build/debug/AppMalloc)
+echo "check-dependency: the SpanAllocMalloc program printed: $out"
+[ "$out" = "objects from SpanAlloc: true, mallocs counted: true" ] \
+    || { echo "check-dependency: expected 'objects from SpanAlloc: true, mallocs counted: true'" >&2; exit 1; }
 echo "check-dependency: ok"
