@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # The test command: installs what the tests need (jemalloc and friends, for
 # the bench and malloc tests), then runs the whole suite three times — plain,
-# under ThreadSanitizer and under AddressSanitizer — and the reliability
+# under ThreadSanitizer and under AddressSanitizer — the package checks
+# (docs and their coverage, the README's dependency line, the Metrics
+# package's tests; about 2 minutes), and the reliability
 # checks that are not Swift tests (scripts/reliability.sh: the C smoke test,
 # the multi-generation stress in two builds, four bounded fuzz targets;
 # about 4-5 minutes). Exits non-zero on the first failure.
@@ -20,6 +22,17 @@ echo "== swift test"
 # build, what ./scripts/bench.sh runs.
 swift build -c release --product bench
 SPANALLOC_REQUIRE_PRELOAD=1 BENCH_RELEASE_BINARY="$PWD/.build/release/bench" swift test
+
+# The package as a user meets it. Each step is bounded by `timeout` inside.
+# DocC archive and documentation coverage: ~20 s (~10 s warm).
+echo "== scripts/docs.sh"
+./scripts/docs.sh
+# The README's dependency line resolved by version in a new package: ~15 s.
+echo "== scripts/check-dependency.sh"
+./scripts/check-dependency.sh
+# The SpanAllocMetrics package (Metrics/, its own .build): ~1 min cold, ~5 s warm.
+echo "== (cd Metrics && swift test)"
+(cd Metrics && timeout 600 swift test)
 
 echo "== Benchmarks/: package-benchmark malloc-count thresholds"
 ./scripts/benchmarks.sh

@@ -6,6 +6,12 @@
  */
 #include "sa_internal.h"
 
+/* Linux only: MAP_NORESERVE, MADV_DONTNEED's zero-fill, CLOCK_MONOTONIC_COARSE,
+ * membarrier and prctl are Linux's. Other systems stop here, not at link time. */
+#ifndef __linux__
+#error "SpanAlloc supports Linux only (mmap/madvise/membarrier as Linux has them)"
+#endif
+
 #include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>

@@ -17,6 +17,10 @@ extension SpanHeap {
         /// All threads' bins together: 64 MiB by default.
         public var totalBytes: Int
 
+        /// A budget of `bytesPerThread` per thread and `totalBytes` for all
+        /// threads' bins (the defaults are the C library's).
+        ///
+        /// Traps when either is negative.
         public init(bytesPerThread: Int = 1 << 20, totalBytes: Int = 64 << 20) {
             precondition(bytesPerThread >= 0 && totalBytes >= 0, "SpanHeap.CacheBudget: negative byte count")
             self.bytesPerThread = bytesPerThread

@@ -59,6 +59,7 @@ extension SpanHeap {
             /// ``idleMilliseconds``, and hands back idle threads' caches.
             case background
         }
+        /// Who releases idle memory: the background thread by default.
         public var mode: Mode
         /// Idle memory kept mapped while the program allocates.
         public var retainBytes: Int
@@ -73,6 +74,10 @@ extension SpanHeap {
         /// The background thread's CPU budget, percent of one CPU.
         public var cpuPercent: Int
 
+        /// A configuration; the defaults are those the C library starts
+        /// with (`SPANALLOC=scavenge=background,scavenge_retain=64M,…`).
+        ///
+        /// Traps when a setting is negative or `cpuPercent` is not positive.
         public init(mode: Mode = .background, retainBytes: Int = 64 << 20, retainPercent: Int = 10,
                     delayMilliseconds: Int = 1000, floorBytes: Int = 4 << 20, idleMilliseconds: Int = 1000,
                     cpuPercent: Int = 1) {

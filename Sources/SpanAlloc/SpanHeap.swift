@@ -190,11 +190,14 @@ public struct SizeClass: Sendable, Hashable, CustomStringConvertible {
     /// Go's spanClass for this class: `index << 1 | noscan`.
     public func spanClass(noscan: Bool) -> Int { index << 1 | (noscan ? 1 : 0) }
 
+    /// The size class numbered `index`; traps unless `index` is in 1...67.
     public init(index: Int) {
         precondition((1..<Int(SA_NUM_CLASSES)).contains(index), "size class out of range")
         self.index = index
     }
 
+    /// The class, its object size, pages per span and objects per span:
+    /// `class 5: 48 B, 1 page(s), 170 objects`.
     public var description: String {
         "class \(index): \(objectSize) B, \(pageCount) page(s), \(objectsPerSpan) objects"
     }

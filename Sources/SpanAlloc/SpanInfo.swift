@@ -42,6 +42,8 @@ public struct SpanInfo: Sendable, Hashable, CustomStringConvertible {
         return a >= base && a < base + UInt(pageCount) * UInt(SA_PAGE_SIZE)
     }
 
+    /// The span in one line: id, spanClass, class, base, pages and
+    /// allocated/total slots.
     public var description: String {
         "span #\(id) spanClass \(spanClass) (class \(sizeClass)\(noscan ? ", noscan" : "")) "
             + "base 0x\(String(base, radix: 16)) \(pageCount) page(s) "

@@ -62,6 +62,13 @@ void sa_ov_start(void) {
 #include <malloc.h>
 #include <stdlib.h>
 
+/* The override hands foreign pointers to glibc's own allocator (__libc_free,
+ * __libc_realloc, malloc_usable_size through RTLD_NEXT), which other C
+ * libraries, musl among them, do not export. */
+#ifndef __GLIBC__
+#error "SpanAllocMalloc replaces glibc's malloc; other C libraries (musl, the static Linux SDK) are not supported"
+#endif
+
 /* glibc's own allocator, for foreign pointers (exported by libc.so.6). */
 extern void __libc_free(void *);
 extern void *__libc_realloc(void *, size_t);

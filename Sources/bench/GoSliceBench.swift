@@ -4,7 +4,7 @@ import SpanAlloc
 import Glibc
 #endif
 
-/// GoSlice vs Array workloads (owned by the GoSlice issue).
+/// GoSlice vs Array workloads.
 ///
 /// - `slice.append-int`: append 10^7 `Int`s one at a time to an empty
 ///   GoSlice, Array and ContiguousArray (growth included).

@@ -14,7 +14,7 @@ struct WorkloadSpec: Sendable {
     var threads = 1
     /// Reported as throughput (aggregate ns/op and Mops/s).
     var throughput = false
-    /// Part of the core issue's set (also what `bench preload` runs by default).
+    /// Part of the core set (also what `bench preload` runs by default).
     var core = false
     /// Also run under `bench preload --programs driver` by bench/programs/workload_driver.c, a plain C
     /// program that takes the parameters below on its command line (`driverArguments`).

@@ -52,7 +52,7 @@ func sleepMilliseconds(_ ms: Int) {
     usleep(useconds_t(ms * 1000))
 }
 
-/// Workload sizes: the 10^6 items in a plain run, fewer under
+/// Workload sizes: 10^6 items in a plain run, fewer under
 /// ThreadSanitizer (detected by its runtime symbol), overridable with
 /// GOCHAN_TEST_ITEMS.
 enum TestScale {

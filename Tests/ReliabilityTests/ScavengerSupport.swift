@@ -18,8 +18,8 @@ import Glibc
 /// Resident memory is read from /proc/self/statm and counted above the
 /// value read before the workload; those tests are skipped under the
 /// sanitizers, whose shadow memory is resident and not returned. Timing
-/// bounds are generous (a noisy 2-core VM) and derived from the issue's
-/// figures; a polling test passes as soon as its condition holds and fails
+/// bounds are generous (a noisy 2-core VM) and derived from the documented
+/// behaviour (docs/malloc.md); a polling test passes as soon as its condition holds and fails
 /// with the figures it saw at the deadline.
 @Suite(.serialized) struct ScavengerTests {}
 

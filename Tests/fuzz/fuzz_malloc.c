@@ -500,7 +500,7 @@ static void run_op(reader *r) {
         return;
     }
     case OP_IMPOSSIBLE: {
-        /* Sizes no entry point may serve (issue 12, defect 3): a span's page
+        /* Sizes no entry point may serve (docs/reliability.md's defects): a span's page
          * count above 32 bits (from 2^45 - 8191 bytes), the old 2^46 limit
          * and one past it, one past SA_MAX_SIZE, and SIZE_MAX down to
          * SIZE_MAX - 65535 (the input picks). */

@@ -252,7 +252,7 @@ static void idle_threads(void) {
     pthread_mutex_unlock(&idle_lock);
     long at_block = resident() - r0, last;
     /* The metadata mapped for the peak (span structures) is released once
-     * the program is idle, like the pages: the bound is the issue's. */
+     * the program is idle, like the pages: the bound holds it too. */
     sa_mem_stats st;
     sa_read_mem_stats(&st);
     long metadata = (long)(st.metadata_sys - m0.metadata_sys), bound = strict;
