@@ -37,9 +37,9 @@ fi
 # Ir of malloc and free (inclusive) divided by the pairs.
 per_pair() { # out-file pairs
     callgrind_annotate --inclusive=yes --threshold=100 "$1" 2>/dev/null | awk -v pairs="$2" '
-        { gsub(",", "", $1) }
-        $2 ~ /:(malloc|__libc_malloc|free|__libc_free|cfree)( |$)/ && !seen[$2]++ { split($2, f, ":"); fn=f[length(f)]
-            if (fn ~ /malloc/) m += $1; else fr += $1 }
+        $3 ~ /:(malloc|__libc_malloc|free|__libc_free)$/ && !seen[$3]++ {
+            n = $1; gsub(",", "", n); k = split($3, f, ":")
+            if (f[k] ~ /malloc/) m += n; else fr += n }
         END { printf "%.1f (malloc %.1f, free %.1f)", (m + fr) / pairs, m / pairs, fr / pairs }'
 }
 
