@@ -20,3 +20,16 @@ func moveThroughChannel() async throws {
     let t = Task { try await ch.receive()?.count ?? 0 }
     _ = try await t.value
 }
+
+/// A value received by `for await`, `next()` or `receive()` is the
+/// receiver's alone: it may be sent on, also from an actor.
+actor Relay {
+    var kept: [GoSlice<Int>] = []
+
+    func relay(_ a: GoChan<GoSlice<Int>>, _ b: GoChan<GoSlice<Int>>) async throws {
+        for await s in a { try await b.send(s) }
+        var it = a.makeAsyncIterator()
+        if let s = await it.next() { try await b.send(s) }
+        if let s = try await a.receive() { kept.append(s) }
+    }
+}
