@@ -4,8 +4,9 @@ import Testing
 /// `GoChan` in Swift 6 language mode (the package's `swiftLanguageModes`):
 /// it is `Sendable` for every element type, and values cross as `sending`,
 /// so a non-`Sendable` `GoSlice` moves between tasks with the compiler's
-/// data-race checks on. These tests are checked first by compiling: before
-/// the `sending` API, each of them was a compile error.
+/// data-race checks on. These tests are checked first by compiling: without
+/// the `Sendable` conformance, `sending`, `nonisolated(nonsending)` and
+/// `Hashable`, each of them is a compile error.
 @Suite(.heapShared) struct GoChanSendingTests {
     private static func requireSendable<T: Sendable>(_: T.Type) {}
 
@@ -72,20 +73,39 @@ import Testing
         #expect(sums.receive() == expected)
     }
 
-    /// `next()` and a select receive case hand their value on as `sending`.
-    @Test func iteratorAndSelectValuesAreSending() async throws {
-        let a = GoChan<GoSlice<Int>>(capacity: 2)
-        let b = GoChan<GoSlice<Int>>(capacity: 2)
-        try await a.send([1, 2])
-        try await a.send([3])
-        var it = a.makeAsyncIterator()
-        let first = await it.next()
-        try await b.send(first ?? [])
-        try await select(a.onReceive { s in
-            _ = b.trySend(s ?? [])
-        })
-        #expect(try await b.receive() == [1, 2])
-        #expect(try await b.receive() == [3])
+    /// An actor that hands each slice it receives to a detached task. A
+    /// value received inside an actor would belong to the actor's region
+    /// unless it comes out as `sending`: this compiles only because
+    /// `receive()`, the iterator's `next()` and a select receive case's body
+    /// get the value as `sending`.
+    actor Forwarder {
+        let slices = GoChan<GoSlice<Int>>(capacity: 4)
+
+        func countByReceive() async throws -> Int {
+            let s = try await slices.receive()
+            return await Task.detached { s?.count ?? -1 }.value
+        }
+
+        func countByIterator() async -> Int {
+            var it = slices.makeAsyncIterator()
+            let s = await it.next()
+            return await Task.detached { s?.count ?? -1 }.value
+        }
+
+        func countBySelect() async throws -> Int {
+            let task = try await select(slices.onReceive { s in Task.detached { s?.count ?? -1 } })
+            return await task.value
+        }
+    }
+
+    @Test func receivedValuesLeaveTheActor() async throws {
+        let f = Forwarder()
+        try await f.slices.send([1])
+        try await f.slices.send([1, 2])
+        try await f.slices.send([1, 2, 3])
+        #expect(try await f.countByReceive() == 1)
+        #expect(await f.countByIterator() == 2)
+        #expect(try await f.countBySelect() == 3)
     }
 
     /// An actor whose select bodies and receive results update its state
