@@ -69,7 +69,9 @@ internal func _goGrowCapacity(newLength: Int, oldCapacity: Int, stride: Int, nos
 }
 
 /// Whether the zero value of `T` is the all-zero bit pattern of its size,
-/// so that zeroed memory holds it.
+/// so that zeroed memory holds it. Folds to a constant for a specialized
+/// type; the unprotected form keeps a stack-protector check out of the
+/// append path it is inlined into.
 @inlinable
 internal func _goIsZeroBits<T: GoZeroValue>(_: T.Type) -> Bool {
     _withUnprotectedUnsafeBytes(of: T.goZeroValue) { $0.allSatisfy { $0 == 0 } }
