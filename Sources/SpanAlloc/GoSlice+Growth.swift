@@ -164,7 +164,15 @@ extension GoSlice {
             p.initialize(to: x)
             return
         }
-        let t = _typedOwner.unsafelyUnwrapped
+        _putTracked(x, at: i)
+    }
+
+    /// ``_put(_:at:)`` for storage that tracks its initialized prefix (not
+    /// ``_zeroFilledTrivial``; `i < capacity`, so the slice has an owner).
+    @inlinable @inline(__always)
+    internal func _putTracked(_ x: Element, at i: Int) {
+        let p = _base.unsafelyUnwrapped + i
+        let t = unsafeDowncast(_owner.unsafelyUnwrapped, to: _GoSliceTypedStorage<Element>.self)
         let slot = _offset &+ i
         if slot < t._initialized {
             p.pointee = x
@@ -194,7 +202,7 @@ extension GoSlice {
             return
         }
         for k in 0 ..< src.count {
-            _put(from[k], at: i &+ k)
+            _putTracked(from[k], at: i &+ k)
         }
     }
 
