@@ -1,4 +1,4 @@
-// swift-tools-version: 6.1
+// swift-tools-version: 6.2
 import PackageDescription
 
 let package = Package(
@@ -65,5 +65,8 @@ let package = Package(
         // Drives processes only (the C test program, real programs under
         // LD_PRELOAD, malloc-demo); it must not link SpanAllocMalloc itself.
         .testTarget(name: "MallocTests"),
-    ]
+    ],
+    // Swift 6 language mode for every target: full data-race checking, which
+    // GoChan's `sending` transfers and GoSlice's non-Sendability rely on.
+    swiftLanguageModes: [.v6]
 )

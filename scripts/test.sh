@@ -17,6 +17,9 @@ python3 scripts/gen_sizeclasses.py --check
 echo "== scripts/build-preload.sh --tests"
 ./scripts/build-preload.sh --tests
 
+echo "== scripts/typecheck-snippets.sh"
+./scripts/typecheck-snippets.sh
+
 echo "== swift test"
 # bench's timing tests (opt-in, BENCH_TIMING_TESTS=1) measure the release
 # build, what ./scripts/bench.sh runs.

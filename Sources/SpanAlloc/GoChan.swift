@@ -36,7 +36,17 @@ import Synchronization
 /// Values still buffered when the last reference goes away are destroyed
 /// and both blocks freed.
 ///
-/// `GoChan` is `Sendable` when `Element` is.
+/// ## Sendability
+/// `GoChan` is `Sendable` for every element type, as a Go channel may be
+/// shared by any goroutines. Every way a value goes in takes it as
+/// `sending` (``send(_:)``, ``trySend(_:)``, ``onSend(_:_:)``, the async
+/// ``send(_:)``), and every way out returns it as `sending` (``receive()``,
+/// ``tryReceive()``, the iterator, the value a select receive case's body
+/// gets), so the compiler checks that a non-`Sendable` value, a ``GoSlice``
+/// for one, is given up by the sender and owned by the receiver alone.
+///
+/// Channels compare by identity (Go's `ch1 == ch2`): `==` and the hash are
+/// those of the object.
 public final class GoChan<Element> {
     @usableFromInline let control: UnsafeMutablePointer<GoChanControl>
 
@@ -127,10 +137,15 @@ public final class GoChan<Element> {
     /// it.
     ///
     /// Traps with "send on closed channel" if the channel is closed, or
-    /// becomes closed while this call is blocked. Do not call it from a
-    /// Swift concurrency task; use the async form there.
+    /// becomes closed while this call is blocked. Unavailable in `async`
+    /// code (it would block a thread of the cooperative pool); tasks use
+    /// the async form.
+    ///
+    /// `value` is `sending`: the caller gives it up, so whoever receives it
+    /// may use it on any thread or task.
+    @available(*, noasync, message: "blocks the thread; use 'try await send(_:)' in async code")
     @inlinable
-    public func send(_ value: Element) {
+    public func send(_ value: sending Element) {
         withUnsafeTemporaryAllocation(of: Element.self, capacity: 1) { tmp in
             let p = tmp.baseAddress!
             p.initialize(to: value)
@@ -140,20 +155,26 @@ public final class GoChan<Element> {
 
     /// Receives the next value (Go's `v := <-ch`), blocking the calling
     /// thread while the channel is empty and open. Returns `nil` once the
-    /// channel is closed and drained.
+    /// channel is closed and drained. Unavailable in `async` code; tasks
+    /// use the async form.
+    ///
+    /// The value is returned as `sending`: the sender gave it up, so the
+    /// caller owns it alone.
+    @available(*, noasync, message: "blocks the thread; use 'try await receive()' in async code")
     @inlinable
-    public func receive() -> Element? {
+    public func receive() -> sending Element? {
         withUnsafeTemporaryAllocation(of: Element.self, capacity: 1) { tmp in
             let p = tmp.baseAddress!
-            return receiveBlocking(p) ? p.move() : nil
+            return receiveBlocking(p) ? goChanMoveOut(p) : nil
         }
     }
 
     /// Go's `v, ok := <-ch`: blocks like ``receive()``; after close and
     /// drain returns `(zero, false)`, where `zero` stands in for Go's zero
-    /// value.
+    /// value. Unavailable in `async` code.
+    @available(*, noasync, message: "blocks the thread; use 'try await receive(zero:)' in async code")
     @inlinable
-    public func receive(zero: @autoclosure () -> Element) -> (value: Element, ok: Bool) {
+    public func receive(zero: @autoclosure () -> sending Element) -> sending (value: Element, ok: Bool) {
         if let v = receive() { return (v, true) }
         return (zero(), false)
     }
@@ -188,8 +209,11 @@ public final class GoChan<Element> {
     /// `select { case ch <- v: default: }`. Returns whether it was sent.
     ///
     /// Traps with "send on closed channel" if the channel is closed.
+    ///
+    /// `value` is `sending` whether or not it is sent: when the send would
+    /// block, the value is destroyed.
     @inlinable
-    public func trySend(_ value: Element) -> Bool {
+    public func trySend(_ value: sending Element) -> Bool {
         // Go's fast path: an open, full channel cannot take the value.
         if !control.pointee.closed.load(ordering: .relaxed) && isFullWithoutLock { return false }
         return sendNow(value)
@@ -232,9 +256,10 @@ public final class GoChan<Element> {
     }
 
     /// Receives a value if that can be done without blocking, like Go's
-    /// `select { case v, ok := <-ch: default: }`.
+    /// `select { case v, ok := <-ch: default: }`. A received value is
+    /// returned as `sending`.
     @inlinable
-    public func tryReceive() -> TryReceiveResult {
+    public func tryReceive() -> sending TryReceiveResult {
         let c = control
         // Go's fast path: an open, empty channel has nothing to give.
         if isEmptyWithoutLock {
@@ -246,7 +271,7 @@ public final class GoChan<Element> {
 
     /// One locked receive attempt.
     @inlinable
-    func receiveNow() -> TryReceiveResult {
+    func receiveNow() -> sending TryReceiveResult {
         let c = control
         return withUnsafeTemporaryAllocation(of: Element.self, capacity: 1) { tmp in
             let p = tmp.baseAddress!
@@ -255,7 +280,7 @@ public final class GoChan<Element> {
             case .done(let received, let wake):
                 c.pointee.lock.unlock()
                 wake?.wake()
-                return received ? .value(p.move()) : .closed
+                return received ? .value(goChanMoveOut(p)) : .closed
             case .notReady, .sendOnClosed:
                 c.pointee.lock.unlock()
                 return .empty
@@ -477,4 +502,28 @@ public final class GoChan<Element> {
     }
 }
 
-extension GoChan: @unchecked Sendable where Element: Sendable {}
+/// Sound for every element type: values cross only as `sending` (see the
+/// type's documentation), and the channel's own state is guarded by its lock.
+extension GoChan: @unchecked Sendable {}
+
+extension GoChan: Hashable {
+    /// Whether `lhs` and `rhs` are the same channel (Go's `==` on channels).
+    @inlinable
+    public static func == (lhs: GoChan, rhs: GoChan) -> Bool { lhs === rhs }
+
+    /// Hashes the channel's identity, consistently with `==`.
+    @inlinable
+    public func hash(into hasher: inout Hasher) {
+        hasher.combine(ObjectIdentifier(self))
+    }
+}
+
+/// Moves the value out of `p` as a value the caller owns alone. Every
+/// channel storage slot holds a value that its sender gave up (`sending`),
+/// and no one else can reach it once it is moved out, which the compiler
+/// cannot see through the raw storage.
+@inlinable @inline(__always)
+func goChanMoveOut<T>(_ p: UnsafeMutablePointer<T>) -> sending T {
+    nonisolated(unsafe) let value = p.move()
+    return value
+}

@@ -9,6 +9,11 @@
 // operation did not take place. (Checking cancellation only where a task
 // would wait also keeps it off the fast path: `Task.isCancelled` costs a
 // retain, a runtime call and a release.)
+//
+// Isolation: every async operation is `nonisolated(nonsending)`: it runs on
+// the caller's executor (an actor's, or none), so a call from an actor does
+// not hop away and back, and closures it runs — select bodies — may use the
+// actor's state. Values still cross only as `sending`.
 
 extension GoChan {
     /// Sends `value` from a task (Go's `ch <- value`), suspending while the
@@ -24,8 +29,11 @@ extension GoChan {
     ///   value was not sent; when it returns, it was. A send that can
     ///   complete at once completes even in a cancelled task, and a
     ///   cancellation racing a receiver that already took the value loses.
+    ///
+    /// `value` is `sending`: the caller gives it up, sent or not.
     @inlinable
-    public func send(_ value: Element) async throws(CancellationError) {
+    nonisolated(nonsending)
+    public func send(_ value: sending Element) async throws(CancellationError) {
         if sendNow(value) { return }
         try await sendSuspending(value)
     }
@@ -34,6 +42,7 @@ extension GoChan {
     /// specialized for the element type: unspecialized, every suspension
     /// looked up generic metadata at run time).
     @inlinable
+    nonisolated(nonsending)
     func sendSuspending(_ value: Element) async throws(CancellationError) {
         let slot = UnsafeMutablePointer<Element>.allocate(capacity: 1)
         slot.initialize(to: value)
@@ -56,8 +65,11 @@ extension GoChan {
     ///   cancelled (before or while suspended); no value was taken from the
     ///   channel then. A value (or the end) that is ready at once is returned
     ///   even in a cancelled task.
+    ///
+    /// The value is returned as `sending`: the caller owns it alone.
     @inlinable
-    public func receive() async throws(CancellationError) -> Element? {
+    nonisolated(nonsending)
+    public func receive() async throws(CancellationError) -> sending Element? {
         switch receiveNow() {
         case .value(let v): return v
         case .closed: return nil
@@ -67,12 +79,13 @@ extension GoChan {
 
     /// The suspending part of the async receive (inlinable, see `sendSuspending`).
     @inlinable
-    func receiveSuspending() async throws(CancellationError) -> Element? {
+    nonisolated(nonsending)
+    func receiveSuspending() async throws(CancellationError) -> sending Element? {
         let slot = UnsafeMutablePointer<Element>.allocate(capacity: 1)
         defer { slot.deallocate() }
         let received = try await goChanSuspend(control, channel: self, elem: UnsafeMutableRawPointer(slot),
                                                isSend: false) { recvLocked(slot) }
-        return received ? slot.move() : nil
+        return received ? goChanMoveOut(slot) : nil
     }
 
     /// Go's `v, ok := <-ch` for a task: like `receive()`, returning
@@ -80,8 +93,9 @@ extension GoChan {
     ///
     /// - Throws: `CancellationError` as `receive()` does.
     @inlinable
-    public func receive(zero: @autoclosure () -> Element) async throws(CancellationError)
-        -> (value: Element, ok: Bool) {
+    nonisolated(nonsending)
+    public func receive(zero: @autoclosure () -> sending Element) async throws(CancellationError)
+        -> sending (value: Element, ok: Bool) {
         if let v = try await receive() { return (v, true) }
         return (zero(), false)
     }
@@ -95,15 +109,30 @@ extension GoChan: AsyncSequence {
     /// cancelled and would have to wait; a cancelled `next()` that returns
     /// `nil` took no value from the channel. Values ready at once are still
     /// delivered, as by ``receive()``.
+    ///
+    /// Called directly, ``next()`` returns each value as `sending`.
     @frozen
-    public struct AsyncIterator: AsyncIteratorProtocol {
+    public struct AsyncIterator: AsyncIteratorProtocol, Sendable {
         @usableFromInline let channel: GoChan
 
         @inlinable init(channel: GoChan) { self.channel = channel }
 
-        /// The next value, or `nil` at close (after draining) or cancellation.
+        /// The next value, or `nil` at close (after draining) or
+        /// cancellation; runs on the caller's executor.
         @inlinable
-        public mutating func next() async -> Element? {
+        nonisolated(nonsending)
+        public mutating func next() async -> sending Element? {
+            do {
+                return try await channel.receive()
+            } catch {
+                return nil
+            }
+        }
+
+        /// The next value, as ``next()``, on the executor of `actor` (what
+        /// `for await` calls).
+        @inlinable
+        public mutating func next(isolation actor: isolated (any Actor)?) async -> sending Element? {
             do {
                 return try await channel.receive()
             } catch {
@@ -129,6 +158,7 @@ extension GoChan: AsyncSequence {
 /// - Throws: `CancellationError` when the task is cancelled before it
 ///   queued or while queued; then the operation did not take place.
 @usableFromInline
+nonisolated(nonsending)
 func goChanSuspend(_ c: UnsafeMutablePointer<GoChanControl>, channel: AnyObject, elem: UnsafeMutableRawPointer,
                    isSend: Bool, attempt: () -> GoChanStep) async throws(CancellationError) -> Bool {
     if Task.isCancelled { throw CancellationError() }     // a cancelled task never waits

@@ -68,13 +68,13 @@ internal func _goGrowCapacity(newLength: Int, oldCapacity: Int, stride: Int, nos
     return _goRoundUpSize(capmem, noscan: noscan) / stride
 }
 
-/// `nil` of `T` when `T` is an optional (or any `ExpressibleByNilLiteral`):
-/// the zero value GoSlice gives non-trivial slots, as Go gives nil to
-/// pointers. Called on growth only.
+/// Whether the zero value of `T` is the all-zero bit pattern of its size,
+/// so that zeroed memory holds it. Folds to a constant for a specialized
+/// type; the unprotected form keeps a stack-protector check out of the
+/// append path it is inlined into.
 @inlinable
-internal func _goNilValue<T>(_: T.Type) -> T? {
-    guard let nilType = T.self as? any ExpressibleByNilLiteral.Type else { return nil }
-    return (nilType.init(nilLiteral: ()) as! T)
+internal func _goIsZeroBits<T: GoZeroValue>(_: T.Type) -> Bool {
+    _withUnprotectedUnsafeBytes(of: T.goZeroValue) { $0.allSatisfy { $0 == 0 } }
 }
 
 // MARK: - append
@@ -160,11 +160,19 @@ extension GoSlice {
     @inlinable @inline(__always)
     internal func _put(_ x: Element, at i: Int) {
         let p = _base.unsafelyUnwrapped + i
-        if _isPOD(Element.self) {
+        if GoSlice._zeroFilledTrivial {
             p.initialize(to: x)
             return
         }
-        let t = _typedOwner.unsafelyUnwrapped
+        _putTracked(x, at: i)
+    }
+
+    /// ``_put(_:at:)`` for storage that tracks its initialized prefix (not
+    /// ``_zeroFilledTrivial``; `i < capacity`, so the slice has an owner).
+    @inlinable @inline(__always)
+    internal func _putTracked(_ x: Element, at i: Int) {
+        let p = _base.unsafelyUnwrapped + i
+        let t = unsafeDowncast(_owner.unsafelyUnwrapped, to: _GoSliceTypedStorage<Element>.self)
         let slot = _offset &+ i
         if slot < t._initialized {
             p.pointee = x
@@ -180,7 +188,7 @@ extension GoSlice {
     internal func _putAll(_ src: UnsafeBufferPointer<Element>, at i: Int) {
         guard let from = src.baseAddress, src.count > 0 else { return }
         let to = _base.unsafelyUnwrapped + i
-        if _isPOD(Element.self) {
+        if GoSlice._zeroFilledTrivial {
             UnsafeMutableRawPointer(to).copyMemory(
                 from: from, byteCount: src.count * GoSlice._elementSize)
             return
@@ -194,20 +202,22 @@ extension GoSlice {
             return
         }
         for k in 0 ..< src.count {
-            _put(from[k], at: i &+ k)
+            _putTracked(from[k], at: i &+ k)
         }
     }
 
     /// Moves the slice to a new backing array that holds at least
     /// `newLength` (> `capacity`) elements, with Go's capacity. The first
-    /// `count` elements are copied; for trivial elements, slots from
-    /// `newLength` on are zeroed as Go zeroes them.
+    /// `count` elements are copied; when `Element` has a ``GoZeroValue``,
+    /// the new slots hold it (zeroed memory for zero-filled trivial
+    /// elements, from `newLength` on), as Go zeroes a grown array. For
+    /// other elements the new slots stay outside the initialized prefix.
     @inlinable
     internal mutating func _grow(newLength: Int) {
         let stride = GoSlice._elementSize
-        let pod = _isPOD(Element.self)
+        let pod = GoSlice._zeroFilledTrivial
         let newCapacity = _goGrowCapacity(
-            newLength: newLength, oldCapacity: _capacity, stride: stride, noscan: pod)
+            newLength: newLength, oldCapacity: _capacity, stride: stride, noscan: _isPOD(Element.self))
         if stride == 0 {
             _base = _goZeroBase(Element.self)
             _capacity = newCapacity
@@ -239,9 +249,8 @@ extension GoSlice {
                 unsafeDowncast(owner, to: _GoSliceTypedStorage<Element>.self)._initialized = _count
             }
         }
-        if !pod, let zero = _goNilValue(Element.self) {
-            // Optionals have Go's zero value, nil: give it to every new slot,
-            // as Go zeroes a grown array of pointers.
+        if !pod, let zero = GoSlice._zeroValue {
+            // The zero value goes to every new slot, as Go zeroes a grown array.
             (newBase + _count).initialize(repeating: zero, count: newCapacity - _count)
             unsafeDowncast(owner, to: _GoSliceTypedStorage<Element>.self)._initialized = newCapacity
         }

@@ -11,7 +11,8 @@ extension GoSlice {
     ///
     /// Traps with Go's messages: "slice bounds out of range [:7] with
     /// capacity 5" when `high` is past the capacity, "slice bounds out of
-    /// range [3:2]" when `low > high`. For non-trivial elements, slots past
+    /// range [3:2]" when `low > high`. For elements without a
+    /// ``GoZeroValue`` (and non-trivial ones made without a zero), slots past
     /// the initialized prefix of the backing array hold no value and cannot
     /// be exposed: "slice bounds out of range [:7] with initialized
     /// capacity 5".
@@ -66,7 +67,7 @@ extension GoSlice {
     /// The checked reslice: bounds are valid against the capacity.
     @inlinable
     internal func _resliced(_ low: Int, _ high: Int, _ max: Int) -> GoSlice {
-        if !_isPOD(Element.self) && high > _count {
+        if !GoSlice._zeroFilledTrivial && high > _count {
             let exposable = _exposableCount
             if high > exposable {
                 _goSliceBoundsPanic("[:\(high)] with initialized capacity \(exposable)")

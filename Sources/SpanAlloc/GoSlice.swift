@@ -28,11 +28,16 @@ import CSpanAlloc
 /// backing array goes back to SpanAlloc when the last slice that refers to it
 /// is destroyed; ``backingSpan`` shows the span that holds it.
 ///
-/// Unlike Go, Swift has no zero value for every type. Trivial elements are
-/// zero-filled exactly as Go does. For other elements, every slot that a
-/// slice can expose holds a value that was written before: slots past the
-/// written prefix of the backing array cannot be exposed by reslicing (that
-/// traps), and ``init(repeating:length:capacity:)`` fills the whole capacity.
+/// Unlike Go, Swift has no zero value for every type. Element types that
+/// conform to ``GoZeroValue`` (integers, floating-point numbers, `Bool`,
+/// optionals, `String`, `GoSlice`) get Go's semantics: ``init(length:capacity:)``
+/// and growth fill every slot up to the capacity with the zero value, so a
+/// reslice up to the capacity shows zeros or values written earlier. For
+/// other elements (`UnsafePointer<T>`, classes, …) every slot that a slice
+/// can expose holds a value that was written before: slots past the written
+/// prefix of the backing array cannot be exposed by reslicing (that traps),
+/// and ``init(length:capacity:zero:)`` fills the whole capacity with the
+/// value given as the zero.
 ///
 /// `GoSlice` is a `RandomAccessCollection` and a `MutableCollection` indexed
 /// from 0. It is deliberately not `Sendable`: like Go's slices, copies alias
@@ -88,52 +93,47 @@ public struct GoSlice<Element> {
 
 // MARK: - Creation (Go's make)
 
-extension GoSlice where Element: BitwiseCopyable {
+extension GoSlice where Element: GoZeroValue {
     /// Go's `make([]T, length, capacity)`: a slice of `length` zero elements
-    /// over a new zero-filled backing array of exactly `capacity` elements
-    /// (`make` never rounds the capacity).
+    /// over a new backing array of exactly `capacity` elements (`make` never
+    /// rounds the capacity), every slot holding ``GoZeroValue/goZeroValue``.
+    /// Trivial elements whose zero value is the all-zero bit pattern get
+    /// zeroed memory from the heap.
     ///
-    /// The zero bit pattern must be a valid `Element` (it is for integers,
-    /// floating-point numbers, `Bool`, optionals of pointers, and structs of
-    /// them), which is what Go's zero value is.
+    /// Only element types with a zero value have this initializer; for
+    /// others (`UnsafePointer<T>`, `OpaquePointer`, `Unmanaged<T>`, classes)
+    /// use ``init(length:capacity:zero:)``.
     ///
     /// Traps with "makeslice: len out of range" when `length` is negative or
     /// too large, and "makeslice: cap out of range" when `capacity` is less
     /// than `length` or too large.
     @inlinable
     public init(length: Int, capacity: Int? = nil) {
-        let cap = capacity ?? length
-        _goCheckMake(length: length, capacity: cap, stride: GoSlice._elementSize)
-        self.init(_uninitializedCapacity: cap, zeroed: true)
-        _count = length
-    }
-}
-
-extension GoSlice where Element: ExpressibleByNilLiteral {
-    /// Go's `make([]*T, length, capacity)` for optional elements: every slot
-    /// of the new backing array, up to `capacity`, is `nil`, Go's zero value
-    /// of pointers, interfaces, maps and channels. Growth gives new slots
-    /// `nil` too, so such slices reslice up to their capacity exactly as in Go.
-    ///
-    /// Traps as ``init(length:capacity:)`` does.
-    @inlinable
-    public init(length: Int, capacity: Int? = nil) {
-        self.init(repeating: nil, length: length, capacity: capacity)
-    }
-}
-
-extension GoSlice where Element: BitwiseCopyable & ExpressibleByNilLiteral {
-    /// Go's `make` for trivial optionals (`Int?`, `UnsafePointer<T>?`):
-    /// every slot up to `capacity` is `nil`. (Slots that growth adds past the
-    /// new length hold the zero bit pattern, which is `nil` for optional
-    /// pointers but `0` for `Int?`; Go has no optional integers.)
-    @inlinable
-    public init(length: Int, capacity: Int? = nil) {
-        self.init(repeating: nil, length: length, capacity: capacity)
+        if GoSlice._zeroFilledTrivial {
+            let cap = capacity ?? length
+            _goCheckMake(length: length, capacity: cap, stride: GoSlice._elementSize)
+            self.init(_uninitializedCapacity: cap, zeroed: true)
+            _count = length
+        } else {
+            self.init(repeating: Element.goZeroValue, length: length, capacity: capacity)
+        }
     }
 }
 
 extension GoSlice {
+    /// Go's `make([]T, length, capacity)` for any element type, with `zero`
+    /// as the zero value: every slot of the new backing array, up to
+    /// `capacity`, holds a copy of `zero`, so a later reslice up to the
+    /// capacity shows it, as Go shows zero values. Growth does not invent
+    /// values for element types without a ``GoZeroValue``: slots it adds
+    /// past the length are exposed only once written.
+    ///
+    /// Traps as ``init(length:capacity:)`` does.
+    @inlinable
+    public init(length: Int, capacity: Int? = nil, zero: Element) {
+        self.init(repeating: zero, length: length, capacity: capacity)
+    }
+
     /// Go's `make([]T, length, capacity)` for any element type: the zero
     /// value is `value`, so every slot of the new backing array, up to
     /// `capacity`, holds a copy of `value` and a later reslice up to the
@@ -232,9 +232,10 @@ internal func _goPanic(_ message: String) -> Never {
 /// slice that refers to it is gone. One instance per backing array, made
 /// only when an array is allocated (creation and growth), never per append.
 ///
-/// Trivial elements use this class itself: all `capacity` slots are always
-/// initialized (zeroed by make or growth). Other elements use
-/// ``_GoSliceTypedStorage``, which also tracks the initialized prefix.
+/// Trivial elements whose zero value is the all-zero bit pattern use this
+/// class itself: all `capacity` slots are always initialized (zeroed by make
+/// or growth). Other elements use ``_GoSliceTypedStorage``, which also
+/// tracks the initialized prefix.
 ///
 /// Why not a header in front of the elements in the same block: a copyable
 /// Swift struct has no copy hook, so the reference count must be a Swift
@@ -264,6 +265,7 @@ internal class _GoSliceStorage {
         let pod = _isPOD(Element.self)
         var flags = pod ? UInt32(SA_NOSCAN) : 0
         if zeroed { flags |= UInt32(SA_ZERO) }
+        let untracked = GoSlice<Element>._zeroFilledTrivial
         let raw: UnsafeMutableRawPointer?
         if MemoryLayout<Element>.alignment <= 8 {
             raw = sa_alloc(byteCount, flags)
@@ -272,7 +274,7 @@ internal class _GoSliceStorage {
         }
         guard let block = raw else { _goOutOfMemory(byteCount) }
         block.bindMemory(to: Element.self, capacity: byteCount / MemoryLayout<Element>.stride)
-        if pod { return _GoSliceStorage(_block: block) }
+        if untracked { return _GoSliceStorage(_block: block) }
         return _GoSliceTypedStorage<Element>(_block: block)
     }
 }
@@ -282,7 +284,7 @@ internal func _goOutOfMemory(_ bytes: Int) -> Never {
     fatalError("runtime: out of memory: cannot allocate \(bytes)-byte block")
 }
 
-/// Storage for non-trivial elements: slots `0..<_initialized` of the backing
+/// Storage for all other elements: slots `0..<_initialized` of the backing
 /// array hold values; the rest are uninitialized. Every slice's elements lie
 /// inside the initialized prefix, so each value is destroyed exactly once,
 /// here or by an assignment that replaces it.
@@ -309,10 +311,30 @@ extension GoSlice {
         MemoryLayout<Element>.size == 0 ? 0 : MemoryLayout<Element>.stride
     }
 
-    /// The owner as typed storage (non-trivial elements only).
+    /// Whether every slot of every backing array of this element type is
+    /// always initialized: trivial elements with a ``GoZeroValue`` that is
+    /// the all-zero bit pattern, which make and growth write by zeroing, and
+    /// zero-size trivial elements (one value, no memory). (Decided at
+    /// compile time for a specialized conforming type.)
+    @inlinable
+    internal static var _zeroFilledTrivial: Bool {
+        guard _isPOD(Element.self) else { return false }
+        if MemoryLayout<Element>.size == 0 { return true }
+        guard let z = Element.self as? any GoZeroValue.Type else { return false }
+        return _goIsZeroBits(z)
+    }
+
+    /// The zero value of `Element` if it has one (slow paths only).
+    @inlinable
+    internal static var _zeroValue: Element? {
+        guard let z = Element.self as? any GoZeroValue.Type else { return nil }
+        return (z.goZeroValue as! Element)
+    }
+
+    /// The owner as typed storage (elements that are not ``_zeroFilledTrivial``).
     @inlinable
     internal var _typedOwner: _GoSliceTypedStorage<Element>? {
-        if _isPOD(Element.self) { return nil }
+        if GoSlice._zeroFilledTrivial { return nil }
         guard let o = _owner else { return nil }
         return unsafeDowncast(o, to: _GoSliceTypedStorage<Element>.self)
     }
@@ -324,8 +346,9 @@ extension GoSlice {
         return (UnsafeMutableRawPointer(b) - o._block) / MemoryLayout<Element>.stride
     }
 
-    /// How far from element 0 slots may be exposed: the capacity for trivial
-    /// elements, the initialized prefix (from this slice on) otherwise.
+    /// How far from element 0 slots may be exposed: the capacity for
+    /// zero-filled trivial elements, the initialized prefix (from this slice
+    /// on) otherwise.
     @inlinable
     internal var _exposableCount: Int {
         guard let t = _typedOwner else { return _capacity }
@@ -343,7 +366,7 @@ extension GoSlice {
     ///     0 <= count <= capacity
     ///     base == nil  =>  owner == nil && capacity == 0          (nil slice)
     ///     owner != nil =>  (offset + capacity) * elemsize <= usable size of the block
-    ///     non-trivial  =>  offset + count <= initialized <= usable size / elemsize
+    ///     tracked      =>  offset + count <= initialized <= usable size / elemsize
     @usableFromInline
     internal func _checkInvariants() {
         precondition(_count >= 0 && _count <= _capacity, "GoSlice: len/cap out of order")

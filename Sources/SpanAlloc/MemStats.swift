@@ -3,11 +3,23 @@ import CSpanAlloc
 /// The heap's statistics: the quantities of Go's `runtime.MemStats` plus
 /// counters for each step of the allocation climb.
 ///
+/// Where SpanAlloc keeps the quantity a field of Go's `runtime.MemStats`
+/// names, the property has that field's name in lower camel case: `Alloc`,
+/// `TotalAlloc`, `Sys`, `Mallocs`, `Frees`, `HeapAlloc`, `HeapSys`,
+/// `HeapIdle`, `HeapInuse`, `HeapReleased`, `HeapObjects`, `BySize`; the
+/// span counts follow the same spelling (``spansInuse`` as Go's
+/// `MSpanInuse`, counted in spans rather than bytes). Go's stack, GC and
+/// `MCache` fields have no counterpart here.
+///
+/// `Codable`: the keys are the property names, so a snapshot encodes to
+/// JSON as `{"heapInuse": …, "spansInuse": …, "bySize": [{"size": 8, …}]}`
+/// and decodes back to an equal value.
+///
 /// Counters are kept per thread and merged when read, so reading is cheap
 /// and allocation pays nothing for them.
-public struct MemStats: Sendable, Hashable {
+public struct MemStats: Sendable, Hashable, Codable {
     /// Allocations and frees of one size class (Go's `MemStats.BySize`).
-    public struct ClassStats: Sendable, Hashable {
+    public struct ClassStats: Sendable, Hashable, Codable {
         /// Object size of the class.
         public var size: Int
         /// Objects allocated, cumulative.
@@ -59,8 +71,9 @@ public struct MemStats: Sendable, Hashable {
     public var spansReused: UInt64
     /// Spans whose pages went back to the page heap.
     public var spansReturned: UInt64
-    /// Spans currently in use.
-    public var spansInUse: UInt64
+    /// Spans currently in use (Go's `MSpanInuse` counts the bytes of their
+    /// structures; this counts the spans).
+    public var spansInuse: UInt64
     /// 64 MiB arenas mapped from the OS.
     public var arenasMapped: UInt64
     /// Frees made by a thread that did not cache the object's span.
@@ -148,7 +161,7 @@ public struct MemStats: Sendable, Hashable {
         spansFresh = s.spans_fresh
         spansReused = s.spans_reused
         spansReturned = s.spans_returned
-        spansInUse = s.spans_inuse
+        spansInuse = s.spans_inuse
         arenasMapped = s.arenas_mapped
         remoteFrees = s.remote_frees
         pagesScavenged = s.pages_scavenged
@@ -184,5 +197,16 @@ public struct MemStats: Sendable, Hashable {
                 ClassStats(size: Int($0.size), mallocs: $0.mallocs, frees: $0.frees)
             }
         }
+    }
+}
+
+// MARK: - Former names
+
+extension MemStats {
+    /// Former name of ``spansInuse``.
+    @available(*, deprecated, renamed: "spansInuse")
+    public var spansInUse: UInt64 {
+        get { spansInuse }
+        set { spansInuse = newValue }
     }
 }

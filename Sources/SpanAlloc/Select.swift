@@ -8,7 +8,9 @@ import Glibc
 /// with the code to run when it is the case chosen.
 ///
 /// Make cases with ``GoChan/onReceive(_:)`` and ``GoChan/onSend(_:_:)``.
-/// A case is used by one `select` call.
+/// A case is used by one `select` call. A case is not `Sendable`: it is
+/// made and used where its body runs (the async `select` runs bodies on the
+/// caller's executor, so a body in an actor may use the actor's state).
 public struct GoSelectCase<Result> {
     let arm: GoChanArm
     let body: () -> Result
@@ -17,16 +19,17 @@ public struct GoSelectCase<Result> {
 extension GoChan {
     /// A receive case, Go's `case v, ok := <-ch:`. `body` gets the value, or
     /// `nil` when the channel is closed and drained (a closed channel is
-    /// always ready).
-    public func onReceive<Result>(_ body: @escaping (Element?) -> Result) -> GoSelectCase<Result> {
+    /// always ready). The value is `sending`: the body owns it alone.
+    public func onReceive<Result>(_ body: @escaping (sending Element?) -> Result) -> GoSelectCase<Result> {
         let arm = GoChanReceiveArm(channel: self)
         return GoSelectCase(arm: arm) { body(arm.take()) }
     }
 
     /// A send case, Go's `case ch <- value:`. If the case is not chosen the
     /// value is dropped. Choosing it on a closed channel traps with "send on
-    /// closed channel", as in Go.
-    public func onSend<Result>(_ value: Element, _ body: @escaping () -> Result) -> GoSelectCase<Result> {
+    /// closed channel", as in Go. `value` is `sending`: the caller gives it
+    /// up, chosen or not.
+    public func onSend<Result>(_ value: sending Element, _ body: @escaping () -> Result) -> GoSelectCase<Result> {
         GoSelectCase(arm: GoChanSendArm(channel: self, value: value), body: body)
     }
 }
@@ -41,6 +44,7 @@ extension GoChan {
 /// operation that completes a case wins, and the other cases are withdrawn.
 /// Channels are locked in address order, so concurrent selects cannot
 /// deadlock each other. With no cases it blocks forever, like `select {}`.
+@available(*, noasync, message: "blocks the thread; use 'try await select' in async code")
 public func select<Result>(_ cases: GoSelectCase<Result>...) -> Result {
     let i = goChanSelectBlocking(cases.map(\.arm), nonBlocking: false, deadline: nil)!
     return cases[i].body()
@@ -59,6 +63,7 @@ public func select<Result>(_ cases: GoSelectCase<Result>..., default defaultCase
 /// Go's `select` with a `case <-time.After(timeout):` case: blocks the
 /// calling thread like `select(_:)` for at most `timeout`, then runs
 /// `onTimeout`. A case that is ready at once wins even with a zero timeout.
+@available(*, noasync, message: "blocks the thread; use 'try await select' in async code")
 public func select<Result>(_ cases: GoSelectCase<Result>..., timeout: Duration,
                            onTimeout: () -> Result) -> Result {
     let deadline = goChanDeadline(after: timeout)
@@ -77,6 +82,7 @@ public func select<Result>(_ cases: GoSelectCase<Result>..., timeout: Duration,
 ///   was chosen and none is ready at once; then no case took place (no
 ///   value was sent or taken). A case ready at once is chosen even in a
 ///   cancelled task.
+nonisolated(nonsending)
 public func select<Result>(_ cases: GoSelectCase<Result>...) async throws(CancellationError) -> Result {
     let i = try await goChanSelectAsync(cases.map(\.arm), timeout: nil)!
     return cases[i].body()
@@ -87,6 +93,7 @@ public func select<Result>(_ cases: GoSelectCase<Result>...) async throws(Cancel
 ///
 /// - Throws: `CancellationError` when the task is cancelled before a case
 ///   was chosen or the timeout expired.
+nonisolated(nonsending)
 public func select<Result>(_ cases: GoSelectCase<Result>..., timeout: Duration,
                            onTimeout: () -> Result) async throws(CancellationError) -> Result {
     guard let i = try await goChanSelectAsync(cases.map(\.arm), timeout: timeout) else {
@@ -99,6 +106,7 @@ public func select<Result>(_ cases: GoSelectCase<Result>..., timeout: Duration,
 
 /// The blocking ``select(_:)`` over a list of cases built at run time
 /// (Go's `reflect.Select`). An empty list blocks forever.
+@available(*, noasync, message: "blocks the thread; use 'try await select' in async code")
 public func select<Result>(cases: [GoSelectCase<Result>]) -> Result {
     let i = goChanSelectBlocking(cases.map(\.arm), nonBlocking: false, deadline: nil)!
     return cases[i].body()
@@ -116,6 +124,7 @@ public func select<Result>(cases: [GoSelectCase<Result>], default defaultCase: (
 ///
 /// - Throws: `CancellationError` when the task is cancelled before a case
 ///   was chosen.
+nonisolated(nonsending)
 public func select<Result>(cases: [GoSelectCase<Result>]) async throws(CancellationError) -> Result {
     let i = try await goChanSelectAsync(cases.map(\.arm), timeout: nil)!
     return cases[i].body()
@@ -149,7 +158,7 @@ final class GoChanSendArm<Element>: GoChanArm {
     private let slot: UnsafeMutablePointer<Element>
     private var holdsValue = true
 
-    init(channel: GoChan<Element>, value: Element) {
+    init(channel: GoChan<Element>, value: sending Element) {
         self.channel = channel
         slot = .allocate(capacity: 1)
         slot.initialize(to: value)
@@ -200,10 +209,10 @@ final class GoChanReceiveArm<Element>: GoChanArm {
     }
 
     /// The received value (once), or `nil` for a closed channel.
-    func take() -> Element? {
+    func take() -> sending Element? {
         guard holdsValue else { return nil }
         holdsValue = false
-        return slot.move()
+        return goChanMoveOut(slot)
     }
 }
 
@@ -337,6 +346,7 @@ func goChanSelectBlocking(_ arms: [GoChanArm], nonBlocking: Bool, deadline: time
 /// claim; exactly one wins. If the task is cancelled before its waiters are
 /// queued, the claim is already taken when the continuation body runs and
 /// it resumes at once, so an early cancellation is never lost.
+nonisolated(nonsending)
 func goChanSelectAsync(_ arms: [GoChanArm], timeout: Duration?) async throws(CancellationError) -> Int? {
     // A cancelled task takes a ready case but never waits. (The single-case
     // callers, async send and receive, have just tried theirs.)

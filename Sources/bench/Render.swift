@@ -182,7 +182,7 @@ enum Render {
                 align: [.left] + Array(repeating: .right, count: 7))
             for p in sa.phases {
                 guard let c = p.spanAlloc else { continue }
-                t.rows.append([p.name, "\(c.spansFresh)", "\(c.spansReused)", "\(c.spansReturned)", "\(c.spansInUse)",
+                t.rows.append([p.name, "\(c.spansFresh)", "\(c.spansReused)", "\(c.spansReturned)", "\(c.spansInuse)",
                                Format.mib(c.heapInuse), Format.mib(c.heapIdle), Format.mib(c.heapReleased)])
             }
             result.append(("SpanAlloc MemStats (cumulative span counters)", t))

@@ -43,7 +43,7 @@ struct SpanAllocCounters: Codable, Sendable {
     var spansFresh: UInt64
     var spansReused: UInt64
     var spansReturned: UInt64
-    var spansInUse: UInt64
+    var spansInuse: UInt64
     var heapInuse: UInt64
     var heapIdle: UInt64
     var heapReleased: UInt64
@@ -53,7 +53,7 @@ struct SpanAllocCounters: Codable, Sendable {
         spansFresh = s.spansFresh
         spansReused = s.spansReused
         spansReturned = s.spansReturned
-        spansInUse = s.spansInUse
+        spansInuse = s.spansInuse
         heapInuse = s.heapInuse
         heapIdle = s.heapIdle
         heapReleased = s.heapReleased

@@ -44,9 +44,13 @@ import SpanAllocTestSupport
 
     @Test func sendOnClosedChannel() async {
         let r = await #expect(processExitsWith: .failure, observing: [\.standardErrorContent]) {
-            let ch = GoChan<Int>(capacity: 1)
-            ch.close()
-            ch.send(1)
+            // The blocking send is for threads: call it from a synchronous function.
+            func sendAfterClose() {
+                let ch = GoChan<Int>(capacity: 1)
+                ch.close()
+                ch.send(1)
+            }
+            sendAfterClose()
         }
         expectMessage(r, "send on closed channel")
     }
@@ -71,19 +75,25 @@ import SpanAllocTestSupport
 
     @Test func selectSendOnClosedChannel() async {
         let r = await #expect(processExitsWith: .failure, observing: [\.standardErrorContent]) {
-            let a = GoChan<Int>(), b = GoChan<Int>()
-            b.close()
-            _ = select(a.onReceive { _ in 0 }, b.onSend(1) { 1 })
+            func selectAfterClose() {
+                let a = GoChan<Int>(), b = GoChan<Int>()
+                b.close()
+                _ = select(a.onReceive { _ in 0 }, b.onSend(1) { 1 })
+            }
+            selectAfterClose()
         }
         expectMessage(r, "send on closed channel")
     }
 
     @Test func blockedSenderTrapsWhenClosed() async {
         let r = await #expect(processExitsWith: .failure, observing: [\.standardErrorContent]) {
-            let ch = GoChan<Int>()
-            let closer = closeOnceASenderIsQueued(ch)
-            ch.send(1)            // blocks until the close, then traps
-            closer.join()
+            func blockedSend() {
+                let ch = GoChan<Int>()
+                let closer = closeOnceASenderIsQueued(ch)
+                ch.send(1)            // blocks until the close, then traps
+                closer.join()
+            }
+            blockedSend()
         }
         expectMessage(r, "send on closed channel")
     }
@@ -101,10 +111,13 @@ import SpanAllocTestSupport
 
     @Test func blockedSelectSenderTrapsWhenClosed() async {
         let r = await #expect(processExitsWith: .failure, observing: [\.standardErrorContent]) {
-            let a = GoChan<Int>(), b = GoChan<Int>()
-            let closer = closeOnceASenderIsQueued(b)
-            _ = select(a.onReceive { _ in 0 }, b.onSend(1) { 1 })
-            closer.join()
+            func blockedSelect() {
+                let a = GoChan<Int>(), b = GoChan<Int>()
+                let closer = closeOnceASenderIsQueued(b)
+                _ = select(a.onReceive { _ in 0 }, b.onSend(1) { 1 })
+                closer.join()
+            }
+            blockedSelect()
         }
         expectMessage(r, "send on closed channel")
     }

@@ -156,7 +156,7 @@ func checkGrowth<T>(_ value: T, sourceLocation: SourceLocation = #_sourceLocatio
         #expect(!s.isNil && s.count == 1 && s.capacity == 1 && s.backingSpan == nil)
         s.append(contentsOf: repeatElement((), count: 9))
         #expect(s.count == 10 && s.capacity == 10)
-        let m = GoSlice<Void>(length: 1 << 40)
+        let m = GoSlice<Void>(length: 1 << 40, zero: ())
         #expect(m.count == 1 << 40 && m.backingSpan == nil)
         let lit: GoSlice<Void> = [(), (), ()]
         let rep = GoSlice(repeating: (), length: 2, capacity: 5)

@@ -123,7 +123,7 @@ func expectGoPanic(_ result: ExitTest.Result?, _ message: String,
 
     @Test func growLengthOverflow() async {
         let r = await #expect(processExitsWith: .failure, observing: [\.standardErrorContent]) {
-            var s = GoSlice<Void>(length: Int.max)
+            var s = GoSlice<Void>(length: Int.max, zero: ())
             s.append(())
         }
         expectGoPanic(r, "growslice: len out of range")
@@ -137,14 +137,55 @@ func expectGoPanic(_ result: ExitTest.Result?, _ message: String,
         expectGoPanic(r, "growslice: len out of range")
     }
 
-    /// GoSlice's own rule: non-trivial slots that never held a value cannot
-    /// be exposed by reslicing.
+    /// GoSlice's own rule: slots of an element type without a zero value
+    /// that never held a value cannot be exposed by reslicing.
     @Test func resliceIntoUninitializedNonTrivialSlots() async {
         let r = await #expect(processExitsWith: .failure, observing: [\.standardErrorContent]) {
-            var s: GoSlice = ["a", "b", "c"]
-            s.append("d")                    // grows: cap 6, slots 4 and 5 hold no value
+            final class Box {}
+            var s: GoSlice = [Box(), Box(), Box()]
+            s.append(Box())                  // grows: cap 6, slots 4 and 5 hold no value
             _ = s.reslice(1, 6)
         }
         expectGoPanic(r, "slice bounds out of range [:6] with initialized capacity 4")
+    }
+
+    /// Trivial element types without a valid all-zero value: growth does
+    /// not expose the zeroed slots it adds (a null non-optional pointer).
+    @Test func resliceIntoGrownPointerSlots() async {
+        let r = await #expect(processExitsWith: .failure, observing: [\.standardErrorContent]) {
+            let p = UnsafeRawPointer(bitPattern: 0x1000)!
+            var s: GoSlice = [p, p, p]
+            s.append(p)                      // grows: cap 6, slots 4 and 5 hold no value
+            let t = s.reslice(0, 6)
+            print(t[5])
+        }
+        expectGoPanic(r, "slice bounds out of range [:6] with initialized capacity 4")
+    }
+
+    @Test func resliceIntoGrownOpaquePointerSlots() async {
+        let r = await #expect(processExitsWith: .failure, observing: [\.standardErrorContent]) {
+            let p = OpaquePointer(bitPattern: 0x1000)!
+            var s = GoSlice<OpaquePointer>(length: 1, capacity: 1, zero: p)
+            s.append(p)                      // grows: cap 2
+            s = s.reslice(0, 1)
+            s.append(p)
+            s.append(p)                      // grows again: cap 4, slots 3 and up hold no value
+            _ = s.reslice(0, 4)
+        }
+        expectGoPanic(r, "slice bounds out of range [:4] with initialized capacity 3")
+    }
+
+    @Test func resliceIntoGrownUnmanagedSlots() async {
+        let r = await #expect(processExitsWith: .failure, observing: [\.standardErrorContent]) {
+            final class Box {}
+            let box = Box()
+            let u = Unmanaged.passUnretained(box)
+            var s: GoSlice = [u]
+            s.append(u)                      // grows: cap 2
+            s.append(u)                      // grows: cap 4, slot 3 holds no value
+            _ = s.reslice(0, 4)
+            withExtendedLifetime(box) {}
+        }
+        expectGoPanic(r, "slice bounds out of range [:4] with initialized capacity 3")
     }
 }

@@ -54,7 +54,7 @@ extension ReliabilityTests {
                 blocks.append(p)
                 live += size
             }
-            let spansAtPeak = spanHeap.memStats.spansInUse
+            let spansAtPeak = spanHeap.memStats.spansInuse
             let r1 = residentMemory()
             #expect(r1 - r0 >= Self.peak * 9 / 10, "the peak is resident: \(r0 >> 20) → \(r1 >> 20) MiB")
 

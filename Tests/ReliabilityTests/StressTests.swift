@@ -354,7 +354,7 @@ extension ReliabilityTests {
             #expect(after.heapAlloc == before.heapAlloc)
             // No span left behind by the run (another thread of the test
             // process, exiting meanwhile, may hand one back: at most equal).
-            #expect(after.spansInUse <= before.spansInUse, "spans in use \(before.spansInUse) -> \(after.spansInUse)")
+            #expect(after.spansInuse <= before.spansInuse, "spans in use \(before.spansInuse) -> \(after.spansInuse)")
             #expect(after.heapInuse <= before.heapInuse, "heap in use \(before.heapInuse) -> \(after.heapInuse)")
             #expect(spanHeap.checkInvariants() == nil)
         }

@@ -41,7 +41,7 @@ extension CoreAllocatorTests {
             #expect(s1.heapReleased <= s1.heapIdle)
             #expect(s1.sys >= s1.heapSys + s1.metadataSys)
             #expect(s1.arenasMapped >= 1)
-            #expect(s1.spansInUse >= UInt64(2 * goSizeClasses.count + 3))
+            #expect(s1.spansInuse >= UInt64(2 * goSizeClasses.count + 3))
             for (p, _) in live { heap.deallocate(p) }
             heap.flushThreadCache()
             let s2 = heap.memStats
@@ -82,6 +82,39 @@ extension CoreAllocatorTests {
             #expect(bySize.count == Int(SA_NUM_CLASSES) || bySize.count == Int(SA_NUM_CLASSES) - 1)
             // The length query matches the text.
             #expect(sa_mem_stats_json(nil, 0) >= json.utf8.count - 64)
+        }
+
+        /// `MemStats` encodes with its property names as keys (Go's
+        /// spelling: `heapInuse`, `spansInuse`) and decodes to an equal
+        /// value, the per-class counts and the optional limit included.
+        @Test func memStatsCodableRoundTrip() throws {
+            let p = heap.allocate(byteCount: 48)
+            defer { heap.deallocate(p) }
+            let stats = heap.memStats
+            let data = try JSONEncoder().encode(stats)
+            let decoded = try JSONDecoder().decode(MemStats.self, from: data)
+            #expect(decoded == stats)
+            let object = try #require(try JSONSerialization.jsonObject(with: data) as? [String: Any])
+            #expect((object["heapInuse"] as? NSNumber)?.uint64Value == stats.heapInuse)
+            #expect((object["spansInuse"] as? NSNumber)?.uint64Value == stats.spansInuse)
+            #expect(object["spansInUse"] == nil, "the former name is not a key")
+            let bySize = try #require(object["bySize"] as? [[String: Any]])
+            #expect(bySize.count == stats.bySize.count)
+            // Every stored property is a key (a field added later is encoded too).
+            for child in Mirror(reflecting: stats).children {
+                guard let label = child.label, label != "memoryLimit" || stats.memoryLimit != nil else { continue }
+                #expect(object[label] != nil, "\(label) missing from the encoding")
+            }
+        }
+
+        /// The former name `spansInUse` still compiles (deprecated) and reads
+        /// and writes ``MemStats/spansInuse``.
+        @available(*, deprecated)
+        @Test func deprecatedSpansInUseAlias() {
+            var stats = heap.memStats
+            #expect(stats.spansInUse == stats.spansInuse)
+            stats.spansInUse = 7
+            #expect(stats.spansInuse == 7)
         }
 
         /// The hook sees one alloc event and one free event per object, with

@@ -25,7 +25,7 @@
  * posix_memalign's result and out-pointer, that glibc's blocks go to glibc
  * (the override's counters) and SpanAlloc's never do. At the end of an
  * input everything is freed, the helper thread flushes its cache, the
- * quiescent heap checker runs, and heapObjects, spansInUse and heapInuse
+ * quiescent heap checker runs, and heapObjects, spansInuse and heapInuse
  * must be back at their values before the input.
  *
  * At exit, after at least FREE_CACHE_MIN_INPUTS inputs, the run must have

@@ -25,7 +25,7 @@
  * live-object count is the baseline plus the objects in the transfer array,
  * and runs the heap checker. After the last generation it frees what the
  * transfer array holds, calls sa_thread_flush(), and requires heapObjects,
- * spansInUse (MemStats spans_inuse), heapInuse and heapAlloc back at their
+ * spansInuse (MemStats spans_inuse), heapInuse and heapAlloc back at their
  * values before the configuration, the call counters balanced, and the heap
  * checker (quiescent mode) to pass. Any failure prints a message and exits 1.
  *
@@ -372,7 +372,7 @@ static uint64_t transfer_count(uint64_t *bytes) {
 #define RESIDENTS 3000
 
 static void print_stats_line(const char *what, const sa_mem_stats *a, const sa_mem_stats *b) {
-    printf("  %s: heapObjects %llu -> %llu, spansInUse %llu -> %llu, heapInuse %llu -> %llu, "
+    printf("  %s: heapObjects %llu -> %llu, spansInuse %llu -> %llu, heapInuse %llu -> %llu, "
            "heapAlloc %llu -> %llu; mallocs +%llu, frees +%llu; heapSys %llu MiB\n", what,
            (unsigned long long)a->heap_objects, (unsigned long long)b->heap_objects,
            (unsigned long long)a->spans_inuse, (unsigned long long)b->spans_inuse,
@@ -385,7 +385,7 @@ static void print_stats_line(const char *what, const sa_mem_stats *a, const sa_m
 static void expect_same(const char *name, const char *when, const sa_mem_stats *a, const sa_mem_stats *b) {
     if (b->heap_objects != a->heap_objects) fail("%s: heapObjects not back at its value %s", name, when);
     if (b->heap_alloc != a->heap_alloc) fail("%s: heapAlloc not back at its value %s", name, when);
-    if (b->spans_inuse != a->spans_inuse) fail("%s: spansInUse not back at its value %s", name, when);
+    if (b->spans_inuse != a->spans_inuse) fail("%s: spansInuse not back at its value %s", name, when);
     if (b->heap_inuse != a->heap_inuse) fail("%s: heapInuse not back at its value %s", name, when);
     if (b->mallocs - a->mallocs != b->frees - a->frees) fail("%s: mallocs and frees do not balance %s", name, when);
 }

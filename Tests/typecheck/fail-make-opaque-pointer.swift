@@ -1,0 +1,3 @@
+// expect: error: generic struct 'GoSlice' requires that 'OpaquePointer' conform to 'GoZeroValue'
+import SpanAlloc
+_ = GoSlice<OpaquePointer>(length: 1)

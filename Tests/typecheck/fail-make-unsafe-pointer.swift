@@ -1,0 +1,3 @@
+// expect: error: generic struct 'GoSlice' requires that 'UnsafePointer<Int>' conform to 'GoZeroValue'
+import SpanAlloc
+_ = GoSlice<UnsafePointer<Int>>(length: 3)
