@@ -21,6 +21,8 @@ let package = Package(
             cSettings: [
                 .define("NDEBUG", .when(configuration: .release)),
                 .define("_GNU_SOURCE"),
+                // The heap profiler walks stacks by frame pointer (docs/profiling.md).
+                .unsafeFlags(["-fno-omit-frame-pointer"]),
             ]
         ),
         // The libc allocation API over CSpanAlloc. Only executables that want
@@ -35,6 +37,7 @@ let package = Package(
                 // The core's inline fast paths (sa_fastpath.h), so malloc and
                 // free cost no extra call.
                 .headerSearchPath("../CSpanAlloc"),
+                .unsafeFlags(["-fno-omit-frame-pointer"]),
             ]
         ),
         // A Swift program whose malloc is SpanAlloc's; prints what its MemStats saw.

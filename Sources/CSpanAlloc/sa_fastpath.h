@@ -7,6 +7,10 @@
  * Both bracket their use of the thread's cache with sa_op_begin/sa_op_end
  * (one store each) and test the cache's gate first: any rare work (the
  * hook, the scavenger claiming the cache of an idle thread) is one branch.
+ * The heap profiler adds a thread-local byte countdown to allocation (a
+ * subtract and a branch) and, to a free that walks the page map, a test of
+ * the span's profbits pointer; the LIFO shortcut never meets a sampled
+ * object (sampling clears `last`).
  *
  * Allocation: pop the thread's free-cache bin for the spanClass (an object
  * the thread freed, reused at once, as Go's runtimefreegc reuse list and
@@ -23,6 +27,12 @@
 #include "sa_internal.h"
 
 #include <string.h>
+
+/* 0 compiles the heap profiler's fast-path tests out (instruction-count
+ * baselines); sampling then never triggers. */
+#ifndef SA_PROFILE_SAMPLING
+#define SA_PROFILE_SAMPLING 1
+#endif
 
 
 /* Ends the caller's operation (sa_op_end), so the fast path tail-calls it. */
@@ -54,6 +64,12 @@ SA_FAST_PATH void *sa_alloc_small(int cls, size_t size, unsigned flags) {
     sa_mcache *c = sa_get_cache();
     void *p;
     sa_op_begin();
+#if SA_PROFILE_SAMPLING
+    /* The heap profiler's countdown (thread-local, owner only): one
+     * subtract and one branch, taken once per sample. */
+    sa_tls.prof_left -= (int64_t)size;
+    if (SA_UNLIKELY(sa_tls.prof_left < 0)) return sa_alloc_small_slow(cls, size, flags);
+#endif
     if (SA_UNLIKELY(sa_gate(c))) return sa_alloc_small_slow(cls, size, flags);
     sa_freebin *b = &c->bins[spc];
     uint32_t n = b->n;
@@ -204,6 +220,13 @@ SA_FAST_PATH void sa_free_body(sa_mcache *c, void *p, void (*foreign)(void *), b
         sa_free_slow_end(p, s);
         return;
     }
+#if SA_PROFILE_SAMPLING
+    /* A span holding a sampled object: the slow path drops its record. */
+    if (SA_UNLIKELY(atomic_load_explicit(&s->profbits, SA_RELAXED) != NULL)) {
+        sa_free_slow_end(p, s);
+        return;
+    }
+#endif
     uintptr_t off = a - s->base;
     uint32_t idx = (uint32_t)(((uint64_t)off * s->divmul) >> 32);
     /* idx == nelems (an address in the span's tail) passes this test but

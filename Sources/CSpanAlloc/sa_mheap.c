@@ -584,6 +584,7 @@ void sa_heap_free_span_locked(sa_mspan *s) {
     }
     map_set_range(base, npages, NULL);
     SA_POISON(base, npages << SA_PAGE_SHIFT);
+    if (atomic_load_explicit(&s->profbits, SA_RELAXED)) sa_prof_span_released(s);
     atomic_store_explicit(&s->id, 0, SA_RELAXED);
     atomic_store_explicit(&s->owner, NULL, SA_RELAXED);
     sa_stat_sub(&sa_heap.pages_inuse, npages);
