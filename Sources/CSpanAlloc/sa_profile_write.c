@@ -551,6 +551,12 @@ static void encode_folded(writer *w, const sa_prof_row *rows, size_t nrows, buf 
                     char c = *s == ';' ? ':' : *s == ' ' ? '_' : *s;
                     buf_put(out, &c, 1);
                 }
+            } else if (mapping_of(w, b->pcs[i])) { /* as pprof shows it: [the object's file name] */
+                const char *file = str_at(&w->strs, w->maps[mapping_of(w, b->pcs[i]) - 1].file);
+                const char *slash = strrchr(file, '/');
+                buf_str(out, "[");
+                buf_str(out, slash ? slash + 1 : file);
+                buf_str(out, "]");
             } else {
                 snprintf(num, sizeof num, "0x%lx", (unsigned long)b->pcs[i]);
                 buf_str(out, num);
@@ -605,7 +611,7 @@ int sa_profile_write_fd(int fd, int format) {
     int err = build(format, &out);
     if (!err) err = write_all(fd, out.p, out.n);
     buf_release(&out);
-    if (err) sa_log("SpanAlloc: heap profile not written to fd %d: %s", fd, strerror(err));
+    if (err) sa_log("heap profile not written to fd %d: %s", fd, strerror(err));
     return err;
 }
 
@@ -630,7 +636,7 @@ static bool expand_path(const char *path, char *out, size_t cap) {
 int sa_profile_write(const char *path, int format) {
     char full[4096];
     if (!expand_path(path, full, sizeof full)) {
-        sa_log("SpanAlloc: heap profile not written: path too long");
+        sa_log("heap profile not written: path too long");
         return ENAMETOOLONG;
     }
     buf out = {0};
@@ -644,7 +650,7 @@ int sa_profile_write(const char *path, int format) {
         }
     }
     buf_release(&out);
-    if (err) sa_log("SpanAlloc: heap profile not written to %s: %s", full, strerror(err));
+    if (err) sa_log("heap profile not written to %s: %s", full, strerror(err));
     return err;
 }
 
@@ -709,7 +715,7 @@ static void start_signal_writer(int signo) {
     struct sigaction old;
     if (sigaction(signo, NULL, &old) != 0) return;
     if (!(old.sa_flags & SA_SIGINFO) && old.sa_handler != SIG_DFL) {
-        sa_log("SpanAlloc: profile_signal=%d ignored: the program handles that signal", signo);
+        sa_log("profile_signal=%d ignored: the program handles that signal", signo);
         return;
     }
     if (pipe2(sig_pipe, O_CLOEXEC) != 0) return;
@@ -724,7 +730,7 @@ static void start_signal_writer(int signo) {
     int err = pthread_create(&t, &attr, writer_main, NULL);
     pthread_sigmask(SIG_SETMASK, &prev, NULL);
     pthread_attr_destroy(&attr);
-    if (err) { sa_log("SpanAlloc: profile_signal: no writer thread: %s", strerror(err)); return; }
+    if (err) { sa_log("profile_signal: no writer thread: %s", strerror(err)); return; }
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);
     sa.sa_handler = on_signal;
