@@ -175,13 +175,14 @@ typedef struct sa_mspan {
     /* line 0: set when the span is made (heap lock), read by any thread */
     uintptr_t base;                      /* first byte */
     size_t elemsize;                     /* object size; span bytes for large */
-    _Atomic(uint64_t *) profbits;        /* sampled slots (the heap profiler's, sa_profile.c), NULL when
-                                            none: a set bit is a live sampled object with a record */
+    _Atomic uint64_t id;                 /* unique, never reused; 0 for free runs */
     uint32_t npages;                     /* length in 8 KiB pages */
     uint32_t nelems;                     /* slots (1 for large) */
     uint32_t divmul;                     /* Go's divMagic: slot = off * divmul >> 32 */
-    uint16_t spanclass;                  /* class << 1 | noscan */
+    uint8_t spanclass;                   /* class << 1 | noscan */
     uint8_t sizeclass;                   /* 0 for large */
+    _Atomic uint8_t profiled;            /* 1 once profbits is set (the profiler's lock writes); read
+                                            with state as one 16-bit word by the free path */
     _Atomic uint8_t state;               /* SA_SPAN_* */
     _Atomic(struct sa_mcache *) owner;   /* cache that holds it, NULL when uncached */
     uint64_t *allocBits;                 /* = words + ralloc */
@@ -189,7 +190,8 @@ typedef struct sa_mspan {
     uint16_t nwords;                     /* 64-bit words per bitmap */
     uint16_t ralloc;                     /* index of allocBits in words[] */
     uint8_t bucket;                      /* fixalloc bucket of this struct */
-    _Atomic uint64_t id;                 /* unique, never reused; 0 for free runs */
+    _Atomic(uint64_t *) profbits;        /* the heap profiler's sampled slots (sa_profile.c, its lock),
+                                            NULL when none: a set bit is a live sampled object */
 
     /* line 1: owner thread while cached, mcentral lock while uncached,
      * heap lock for free runs */
@@ -212,6 +214,17 @@ typedef struct sa_mspan {
      * then freeBits. allocBits starts on its own cache line. */
     uint64_t words[];
 } sa_mspan;
+
+_Static_assert(SA_NUM_SPAN_CLASSES <= 256, "a spanClass fits its byte");
+_Static_assert(offsetof(sa_mspan, state) == offsetof(sa_mspan, profiled) + 1 &&
+                   offsetof(sa_mspan, profiled) % 2 == 0 && offsetof(sa_mspan, state) < 64,
+               "profiled and state form one aligned 16-bit word on the span's first line");
+/* The free path's one test for "a small span without sampled objects":
+ * state and profiled in one load (little-endian: state is the high byte). */
+#define SA_SMALL_UNPROFILED ((unsigned)SA_SPAN_SMALL << 8)
+static inline unsigned sa_span_state_profiled(const sa_mspan *s) {
+    return __atomic_load_n((const uint16_t *)(const void *)&s->profiled, __ATOMIC_RELAXED);
+}
 
 #define SA_SPAN_REMOTE(s) ((s)->words)
 #define SA_SPAN_ALLOC(s) ((s)->allocBits)

@@ -39,20 +39,19 @@ SA_SLOW_PATH SA_PROF_SKIP static void *alloc_large(size_t size, size_t align_pag
     SA_UNPOISON(p, size);
     if ((flags & SA_ZERO) && s->needzero) memset(p, 0, size);
     if (SA_UNLIKELY(atomic_load_explicit(&sa_hook, SA_RELAXED))) sa_call_hook(SA_EVENT_ALLOC, p, size, s);
-#if SA_PROFILE_SAMPLING
-    sa_tls.prof_left -= (int64_t)size;
-    if (SA_UNLIKELY(sa_tls.prof_left < 0)) sa_prof_due_object(p, size);
-#endif
+    if (SA_UNLIKELY(sa_prof_countdown(size))) sa_prof_due_object(p, size);
     return p;
 }
 
 /* Everything but the plain fast path: refilling the span, zeroing, the hook. */
+SA_PROF_SKIP void *sa_alloc_small_sampled(int cls, size_t size, unsigned flags) {
+    sa_op_end();
+    return sa_prof_alloc_small(cls, size, flags);
+}
+
 SA_PROF_SKIP void *sa_alloc_small_slow(int cls, size_t size, unsigned flags) {
 #if SA_PROFILE_SAMPLING
-    if (SA_UNLIKELY(sa_tls.prof_left < 0)) {
-        sa_op_end();
-        return sa_prof_alloc_small(cls, size, flags);
-    }
+    if (SA_UNLIKELY(sa_prof_countdown(size))) return sa_alloc_small_sampled(cls, size, flags);
     /* A rate change reaches a thread at its next refill too. */
     if (SA_UNLIKELY(sa_tls.prof_gen != atomic_load_explicit(&sa_prof_gen, SA_RELAXED))) sa_tls.prof_left = 0;
 #endif
@@ -139,8 +138,7 @@ static void *realloc_held(void *p, size_t size);
 static inline void resized_in_place(void *p, sa_mspan *s, uint32_t idx, size_t size) {
 #if SA_PROFILE_SAMPLING
     if (SA_UNLIKELY(atomic_load_explicit(&s->profbits, SA_RELAXED) != NULL)) sa_prof_forget(p, s, idx);
-    sa_tls.prof_left -= (int64_t)size;
-    if (SA_UNLIKELY(sa_tls.prof_left < 0)) sa_prof_due_object(p, size);
+    if (SA_UNLIKELY(sa_prof_countdown(size))) sa_prof_due_object(p, size);
 #else
     (void)p; (void)s; (void)idx; (void)size;
 #endif

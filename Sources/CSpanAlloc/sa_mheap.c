@@ -542,7 +542,7 @@ sa_mspan *sa_heap_alloc_span(size_t npages, size_t align_pages, int spanclass, s
         atomic_store_explicit(&s->owner, owner, SA_RELAXED);
         atomic_store_explicit(&s->state, SA_SPAN_SMALL, SA_RELAXED);
     } else {
-        s->spanclass = (uint16_t)spanclass;
+        s->spanclass = (uint8_t)spanclass;
         s->sizeclass = 0;
         s->elemsize = npages << SA_PAGE_SHIFT;
         s->nelems = 1;

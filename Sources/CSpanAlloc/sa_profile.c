@@ -30,8 +30,8 @@ static pthread_mutex_t prof_lock = PTHREAD_MUTEX_INITIALIZER;
 static _Atomic uint64_t n_samples, n_live, n_buckets, n_dropped;
 
 /* Bytes a thread allocates, with profiling off, between two looks at the
- * rate: the cost of noticing a rate change, once per 4 MiB. */
-#define OFF_RECHECK ((int64_t)4 << 20)
+ * rate: the cost of noticing a rate change, once per 16 MiB. */
+#define OFF_RECHECK ((int64_t)16 << 20)
 
 /* ---- arithmetic without libm --------------------------------------------- */
 
@@ -134,6 +134,7 @@ static uint64_t *bitmap_get(void) {
 void sa_prof_span_released(sa_mspan *s) {
     pthread_mutex_lock(&prof_lock);
     uint64_t *b = atomic_load_explicit(&s->profbits, SA_RELAXED);
+    atomic_store_explicit(&s->profiled, 0, SA_RELAXED);
     atomic_store_explicit(&s->profbits, NULL, SA_RELAXED);
     if (b) {
         memset(b, 0, BITMAP_WORDS * sizeof(uint64_t));
@@ -318,7 +319,10 @@ SA_PROF_SKIP __attribute__((noinline)) static void record_sample(void *p, size_t
         bits = atomic_load_explicit(&s->profbits, SA_RELAXED);
         if (!bits) {
             bits = bitmap_get();
-            if (bits) atomic_store_explicit(&s->profbits, bits, SA_RELEASE);
+            if (bits) {
+                atomic_store_explicit(&s->profbits, bits, SA_RELEASE);
+                atomic_store_explicit(&s->profiled, 1, SA_RELEASE);
+            }
         }
     }
     if (bits) r = rtab_insert((uintptr_t)p);

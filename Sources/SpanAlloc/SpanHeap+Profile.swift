@@ -27,7 +27,7 @@ extension SpanHeap {
     ///
     /// Sampling is off until this is set or `SPANALLOC=profile=…`,
     /// `profile_rate=…` or `profile_signal=…` turns it on. The setting thread
-    /// switches at once; other threads at their next sample or within 4 MiB
+    /// switches at once; other threads at their next sample or within 16 MiB
     /// of allocation. Objects sampled before a change keep the weight of the
     /// rate they were sampled at.
     public var heapProfileRate: Int {

@@ -529,7 +529,7 @@ bool sa_debug_push_cached(void *_Nonnull ptr);
 /**
  * Sets the sampling rate in bytes: 0 turns sampling off, 1 samples every
  * allocation (exact figures). The calling thread switches at once, other
- * threads at their next sample or within 4 MiB of allocation. Returns the
+ * threads at their next sample or within 16 MiB of allocation. Returns the
  * previous rate. Sampling is off until this call or SPANALLOC=profile=…,
  * profile_rate=… or profile_signal=… turns it on (at 512 KiB by default).
  */
