@@ -720,6 +720,9 @@ SA_HIDDEN void sa_prof_forget(const void *p, sa_mspan *s, uint32_t idx);
 /* The span goes back to the page heap (heap lock held): its bitmap is returned. */
 SA_HIDDEN void sa_prof_span_released(sa_mspan *s);
 SA_HIDDEN void sa_prof_fork_prepare(void);
+SA_HIDDEN void sa_prof_write_fork_prepare(void);
+SA_HIDDEN void sa_prof_write_fork_parent(void);
+SA_HIDDEN void sa_prof_write_fork_child(void);
 SA_HIDDEN void sa_prof_fork_parent(void);
 SA_HIDDEN void sa_prof_fork_child(void);
 /* Configuration (sa_config.c): profile=, profile_rate=, profile_signal=. */

@@ -9,7 +9,8 @@
  * writer thread (the handler only writes a byte to a pipe).
  *
  * Owns: write_lock (one writer at a time; never held by the allocator's
- * paths, so the writer may allocate: dladdr, swift_demangle). Its own
+ * paths, so the writer may allocate: dladdr, swift_demangle; first of all
+ * locks in fork's prepare). Its own
  * buffers come from sa_os_map. libc only: the protobuf encoding, the gzip
  * container (stored deflate blocks) and CRC-32 are written here.
  */
@@ -28,6 +29,12 @@
 #include <unistd.h>
 
 static pthread_mutex_t write_lock = PTHREAD_MUTEX_INITIALIZER;
+
+/* fork: taken first in prepare (a writer holding it may allocate, which
+ * takes the allocator's locks), so the child finds it free. */
+void sa_prof_write_fork_prepare(void) { pthread_mutex_lock(&write_lock); }
+void sa_prof_write_fork_parent(void) { pthread_mutex_unlock(&write_lock); }
+void sa_prof_write_fork_child(void) { pthread_mutex_init(&write_lock, NULL); }
 
 /* ---- growable buffers from mmap ---------------------------------------------- */
 
