@@ -9,7 +9,10 @@
 #       bytes at most 1% of them;
 #   profile_rate=1: every figure exact;
 #   the default rate (512 KiB): the 100 MiB site within ±15%;
-#   folded stacks (a .folded path): one line per stack naming the sites.
+#   folded stacks (a .folded path): one line per stack naming the sites;
+#   profile_signal=USR2: the writer thread's profile has the 100 MiB site;
+#   malloc-demo (a Swift program linked with SpanAllocMalloc), when built:
+#       Swift functions by demangled names.
 #
 # Needs `go` (Debian's golang-go; scripts/setup.sh installs it). Prints one
 # line per run with the measured figures; exits non-zero on the first miss.
@@ -76,6 +79,37 @@ if ! grep -q ';main;site_big [0-9]*$' "$folded" || ! grep -q ';main;site_small [
     echo "profile-check: folded stacks lack the sites:" >&2
     cat "$folded" >&2
     fail=1
+fi
+
+# profile_signal=USR2 without a path: the writer thread writes
+# spanalloc.<pid>.heap.pb.gz in the working directory.
+sigdir=$out/signal
+rm -rf "$sigdir" && mkdir -p "$sigdir"
+if (cd "$sigdir" && LD_PRELOAD=$lib SPANALLOC=profile_signal=USR2,profile_rate=65536 "$PWD/../profile_sites" signal > truth.txt); then
+    sigprof=$(ls "$sigdir"/spanalloc.*.heap.pb.gz)
+    big=$(top "$sigprof" inuse_space site_big)
+    echo "signal     site_big $big (written by the USR2 writer thread)"
+    within "$big" 104857600 15 || { echo "profile-check: signal: site_big $big" >&2; fail=1; }
+else
+    echo "profile-check: profile_signal=USR2 wrote no profile" >&2
+    fail=1
+fi
+
+# A Swift program linked with SpanAllocMalloc (malloc-demo, when built):
+# its Swift functions by demangled names.
+demo=${MALLOC_DEMO:-$(ls .build/debug/malloc-demo .build/release/malloc-demo 2>/dev/null | head -1 || true)}
+if [[ -n $demo && -x $demo ]]; then
+    SPANALLOC="profile=$out/demo.pb.gz,profile_rate=4096" "$demo" 2000 > /dev/null
+    go tool pprof -top -sample_index=alloc_space -unit=B "$demo" "$out/demo.pb.gz" 2>/dev/null > "$out/demo.top"
+    if grep -q 'main' "$out/demo.top" && grep -q 'Swift\.' "$out/demo.top" && ! grep -q '\$s' "$out/demo.top"; then
+        echo "swift      malloc-demo: $(grep -c . "$out/demo.top") lines, demangled (e.g. $(grep -o 'Swift\.[A-Za-z]*' "$out/demo.top" | head -1))"
+    else
+        echo "profile-check: malloc-demo's profile lacks demangled Swift names:" >&2
+        head -30 "$out/demo.top" >&2
+        fail=1
+    fi
+else
+    echo "swift      malloc-demo not built (swift build): skipped"
 fi
 
 [[ $fail == 0 ]] && echo "profile-check: ok"

@@ -21,6 +21,9 @@ echo "== swift test"
 swift build -c release --product bench
 SPANALLOC_REQUIRE_PRELOAD=1 BENCH_RELEASE_BINARY="$PWD/.build/release/bench" swift test
 
+echo "== scripts/profile-check.sh: the heap profiler read back by go tool pprof"
+./scripts/profile-check.sh
+
 echo "== Benchmarks/: package-benchmark malloc-count thresholds"
 ./scripts/benchmarks.sh
 

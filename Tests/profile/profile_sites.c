@@ -7,11 +7,15 @@
  *   site_small  holds 131072 objects of 96 bytes (12 MiB in use)
  *   site_churn  allocates 524288 objects of 1 KiB (512 MiB) in batches and frees them all
  *
- * Prints the true figures as "site alloc_bytes inuse_bytes" lines.
+ * Prints the true figures as "site alloc_bytes inuse_bytes" lines. With the
+ * argument `signal`, it first sends itself SIGUSR2 and waits for the profile
+ * the signal's writer thread writes (SPANALLOC=profile_signal=USR2).
  */
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #define BIG_N 100
 #define BIG_SIZE (1u << 20)
@@ -51,10 +55,19 @@ __attribute__((noinline)) void site_churn(void) {
     }
 }
 
-int main(void) {
+int main(int argc, char **argv) {
     site_big();
     site_small();
     site_churn();
+    if (argc > 1 && strcmp(argv[1], "signal") == 0) {
+        /* SPANALLOC=profile_signal=USR2 without a path: the writer thread
+         * writes spanalloc.<pid>.heap.pb.gz here; wait for it (10 s at most). */
+        char path[64];
+        snprintf(path, sizeof path, "spanalloc.%d.heap.pb.gz", (int)getpid());
+        kill(getpid(), SIGUSR2);
+        for (int i = 0; i < 1000 && access(path, F_OK) != 0; i++) usleep(10000);
+        if (access(path, F_OK) != 0) { fprintf(stderr, "no profile after SIGUSR2\n"); return 1; }
+    }
     printf("site_big %llu %llu\n", (unsigned long long)BIG_N * BIG_SIZE, (unsigned long long)BIG_N * BIG_SIZE);
     printf("site_small %llu %llu\n", (unsigned long long)SMALL_N * SMALL_SIZE,
            (unsigned long long)SMALL_N * SMALL_SIZE);
