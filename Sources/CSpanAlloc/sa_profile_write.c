@@ -23,6 +23,7 @@
 #include <link.h>
 #include <signal.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
@@ -752,8 +753,12 @@ static void start_signal_writer(int signo) {
     sigaction(signo, &sa, NULL);
 }
 
-/* After the C library is up (not inside malloc): the signal writer. */
+/* After the C library is up (not inside malloc): the signal writer. The
+ * variable is read here only when it asks for a signal (a program may still
+ * set SPANALLOC before its first allocation otherwise). */
 __attribute__((constructor)) static void sa_prof_at_load(void) {
+    const char *env = getenv("SPANALLOC");
+    if (!env || !strstr(env, "profile_signal=")) return;
     sa_config_load();
     int signo = sa_prof_config_signal();
     if (signo > 0) start_signal_writer(signo);

@@ -7,7 +7,7 @@
 /// constants; every observation, table, check and the verdict are computed
 /// from the live allocator each time the experiment runs.
 public struct Explanation: Codable, Sendable {
-    /// Experiment number, 1...11 (the order of issue 7).
+    /// Experiment number, 1...12.
     public var number: Int
     /// A short title.
     public var title: String
