@@ -14,8 +14,10 @@
  * profiler's memory comes from sa_os_map). Taken with the heap lock held
  * (sa_prof_span_released) and last in fork's prepare.
  * Invariants: bit i of s->profbits is set ⇔ the record table holds slot i
- * of s (s live, the object not freed); a span returned to the page heap
- * has no bit set, and its bitmap goes back to the pool.
+ * of s (s live, the object not freed); s->profiled == 1 ⇔ some bit is set
+ * (both under prof_lock), so frees into spans without a sampled object
+ * keep the fast path; a span returned to the page heap has no bit set, and
+ * its bitmap goes back to the pool.
  */
 #include "sa_fastpath.h"
 #include "sa_profile.h"
@@ -319,10 +321,7 @@ SA_PROF_SKIP __attribute__((noinline)) static void record_sample(void *p, size_t
         bits = atomic_load_explicit(&s->profbits, SA_RELAXED);
         if (!bits) {
             bits = bitmap_get();
-            if (bits) {
-                atomic_store_explicit(&s->profbits, bits, SA_RELEASE);
-                atomic_store_explicit(&s->profiled, 1, SA_RELEASE);
-            }
+            if (bits) atomic_store_explicit(&s->profbits, bits, SA_RELEASE);
         }
     }
     if (bits) r = rtab_insert((uintptr_t)p);
@@ -333,6 +332,7 @@ SA_PROF_SKIP __attribute__((noinline)) static void record_sample(void *p, size_t
         b->alloc_objects += w;
         b->alloc_bytes += w * (double)size;
         atomic_fetch_or_explicit((_Atomic uint64_t *)&bits[idx >> 6], (uint64_t)1 << (idx & 63), SA_RELAXED);
+        atomic_store_explicit(&s->profiled, 1, SA_RELEASE);
         atomic_store_explicit(&n_samples, atomic_load_explicit(&n_samples, SA_RELAXED) + 1, SA_RELAXED);
         atomic_store_explicit(&n_live, atomic_load_explicit(&n_live, SA_RELAXED) + 1, SA_RELAXED);
     } else {
@@ -384,6 +384,12 @@ void sa_prof_forget(const void *p, sa_mspan *s, uint32_t idx) {
             r->addr = 1;
             atomic_store_explicit(&n_live, atomic_load_explicit(&n_live, SA_RELAXED) - 1, SA_RELAXED);
         }
+        /* The span's last sampled object: its frees take the fast path
+         * again (the bitmap stays until the span goes back to the heap). */
+        bool any = false;
+        for (int i = 0; i < BITMAP_WORDS && !any; i++)
+            any = atomic_load_explicit((_Atomic uint64_t *)&bits[i], SA_RELAXED) != 0;
+        if (!any) atomic_store_explicit(&s->profiled, 0, SA_RELAXED);
     }
     pthread_mutex_unlock(&prof_lock);
 }
