@@ -95,6 +95,14 @@ else
     fail=1
 fi
 
+# A signal the program's environment already disposes of (here: ignored,
+# inherited across exec) is left alone, with one message.
+msg=$( (trap '' USR2; LD_PRELOAD=$lib SPANALLOC=profile_signal=USR2 "$bin" 2>&1 >/dev/null) )
+if [[ $msg != *"profile_signal=12 ignored"* ]]; then
+    echo "profile-check: an ignored SIGUSR2 was taken over: '$msg'" >&2
+    fail=1
+fi
+
 # A Swift program linked with SpanAllocMalloc (malloc-demo, when built):
 # its Swift functions by demangled names.
 demo=${MALLOC_DEMO:-$(ls .build/debug/malloc-demo .build/release/malloc-demo 2>/dev/null | head -1 || true)}

@@ -212,3 +212,42 @@ struct ProtoWalk {
         }
     }
 }
+
+/// realloc (moving and in place), calloc, aligned and large allocations at rate 1.
+@Suite(.serialized, .heapExclusive)
+struct ProfileEntryPointTests {
+    let heap = SpanHeap.default
+
+    @inline(never)
+    func resizeSite(_ ps: [UnsafeMutableRawPointer], to size: Int) -> [UnsafeMutableRawPointer] {
+        ps.map { sa_realloc($0, size)! }
+    }
+
+    @inline(never)
+    func otherEntryPointsSite() -> [UnsafeMutableRawPointer] {
+        (0..<10).map { _ in sa_calloc(10, 100, 0)! } + (0..<10).map { _ in sa_alloc_aligned(500, 256, 0)! }
+            + (0..<3).map { _ in sa_alloc(1 << 20, 0)! }
+    }
+
+    func bytes(_ text: String, _ name: String) -> Int {
+        text.split(separator: "\n").filter { $0.contains(name) }
+            .compactMap { $0.split(separator: " ").last.flatMap { Int($0) } }.reduce(0, +)
+    }
+
+    @Test func everyEntryPointIsCountedAndItsFreeDropsTheRecord() throws {
+        let old = heap.heapProfileRate
+        defer { heap.heapProfileRate = old }
+        heap.heapProfileRate = 1
+        let live0 = heap.heapProfileCounts.live
+        let small = (0..<100).map { _ in heap.allocate(byteCount: 100) }
+        let grown = resizeSite(small, to: 5000)          // moves: the records follow the new blocks
+        let nudged = resizeSite(grown, to: 5100)         // same class (5376 B): in place, a new record of 5100 B
+        let others = otherEntryPointsSite()
+        let text = String(decoding: try heap.heapProfile(format: .folded), as: UTF8.self)
+        #expect(bytes(text, "resizeSite(") == 100 * 5100, "\(text.prefix(3000))")
+        #expect(bytes(text, "otherEntryPointsSite(") == 10 * 1000 + 10 * 500 + 3 << 20, "\(text.prefix(3000))")
+        #expect(heap.heapProfileCounts.live == live0 + 100 + 23)
+        (nudged + others).forEach { sa_free($0) }
+        #expect(heap.heapProfileCounts.live == live0, "every free dropped its record")
+    }
+}
