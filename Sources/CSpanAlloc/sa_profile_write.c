@@ -728,7 +728,7 @@ static void start_signal_writer(int signo) {
     if (atomic_exchange(&writer_started, true)) return;
     struct sigaction old;
     if (sigaction(signo, NULL, &old) != 0) return;
-    if (!(old.sa_flags & SA_SIGINFO) && old.sa_handler != SIG_DFL) {
+    if ((old.sa_flags & SA_SIGINFO) || old.sa_handler != SIG_DFL) {
         sa_log("profile_signal=%d ignored: the program handles that signal", signo);
         return;
     }
