@@ -9,9 +9,8 @@
  * hook, the scavenger claiming the cache of an idle thread) is one branch.
  * The heap profiler adds a thread-local byte countdown to allocation (a
  * subtract and a branch); a free that walks the page map reads the span's
- * profiled flag in the same 16-bit load as its state, so the test costs
- * nothing; the LIFO shortcut never meets a sampled object (sampling clears
- * `last`).
+ * profiled flag in the same 16-bit load as its state; the LIFO shortcut
+ * never meets a sampled object (sampling clears `last`).
  *
  * Allocation: pop the thread's free-cache bin for the spanClass (an object
  * the thread freed, reused at once, as Go's runtimefreegc reuse list and
@@ -227,7 +226,7 @@ SA_FAST_PATH void sa_free_body(sa_mcache *c, void *p, void (*foreign)(void *), b
     /* A span holding a sampled object (profiled) goes to the slow path too,
      * which drops the object's record. */
 #if SA_PROFILE_SAMPLING
-    if (SA_UNLIKELY(!s || sa_span_state_profiled(s) != SA_SMALL_UNPROFILED)) {
+    if (SA_UNLIKELY(!s || !sa_span_small_unprofiled(s))) {
 #else
     if (SA_UNLIKELY(!s || atomic_load_explicit(&s->state, SA_RELAXED) != SA_SPAN_SMALL)) {
 #endif

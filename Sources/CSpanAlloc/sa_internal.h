@@ -221,9 +221,10 @@ _Static_assert(offsetof(sa_mspan, state) == offsetof(sa_mspan, profiled) + 1 &&
                "profiled and state form one aligned 16-bit word on the span's first line");
 /* The free path's one test for "a small span without sampled objects":
  * state and profiled in one load (little-endian: state is the high byte). */
-#define SA_SMALL_UNPROFILED ((unsigned)SA_SPAN_SMALL << 8)
-static inline unsigned sa_span_state_profiled(const sa_mspan *s) {
-    return __atomic_load_n((const uint16_t *)(const void *)&s->profiled, __ATOMIC_RELAXED);
+#define SA_SMALL_UNPROFILED ((uint16_t)(SA_SPAN_SMALL << 8))
+static inline bool sa_span_small_unprofiled(const sa_mspan *s) {
+    uint16_t w = __atomic_load_n((const uint16_t *)(const void *)&s->profiled, __ATOMIC_RELAXED);
+    return w == SA_SMALL_UNPROFILED;
 }
 
 #define SA_SPAN_REMOTE(s) ((s)->words)
