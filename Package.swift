@@ -42,6 +42,8 @@ let package = Package(
         ),
         // A Swift program whose malloc is SpanAlloc's; prints what its MemStats saw.
         .executableTarget(name: "malloc-demo", dependencies: ["SpanAllocMalloc", "SpanAlloc"]),
+        // A Swift program with allocation sites of known figures, for the heap profiler's check.
+        .executableTarget(name: "profile-demo", dependencies: ["SpanAllocMalloc"]),
         // The Swift face: SpanHeap, MemStats, SpanInfo, GoSlice, GoChan.
         .target(name: "SpanAlloc", dependencies: ["CSpanAlloc"]),
         // Allocator workloads in C so every allocator runs identical code.
