@@ -647,20 +647,23 @@ int sa_profile_write(const char *path, int format) {
         sa_log("heap profile not written: path too long");
         return ENAMETOOLONG;
     }
-    /* Written beside the target and renamed over it, so a reader never
-     * sees half a profile. */
+    /* A regular file (or a new one) is written beside the target and
+     * renamed over it, so a reader never sees half a profile; anything else
+     * (a pipe, /dev/stdout, a device) is written in place. */
+    struct stat st;
+    bool in_place = stat(full, &st) == 0 && !S_ISREG(st.st_mode);
     char tmp[4096 + 32];
     snprintf(tmp, sizeof tmp, "%s.tmp%d", full, (int)getpid());
     buf out = {0};
     int err = build(format, &out);
     if (!err) {
-        int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+        int fd = open(in_place ? full : tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
         if (fd < 0) err = errno;
         else {
             err = write_all(fd, out.p, out.n);
             if (close(fd) != 0 && !err) err = errno;
-            if (!err && rename(tmp, full) != 0) err = errno;
-            if (err) unlink(tmp);
+            if (!in_place && !err && rename(tmp, full) != 0) err = errno;
+            if (!in_place && err) unlink(tmp);
         }
     }
     buf_release(&out);

@@ -18,6 +18,9 @@ extension SpanHeap {
     public struct HeapProfileError: Error, Sendable, Hashable {
         /// The `errno` value: `ENOENT`, `EACCES`, `ENOSPC`, `ENOMEM`, ….
         public var code: Int32
+
+        /// An error for the `errno` value `code`.
+        public init(code: Int32) { self.code = code }
     }
 
     /// The heap profiler's mean sampling interval in bytes, as Go's

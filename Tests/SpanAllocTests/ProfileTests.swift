@@ -89,9 +89,15 @@ struct ProfileTests {
         let walk = try ProtoWalk(try gunzip(Data(bytes)))
         #expect(walk.samples > 0)
         #expect(walk.period == 4096)
-        #expect(throws: SpanHeap.HeapProfileError.self) {
+        #expect(throws: SpanHeap.HeapProfileError(code: ENOENT)) {
             try heap.writeHeapProfile(to: "/nonexistent-dir/heap.pb.gz")
         }
+        // A full disk: the device is written in place (never replaced) and refuses.
+        #expect(throws: SpanHeap.HeapProfileError(code: ENOSPC)) {
+            try heap.writeHeapProfile(to: "/dev/full")
+        }
+        var st = stat()
+        #expect(stat("/dev/full", &st) == 0 && (st.st_mode & S_IFMT) == S_IFCHR, "/dev/full is still the device")
     }
 
     @Test func threadExitsWithSampledObjectsLive() throws {
