@@ -181,8 +181,8 @@ typedef struct sa_mspan {
     uint32_t divmul;                     /* Go's divMagic: slot = off * divmul >> 32 */
     uint8_t spanclass;                   /* class << 1 | noscan */
     uint8_t sizeclass;                   /* 0 for large */
-    _Atomic uint8_t profiled;            /* 1 once profbits is set (the profiler's lock writes); read
-                                            with state as one 16-bit word by the free path */
+    _Atomic uint8_t profiled;            /* 1 while some bit of profbits is set (the profiler's lock
+                                            writes); read with state as one 16-bit word by the free path */
     _Atomic uint8_t state;               /* SA_SPAN_* */
     _Atomic(struct sa_mcache *) owner;   /* cache that holds it, NULL when uncached */
     uint64_t *allocBits;                 /* = words + ralloc */
@@ -216,6 +216,7 @@ typedef struct sa_mspan {
 } sa_mspan;
 
 _Static_assert(SA_NUM_SPAN_CLASSES <= 256, "a spanClass fits its byte");
+_Static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__, "sa_span_small_unprofiled reads state as the high byte");
 _Static_assert(offsetof(sa_mspan, state) == offsetof(sa_mspan, profiled) + 1 &&
                    offsetof(sa_mspan, profiled) % 2 == 0 && offsetof(sa_mspan, state) < 64,
                "profiled and state form one aligned 16-bit word on the span's first line");

@@ -43,12 +43,14 @@ SA_SLOW_PATH SA_PROF_SKIP static void *alloc_large(size_t size, size_t align_pag
     return p;
 }
 
-/* Everything but the plain fast path: refilling the span, zeroing, the hook. */
+/* An allocation due for sampling: made and recorded by the profiler. */
 SA_PROF_SKIP void *sa_alloc_small_sampled(int cls, size_t size, unsigned flags) {
     sa_op_end();
     return sa_prof_alloc_small(cls, size, flags);
 }
 
+/* Everything but the plain fast path: the profiler's countdown, refilling
+ * the span, zeroing, the hook. */
 SA_PROF_SKIP void *sa_alloc_small_slow(int cls, size_t size, unsigned flags) {
 #if SA_PROFILE_SAMPLING
     if (SA_UNLIKELY(sa_prof_countdown(size))) return sa_alloc_small_sampled(cls, size, flags);
