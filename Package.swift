@@ -21,6 +21,8 @@ let package = Package(
             cSettings: [
                 .define("NDEBUG", .when(configuration: .release)),
                 .define("_GNU_SOURCE"),
+                // The heap profiler walks stacks by frame pointer (docs/profiling.md).
+                .unsafeFlags(["-fno-omit-frame-pointer"]),
             ]
         ),
         // The libc allocation API over CSpanAlloc. Only executables that want
@@ -35,10 +37,13 @@ let package = Package(
                 // The core's inline fast paths (sa_fastpath.h), so malloc and
                 // free cost no extra call.
                 .headerSearchPath("../CSpanAlloc"),
+                .unsafeFlags(["-fno-omit-frame-pointer"]),
             ]
         ),
         // A Swift program whose malloc is SpanAlloc's; prints what its MemStats saw.
         .executableTarget(name: "malloc-demo", dependencies: ["SpanAllocMalloc", "SpanAlloc"]),
+        // A Swift program with allocation sites of known figures, for the heap profiler's check.
+        .executableTarget(name: "profile-demo", dependencies: ["SpanAllocMalloc"]),
         // The Swift face: SpanHeap, MemStats, SpanInfo, GoSlice, GoChan.
         .target(name: "SpanAlloc", dependencies: ["CSpanAlloc"]),
         // Allocator workloads in C so every allocator runs identical code.

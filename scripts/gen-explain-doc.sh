@@ -21,7 +21,7 @@ SpanAlloc follows Go's model closely enough to answer each question by running i
 
 ```sh
 swift build -c release --product bench
-.build/release/bench explain          # all 11 experiments, text
+.build/release/bench explain          # all 12 experiments, text
 .build/release/bench explain 9        # one of them
 .build/release/bench explain --format json
 ```

@@ -2,11 +2,12 @@
 # Installs what SpanAlloc's benchmarks and tests use from Debian's packages:
 # jemalloc (the baseline), and mimalloc and tcmalloc when the archive has them;
 # gcc and python3 (/usr/bin), the real programs that `bench preload --programs
-# real` times and the malloc tests run under LD_PRELOAD.
+# real` times and the malloc tests run under LD_PRELOAD; golang-go, whose
+# `go tool pprof` reads the heap profiles in scripts/profile-check.sh.
 # Needs root (or sudo); without it, prints what to install and carries on.
 set -u
 need=()
-for pkg in libjemalloc-dev libmimalloc-dev libgoogle-perftools-dev gcc python3; do
+for pkg in libjemalloc-dev libmimalloc-dev libgoogle-perftools-dev gcc python3 golang-go; do
     dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")
 done
 [ ${#need[@]} -eq 0 ] && exit 0

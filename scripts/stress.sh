@@ -11,7 +11,9 @@
 # claims runs CLAIMS_SECONDS (default 5) per build; scavenge_stress
 # SCAVENGE_STRESS_SECONDS (default 4, shared by its 2- and 4-worker runs) per
 # build, then its fork phase (SCAVENGE_STRESS_FORK=0 skips it; the TSan build
-# runs the fork phase on its own, with die_after_fork=0 detect_deadlocks=0).
+# runs the fork phase on its own, with die_after_fork=0 detect_deadlocks=0);
+# and the heap profiler stress (Tests/stress/profile_stress.c,
+# PROFILE_STRESS_SECONDS, default 3, with a fork midway).
 #   scripts/stress.sh                    # CI: 4 configurations x >= 10^6 operations, each build
 #   STRESS_SECONDS=1200 scripts/stress.sh --release-only   # long mode (>= 10^8 operations)
 #   STRESS_CONFIGS=8m STRESS_OPS=10000000 scripts/stress.sh
@@ -46,6 +48,7 @@ build() { # build OUTPUT MAIN FLAGS...
 build "$OUT/stress-release" Tests/stress/stress.c -O2 -DNDEBUG
 build "$OUT/claims-release" Tests/stress/claims.c -O2 -DNDEBUG
 build "$OUT/scavenge-stress-release" Tests/stress/scavenge_stress.c -O2 -DNDEBUG
+build "$OUT/profile-stress-release" Tests/stress/profile_stress.c -O2 -DNDEBUG -fno-omit-frame-pointer
 # The toolchain's TSan runtime carries libdispatch interceptors: link the
 # toolchain's libdispatch and BlocksRuntime so they resolve.
 swiftlib=$(dirname "$CLANG")/../lib/swift/linux
@@ -53,6 +56,7 @@ tsan=(-O1 -g -fsanitize=thread -L"$swiftlib" -Wl,-rpath,"$swiftlib" -ldispatch -
 [[ $release_only = 1 ]] || build "$OUT/stress-tsan" Tests/stress/stress.c "${tsan[@]}"
 [[ $release_only = 1 ]] || build "$OUT/claims-tsan" Tests/stress/claims.c "${tsan[@]}"
 [[ $release_only = 1 ]] || build "$OUT/scavenge-stress-tsan" Tests/stress/scavenge_stress.c "${tsan[@]}"
+[[ $release_only = 1 ]] || build "$OUT/profile-stress-tsan" Tests/stress/profile_stress.c -fno-omit-frame-pointer "${tsan[@]}"
 
 start=$(date +%s)
 echo "== $OUT/stress-release"
@@ -81,5 +85,15 @@ if [[ $release_only = 0 ]]; then
     # deadlock detector tracks (detect_deadlocks=0).
     SCAVENGE_STRESS_FORK=only TSAN_OPTIONS="halt_on_error=1 die_after_fork=0 detect_deadlocks=0 ${TSAN_OPTIONS:-}" \
         "$OUT/scavenge-stress-tsan"
+fi
+# The heap profiler: sampling, remote frees of sampled objects, profiles
+# written and the rate changed while workers run, thread exit, fork.
+echo "== $OUT/profile-stress-release"
+"$OUT/profile-stress-release"
+if [[ $release_only = 0 ]]; then
+    echo "== $OUT/profile-stress-tsan"
+    PROFILE_STRESS_FORK=0 TSAN_OPTIONS="halt_on_error=1 ${TSAN_OPTIONS:-}" "$OUT/profile-stress-tsan"
+    PROFILE_STRESS_SECONDS=1 TSAN_OPTIONS="halt_on_error=1 die_after_fork=0 detect_deadlocks=0 ${TSAN_OPTIONS:-}" \
+        "$OUT/profile-stress-tsan"
 fi
 echo "== stress: passed, $(($(date +%s) - start)) s"

@@ -37,6 +37,10 @@ echo "== scripts/check-dependency.sh"
 echo "== (cd Metrics && swift test)"
 (cd Metrics && timeout 600 swift test)
 
+# The heap profiler read back by go tool pprof (see the script for its time).
+echo "== scripts/profile-check.sh: the heap profiler read back by go tool pprof"
+./scripts/profile-check.sh
+
 echo "== Benchmarks/: package-benchmark malloc-count thresholds"
 ./scripts/benchmarks.sh
 

@@ -57,19 +57,23 @@ void sa_lockrank_reset(void) { nheld = 0; }
 /* Every lock, in rank order, so the child of a multithreaded parent finds
  * them all free. */
 void sa_fork_prepare(void) {
+    sa_prof_write_fork_prepare(); /* the profile writer's: it allocates while holding it */
     sa_lock(&sa_stats_lock);
     sa_lock(&sa_claim_lock);
     sa_registry_lock();
     sa_lock(&sa_heap.lock);
     for (int i = 0; i < SA_NUM_SPAN_CLASSES; i++) sa_lock(&sa_central[i].lock);
+    sa_prof_fork_prepare(); /* a leaf: taken after every other lock */
 }
 
 void sa_fork_parent(void) {
+    sa_prof_fork_parent();
     for (int i = SA_NUM_SPAN_CLASSES - 1; i >= 0; i--) sa_unlock(&sa_central[i].lock);
     sa_unlock(&sa_heap.lock);
     sa_registry_unlock();
     sa_unlock(&sa_claim_lock);
     sa_unlock(&sa_stats_lock);
+    sa_prof_write_fork_parent();
 }
 
 /* The child has one thread, the one that forked: the locks start free, and
@@ -84,6 +88,8 @@ void sa_fork_child(void) {
     sa_registry_reinit();
     sa_scavenger_fork_child();
     sa_cache_fork_child();
+    sa_prof_fork_child();
+    sa_prof_write_fork_child();
 }
 
 static _Atomic bool fork_handlers;

@@ -7,7 +7,8 @@
  *             scavenge_percent=10,scavenge_delay_ms=1000,scavenge_floor=4M,
  *             scavenge_idle_ms=1000,scavenge_cpu_percent=1,memlimit=512M,
  *             memlimit_mode=soft,foreign=glibc,thread_cache=1M,
- *             thread_cache_total=64M
+ *             thread_cache_total=64M,profile=heap.%p.pb.gz,profile_rate=512K,
+ *             profile_signal=USR2
  *
  * Owns: env_options and the once-flag. The scavenger options go to the page
  * heap's configuration (sa_heap_config, under the heap lock), the memory
@@ -19,6 +20,7 @@
  */
 #include "sa_internal.h"
 
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -87,7 +89,8 @@ static void bad(const item *it, const char *why) {
 }
 
 static void apply(const item *it, sa_scavenge_config *scav, bool *scav_changed, sa_cache_config *cache,
-                  bool *cache_changed, size_t *limit, int *limit_mode) {
+                  bool *cache_changed, size_t *limit, int *limit_mode, item *prof_path,
+                  int64_t *prof_rate, int *prof_signal) {
     const char *k = it->key;
     size_t kl = it->keylen;
     bool b;
@@ -146,6 +149,22 @@ static void apply(const item *it, sa_scavenge_config *scav, bool *scav_changed, 
         if (!parse_size(it, &x) || x > SIZE_MAX) return bad(it, "bad size in");
         cache->total_bytes = (size_t)x;
         *cache_changed = true;
+    } else if (is(k, kl, "profile")) {
+        if (!it->value || it->valuelen == 0 || it->valuelen >= 4096) return bad(it, "bad path in");
+        *prof_path = *it;
+    } else if (is(k, kl, "profile_rate")) {
+        if (!parse_size(it, &x) || x > INT64_MAX) return bad(it, "bad size in");
+        *prof_rate = (int64_t)x;
+    } else if (is(k, kl, "profile_signal")) {
+        static const struct { const char *name; int signo; } sigs[] = {
+            {"USR1", SIGUSR1}, {"USR2", SIGUSR2}, {"SIGUSR1", SIGUSR1}, {"SIGUSR2", SIGUSR2},
+            {"PROF", SIGPROF}, {"SIGPROF", SIGPROF}, {"URG", SIGURG}, {"SIGURG", SIGURG}};
+        int signo = 0;
+        for (size_t i = 0; i < sizeof sigs / sizeof sigs[0]; i++)
+            if (it->value && is(it->value, it->valuelen, sigs[i].name)) signo = sigs[i].signo;
+        if (!signo && parse_size(it, &x) && x > 0 && x < 65) signo = (int)x;
+        if (!signo) return bad(it, "bad signal (USR1, USR2, PROF, URG or a number) in");
+        *prof_signal = signo;
     } else {
         bad(it, "unknown option");
     }
@@ -159,6 +178,9 @@ static void parse(const char *s) {
     sa_cache_configure(&cache, NULL);
     size_t limit = SIZE_MAX;
     int limit_mode = -1;
+    item prof_path = {0};
+    int64_t prof_rate = -1;
+    int prof_signal = 0;
     while (*s) {
         const char *end = strchr(s, ',');
         if (!end) end = s + strlen(s);
@@ -169,10 +191,13 @@ static void parse(const char *s) {
                 it.value = eq + 1;
                 it.valuelen = (size_t)(end - eq - 1);
             }
-            apply(&it, &scav, &scav_changed, &cache, &cache_changed, &limit, &limit_mode);
+            apply(&it, &scav, &scav_changed, &cache, &cache_changed, &limit, &limit_mode, &prof_path,
+                  &prof_rate, &prof_signal);
         }
         s = *end ? end + 1 : end;
     }
+    if (prof_path.value || prof_rate >= 0 || prof_signal)
+        sa_prof_configure(prof_path.value, prof_path.valuelen, prof_rate, prof_signal);
     if (scav_changed) sa_heap_config(NULL, &scav);
     if (cache_changed) sa_cache_configure(NULL, &cache);
     if (limit != SIZE_MAX || limit_mode >= 0) {

@@ -7,6 +7,10 @@
  * Both bracket their use of the thread's cache with sa_op_begin/sa_op_end
  * (one store each) and test the cache's gate first: any rare work (the
  * hook, the scavenger claiming the cache of an idle thread) is one branch.
+ * The heap profiler adds a thread-local byte countdown to allocation (a
+ * subtract and a branch); a free that walks the page map reads the span's
+ * profiled flag in the same 16-bit load as its state; the LIFO shortcut
+ * never meets a sampled object (sampling clears `last`).
  *
  * Allocation: pop the thread's free-cache bin for the spanClass (an object
  * the thread freed, reused at once, as Go's runtimefreegc reuse list and
@@ -24,9 +28,31 @@
 
 #include <string.h>
 
+/* 0 compiles the heap profiler's fast-path tests out (instruction-count
+ * baselines); sampling then never triggers. */
+#ifndef SA_PROFILE_SAMPLING
+#define SA_PROFILE_SAMPLING 1
+#endif
 
-/* Ends the caller's operation (sa_op_end), so the fast path tail-calls it. */
+
+/* Ends the caller's operation (sa_op_end), so the fast path tail-calls it.
+ * Counts the allocation against the profiler's countdown. */
 SA_HIDDEN void *sa_alloc_small_slow(int cls, size_t size, unsigned flags);
+/* The same for an allocation the fast path counted and found due. */
+SA_HIDDEN void *sa_alloc_small_sampled(int cls, size_t size, unsigned flags);
+
+/* The heap profiler's countdown (thread-local, owner only): subtracts the
+ * allocation's size and says whether it crossed zero, so the allocation is
+ * due for sampling (one subtract and one branch, taken once per sample). */
+SA_FAST_PATH bool sa_prof_countdown(size_t size) {
+#if SA_PROFILE_SAMPLING
+    sa_tls.prof_left -= (int64_t)size;
+    return sa_tls.prof_left < 0;
+#else
+    (void)size;
+    return false;
+#endif
+}
 SA_HIDDEN void *sa_alloc_medium_or_large(size_t size, unsigned flags);
 /* Validates p (s: its page-map entry, NULL when none) and frees it. */
 SA_HIDDEN void sa_free_slow(void *p, sa_mspan *s);
@@ -58,6 +84,7 @@ SA_FAST_PATH void *sa_alloc_small(int cls, size_t size, unsigned flags) {
     sa_freebin *b = &c->bins[spc];
     uint32_t n = b->n;
     if (SA_LIKELY(n != 0)) {
+        if (SA_UNLIKELY(sa_prof_countdown(size))) return sa_alloc_small_sampled(cls, size, flags);
         p = b->slots[n - 1];
         SA_STORE(b->n, n - 1);
         c->last = p;
@@ -72,6 +99,7 @@ SA_FAST_PATH void *sa_alloc_small(int cls, size_t size, unsigned flags) {
     sa_mspan *s = c->alloc[spc];
     uint64_t cache = s->allocCache;
     if (SA_LIKELY(cache != 0)) {
+        if (SA_UNLIKELY(sa_prof_countdown(size))) return sa_alloc_small_sampled(cls, size, flags);
         unsigned bit = (unsigned)__builtin_ctzll(cache);
         uint32_t idx = s->freeindex + bit;
         s->allocCache = cache >> bit >> 1;
@@ -195,7 +223,13 @@ SA_FAST_PATH void sa_free_body(sa_mcache *c, void *p, void (*foreign)(void *), b
     }
     uintptr_t a = (uintptr_t)p;
     sa_mspan *s = sa_span_of_addr(a); /* NULL for p == NULL and for tagged pointers too */
+    /* A span holding a sampled object (profiled) goes to the slow path too,
+     * which drops the object's record. */
+#if SA_PROFILE_SAMPLING
+    if (SA_UNLIKELY(!s || !sa_span_small_unprofiled(s))) {
+#else
     if (SA_UNLIKELY(!s || atomic_load_explicit(&s->state, SA_RELAXED) != SA_SPAN_SMALL)) {
+#endif
         if (foreign && p != NULL && !s && ((a >> SA_ADDR_BITS) || !sa_arena_of(a))) {
             sa_op_end();
             foreign(p);

@@ -24,6 +24,7 @@ void sa_free_validated(void *p, sa_mspan *s, uint32_t idx) {
     sa_mcache *c = sa_get_cache();
     if (c->last == p) c->last = SA_NO_LAST;
     if (SA_UNLIKELY(atomic_load_explicit(&sa_hook, SA_RELAXED))) sa_call_hook(SA_EVENT_FREE, p, s->elemsize, s);
+    if (SA_UNLIKELY(atomic_load_explicit(&s->profbits, SA_RELAXED) != NULL)) sa_prof_forget(p, s, idx);
     if (s->sizeclass == 0) {
         sa_heap_free_span(s);
         return;

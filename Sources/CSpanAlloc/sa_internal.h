@@ -179,8 +179,10 @@ typedef struct sa_mspan {
     uint32_t npages;                     /* length in 8 KiB pages */
     uint32_t nelems;                     /* slots (1 for large) */
     uint32_t divmul;                     /* Go's divMagic: slot = off * divmul >> 32 */
-    uint16_t spanclass;                  /* class << 1 | noscan */
+    uint8_t spanclass;                   /* class << 1 | noscan */
     uint8_t sizeclass;                   /* 0 for large */
+    _Atomic uint8_t profiled;            /* 1 while some bit of profbits is set (the profiler's lock
+                                            writes); read with state as one 16-bit word by the free path */
     _Atomic uint8_t state;               /* SA_SPAN_* */
     _Atomic(struct sa_mcache *) owner;   /* cache that holds it, NULL when uncached */
     uint64_t *allocBits;                 /* = words + ralloc */
@@ -188,6 +190,8 @@ typedef struct sa_mspan {
     uint16_t nwords;                     /* 64-bit words per bitmap */
     uint16_t ralloc;                     /* index of allocBits in words[] */
     uint8_t bucket;                      /* fixalloc bucket of this struct */
+    _Atomic(uint64_t *) profbits;        /* the heap profiler's sampled slots (sa_profile.c, its lock),
+                                            NULL when none: a set bit is a live sampled object */
 
     /* line 1: owner thread while cached, mcentral lock while uncached,
      * heap lock for free runs */
@@ -210,6 +214,19 @@ typedef struct sa_mspan {
      * then freeBits. allocBits starts on its own cache line. */
     uint64_t words[];
 } sa_mspan;
+
+_Static_assert(SA_NUM_SPAN_CLASSES <= 256, "a spanClass fits its byte");
+_Static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__, "sa_span_small_unprofiled reads state as the high byte");
+_Static_assert(offsetof(sa_mspan, state) == offsetof(sa_mspan, profiled) + 1 &&
+                   offsetof(sa_mspan, profiled) % 2 == 0 && offsetof(sa_mspan, state) < 64,
+               "profiled and state form one aligned 16-bit word on the span's first line");
+/* The free path's one test for "a small span without sampled objects":
+ * state and profiled in one load (little-endian: state is the high byte). */
+#define SA_SMALL_UNPROFILED ((uint16_t)(SA_SPAN_SMALL << 8))
+static inline bool sa_span_small_unprofiled(const sa_mspan *s) {
+    uint16_t w = __atomic_load_n((const uint16_t *)(const void *)&s->profiled, __ATOMIC_RELAXED);
+    return w == SA_SMALL_UNPROFILED;
+}
 
 #define SA_SPAN_REMOTE(s) ((s)->words)
 #define SA_SPAN_ALLOC(s) ((s)->allocBits)
@@ -439,6 +456,15 @@ typedef struct sa_thread_state {
     struct sa_mcache *cache;
     _Atomic uint8_t busy;
     _Atomic uint32_t hold;
+    /* The heap profiler's per-thread sampler (sa_profile.c), touched by the
+     * owner thread only. prof_left: bytes until the next sample; every
+     * allocation subtracts its size and the one that makes it negative goes
+     * to the slow path, which samples it (or, profiling off, re-arms it). */
+    int64_t prof_left;
+    uint32_t prof_gen;                 /* sa_prof_gen when prof_left was drawn */
+    uint8_t prof_busy;                 /* inside the profiler: no sampling */
+    uint64_t prof_rng;                 /* xorshift state, 0 until seeded */
+    uintptr_t stack_lo, stack_hi;      /* the thread's stack, found at its first sample */
 } sa_thread_state;
 
 #define SA_NO_LAST ((void *)1)
@@ -677,6 +703,32 @@ static inline void sa_counter_add(_Atomic uint64_t *c, uint64_t n) {
 static inline void sa_stat_add(_Atomic uint64_t *c, uint64_t n) { atomic_fetch_add_explicit(c, n, SA_RELAXED); }
 static inline void sa_stat_sub(_Atomic uint64_t *c, uint64_t n) { atomic_fetch_sub_explicit(c, n, SA_RELAXED); }
 static inline uint64_t sa_stat(const _Atomic uint64_t *c) { return atomic_load_explicit(c, SA_RELAXED); }
+
+/* ---- heap profiler (sa_profile.c, sa_profile_write.c) ---------------------- */
+
+/* The allocation entry points and the sampler live in this section, so the
+ * stack walk drops the leading frames inside it (the allocator's own). */
+#define SA_PROF_SKIP __attribute__((section("sa_alloc_text")))
+/* Bumped by every rate change: a thread whose prof_gen differs draws anew. */
+SA_HIDDEN extern _Atomic uint32_t sa_prof_gen;
+/* The small allocation whose size made prof_left negative: allocated, and
+ * sampled when due. */
+SA_HIDDEN void *sa_prof_alloc_small(int cls, size_t size, unsigned flags);
+/* A large or resized object of `size` bytes made prof_left negative. */
+SA_HIDDEN void sa_prof_due_object(void *p, size_t size);
+/* A free (or in-place resize) of p, slot idx of span s whose profbits is
+ * set: drops p's record when p is sampled. */
+SA_HIDDEN void sa_prof_forget(const void *p, sa_mspan *s, uint32_t idx);
+/* The span goes back to the page heap (heap lock held): its bitmap is returned. */
+SA_HIDDEN void sa_prof_span_released(sa_mspan *s);
+SA_HIDDEN void sa_prof_fork_prepare(void);
+SA_HIDDEN void sa_prof_write_fork_prepare(void);
+SA_HIDDEN void sa_prof_write_fork_parent(void);
+SA_HIDDEN void sa_prof_write_fork_child(void);
+SA_HIDDEN void sa_prof_fork_parent(void);
+SA_HIDDEN void sa_prof_fork_child(void);
+/* Configuration (sa_config.c): profile=, profile_rate=, profile_signal=. */
+SA_HIDDEN void sa_prof_configure(const char *path, size_t pathlen, int64_t rate, int signo);
 
 /* ---- fixalloc (sa_mheap.c): fixed-size metadata from mmap, never unmapped ---- */
 

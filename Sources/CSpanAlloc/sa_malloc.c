@@ -27,7 +27,7 @@ size_t sa_class_objects(int c) { return (c > 0 && c < SA_NUM_CLASSES) ? sa_class
 
 /* ---- allocation ----------------------------------------------------------- */
 
-SA_SLOW_PATH static void *alloc_large(size_t size, size_t align_pages, unsigned flags) {
+SA_SLOW_PATH SA_PROF_SKIP static void *alloc_large(size_t size, size_t align_pages, unsigned flags) {
     if (size > SA_MAX_ALLOC) { errno = ENOMEM; sa_failed_size = size; return NULL; }
     sa_fork_register();
     sa_config_load();
@@ -39,11 +39,24 @@ SA_SLOW_PATH static void *alloc_large(size_t size, size_t align_pages, unsigned 
     SA_UNPOISON(p, size);
     if ((flags & SA_ZERO) && s->needzero) memset(p, 0, size);
     if (SA_UNLIKELY(atomic_load_explicit(&sa_hook, SA_RELAXED))) sa_call_hook(SA_EVENT_ALLOC, p, size, s);
+    if (SA_UNLIKELY(sa_prof_countdown(size))) sa_prof_due_object(p, size);
     return p;
 }
 
-/* Everything but the plain fast path: refilling the span, zeroing, the hook. */
-void *sa_alloc_small_slow(int cls, size_t size, unsigned flags) {
+/* An allocation due for sampling: made and recorded by the profiler. */
+SA_PROF_SKIP void *sa_alloc_small_sampled(int cls, size_t size, unsigned flags) {
+    sa_op_end();
+    return sa_prof_alloc_small(cls, size, flags);
+}
+
+/* Everything but the plain fast path: the profiler's countdown, refilling
+ * the span, zeroing, the hook. */
+SA_PROF_SKIP void *sa_alloc_small_slow(int cls, size_t size, unsigned flags) {
+#if SA_PROFILE_SAMPLING
+    if (SA_UNLIKELY(sa_prof_countdown(size))) return sa_alloc_small_sampled(cls, size, flags);
+    /* A rate change reaches a thread at its next refill too. */
+    if (SA_UNLIKELY(sa_tls.prof_gen != atomic_load_explicit(&sa_prof_gen, SA_RELAXED))) sa_tls.prof_left = 0;
+#endif
     int spc = (cls << 1) | (int)(flags & SA_NOSCAN);
     if (SA_UNLIKELY(sa_gate(sa_get_cache()) & SA_GATE_CLAIM)) sa_claim_wait();
     sa_mcache *c = sa_get_cache();
@@ -58,20 +71,20 @@ void *sa_alloc_small_slow(int cls, size_t size, unsigned flags) {
     return p;
 }
 
-void *sa_alloc_medium_or_large(size_t size, unsigned flags) {
+SA_PROF_SKIP void *sa_alloc_medium_or_large(size_t size, unsigned flags) {
     if (size <= SA_MAX_SMALL_SIZE) return sa_alloc_small(sa_size_class(size), size, flags);
     return alloc_large(size, 1, flags);
 }
 
-void *sa_alloc(size_t size, unsigned flags) { return sa_alloc_inline(size, flags); }
+SA_PROF_SKIP void *sa_alloc(size_t size, unsigned flags) { return sa_alloc_inline(size, flags); }
 
-void *sa_calloc(size_t count, size_t size, unsigned flags) {
+SA_PROF_SKIP void *sa_calloc(size_t count, size_t size, unsigned flags) {
     size_t total;
     if (__builtin_mul_overflow(count, size, &total)) { errno = ENOMEM; return NULL; }
     return sa_alloc(total, flags | SA_ZERO);
 }
 
-void *sa_alloc_aligned(size_t size, size_t alignment, unsigned flags) {
+SA_PROF_SKIP void *sa_alloc_aligned(size_t size, size_t alignment, unsigned flags) {
     if (alignment == 0 || (alignment & (alignment - 1)) || alignment > ((size_t)1 << 30)) {
         errno = EINVAL;
         return NULL;
@@ -122,16 +135,27 @@ size_t sa_usable_size_checked(const void *p) {
 
 static void *realloc_held(void *p, size_t size);
 
+/* The profiler sees an in-place realloc as a free and a new allocation of
+ * `size` bytes: a sampled object's record goes, and the countdown runs. */
+static inline void resized_in_place(void *p, sa_mspan *s, uint32_t idx, size_t size) {
+#if SA_PROFILE_SAMPLING
+    if (SA_UNLIKELY(atomic_load_explicit(&s->profbits, SA_RELAXED) != NULL)) sa_prof_forget(p, s, idx);
+    if (SA_UNLIKELY(sa_prof_countdown(size))) sa_prof_due_object(p, size);
+#else
+    (void)p; (void)s; (void)idx; (void)size;
+#endif
+}
+
 /* realloc is one operation on the thread's cache (slot_live, then an
  * allocation and a free): held, so no claim lands between its steps. */
-void *sa_realloc(void *p, size_t size) {
+SA_PROF_SKIP void *sa_realloc(void *p, size_t size) {
     sa_hold_enter();
     void *q = realloc_held(p, size);
     sa_hold_exit();
     return q;
 }
 
-static void *realloc_held(void *p, size_t size) {
+SA_PROF_SKIP static void *realloc_held(void *p, size_t size) {
     if (!p) return sa_alloc(size, 0);
     if (size == 0) { sa_free(p); return NULL; }
     uint32_t idx;
@@ -144,6 +168,7 @@ static void *realloc_held(void *p, size_t size) {
         if (size <= old && sa_size_class(size) == s->sizeclass) {
             SA_UNPOISON(p, size);
             SA_POISON((char *)p + size, old - size);
+            resized_in_place(p, s, idx, size);
             return p;
         }
     } else if (size > SA_MAX_SMALL_SIZE) {
@@ -153,6 +178,7 @@ static void *realloc_held(void *p, size_t size) {
             if (npages < s->npages) sa_heap_resize_large(s, npages);
             SA_UNPOISON(p, size);
             SA_POISON((char *)p + size, s->elemsize - size);
+            resized_in_place(p, s, idx, size);
             return p;
         }
     }

@@ -542,7 +542,7 @@ sa_mspan *sa_heap_alloc_span(size_t npages, size_t align_pages, int spanclass, s
         atomic_store_explicit(&s->owner, owner, SA_RELAXED);
         atomic_store_explicit(&s->state, SA_SPAN_SMALL, SA_RELAXED);
     } else {
-        s->spanclass = (uint16_t)spanclass;
+        s->spanclass = (uint8_t)spanclass;
         s->sizeclass = 0;
         s->elemsize = npages << SA_PAGE_SHIFT;
         s->nelems = 1;
@@ -584,6 +584,7 @@ void sa_heap_free_span_locked(sa_mspan *s) {
     }
     map_set_range(base, npages, NULL);
     SA_POISON(base, npages << SA_PAGE_SHIFT);
+    if (atomic_load_explicit(&s->profbits, SA_RELAXED)) sa_prof_span_released(s);
     atomic_store_explicit(&s->id, 0, SA_RELAXED);
     atomic_store_explicit(&s->owner, NULL, SA_RELAXED);
     sa_stat_sub(&sa_heap.pages_inuse, npages);

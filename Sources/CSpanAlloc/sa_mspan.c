@@ -28,7 +28,7 @@ static inline void refill_alloc_cache(sa_mspan *s, uint32_t w) {
 
 void sa_span_init_small(sa_mspan *s, int spanclass) {
     int cls = spanclass >> 1;
-    s->spanclass = (uint16_t)spanclass;
+    s->spanclass = (uint8_t)spanclass;
     s->sizeclass = (uint8_t)cls;
     s->elemsize = sa_class_size_tab[cls];
     s->nelems = sa_class_nelems_tab[cls];

@@ -15,8 +15,8 @@ import SpanAlloc
 /// process-wide counters (`MemStats`), so they give exact numbers only when
 /// no other thread uses the heap at the same time.
 public enum Explain {
-    /// The experiment numbers, 1...11.
-    public static let numbers = 1...11
+    /// The experiment numbers, 1...12.
+    public static let numbers = 1...12
 
     /// Titles of the experiments, by number.
     public static let titles: [Int: String] = [
@@ -31,6 +31,7 @@ public enum Explain {
         9: "Where 3584 bytes land",
         10: "Thread-cache hit rate, slices and channels interleaved",
         11: "The alloc hook: spans shared by slices and channels",
+        12: "The heap profiler: which call sites own which spans",
     ]
 
     /// Workload sizes; the defaults are what `bench explain` runs.
@@ -43,12 +44,14 @@ public enum Explain {
         public var interleavedPairs = 2_000
         /// Operations in experiment 11.
         public var hookOperations = 400
+        /// Slices made by experiment 12's first site (half as many channels).
+        public var profileRounds = 400
 
         /// The defaults.
         public init() {}
     }
 
-    /// Runs experiment `number` (1...11).
+    /// Runs experiment `number` (1...12).
     public static func run(_ number: Int, options: Options = Options()) -> Explanation {
         switch number {
         case 1: sharedSpan()
@@ -62,6 +65,7 @@ public enum Explain {
         case 9: size3584()
         case 10: hitRate(pairs: options.interleavedPairs)
         case 11: hookRun(operations: options.hookOperations)
+        case 12: profileSites(rounds: options.profileRounds)
         default: preconditionFailure("no experiment \(number); they are numbered \(numbers)")
         }
     }

@@ -134,7 +134,7 @@ SA_OV_COLD static size_t usable_size_foreign(void *p) {
 }
 
 /* An aligned block; `alignment` is a power of two. */
-static void *aligned(const char *fn, size_t alignment, size_t size) {
+SA_PROF_SKIP static void *aligned(const char *fn, size_t alignment, size_t size) {
     ensure_started();
     void *p;
     if (alignment <= 8) {
@@ -169,7 +169,7 @@ static inline bool power_of_two(size_t a) { return a != 0 && (a & (a - 1)) == 0;
  * or of a large object takes the core's slow path, which registers the fork
  * handlers. The failure path reads the size back from the core, so the fast
  * path keeps nothing across the call. */
-void *malloc(size_t size) {
+SA_PROF_SKIP void *malloc(size_t size) {
     void *p = sa_alloc_inline_with(size, 0, sa_size_to_class8_libc);
     if (SA_OV_LIKELY(p != NULL)) return p;
     return failed("malloc", sa_failed_size, 0);
@@ -181,7 +181,7 @@ void free(void *p) {
     sa_free_inline_or(p, free_foreign);
 }
 
-void *calloc(size_t count, size_t size) {
+SA_PROF_SKIP void *calloc(size_t count, size_t size) {
     size_t total;
     if (SA_OV_UNLIKELY(__builtin_mul_overflow(count, size, &total))) {
         errno = ENOMEM;
@@ -193,7 +193,7 @@ void *calloc(size_t count, size_t size) {
     return failed("calloc", sa_failed_size, 0);
 }
 
-void *realloc(void *p, size_t size) {
+SA_PROF_SKIP void *realloc(void *p, size_t size) {
     ensure_started();
     if (p == NULL) return malloc(size);
     if (SA_OV_UNLIKELY(!sa_in_heap(p))) return realloc_foreign(p, size);
@@ -203,7 +203,7 @@ void *realloc(void *p, size_t size) {
     return SA_OV_LIKELY(q != NULL || size == 0) ? q : failed("realloc", size, 0);
 }
 
-void *reallocarray(void *p, size_t count, size_t size) {
+SA_PROF_SKIP void *reallocarray(void *p, size_t count, size_t size) {
     size_t total;
     if (SA_OV_UNLIKELY(__builtin_mul_overflow(count, size, &total))) {
         errno = ENOMEM;
@@ -212,7 +212,7 @@ void *reallocarray(void *p, size_t count, size_t size) {
     return realloc(p, total);
 }
 
-int posix_memalign(void **out, size_t alignment, size_t size) {
+SA_PROF_SKIP int posix_memalign(void **out, size_t alignment, size_t size) {
     if (!power_of_two(alignment) || alignment % sizeof(void *) != 0) return EINVAL;
     int saved = errno;
     void *p = aligned("posix_memalign", alignment, size);
@@ -223,7 +223,7 @@ int posix_memalign(void **out, size_t alignment, size_t size) {
     return 0;
 }
 
-void *aligned_alloc(size_t alignment, size_t size) {
+SA_PROF_SKIP void *aligned_alloc(size_t alignment, size_t size) {
     if (!power_of_two(alignment)) {
         errno = EINVAL;
         return failed("aligned_alloc", size, alignment);
@@ -231,7 +231,7 @@ void *aligned_alloc(size_t alignment, size_t size) {
     return aligned("aligned_alloc", alignment, size);
 }
 
-void *memalign(size_t alignment, size_t size) {
+SA_PROF_SKIP void *memalign(size_t alignment, size_t size) {
     if (!power_of_two(alignment)) {
         errno = EINVAL;
         return failed("memalign", size, alignment);
@@ -239,9 +239,9 @@ void *memalign(size_t alignment, size_t size) {
     return aligned("memalign", alignment, size);
 }
 
-void *valloc(size_t size) { return aligned("valloc", os_page_size(), size); }
+SA_PROF_SKIP void *valloc(size_t size) { return aligned("valloc", os_page_size(), size); }
 
-void *pvalloc(size_t size) {
+SA_PROF_SKIP void *pvalloc(size_t size) {
     size_t page = os_page_size();
     size_t rounded = (size + page - 1) & ~(page - 1);
     if (SA_OV_UNLIKELY(rounded < size)) {

@@ -20,7 +20,7 @@ struct ExplainCommand: ParsableCommand {
             \(Explain.numbers.map { "\($0) \(Explain.titles[$0]!)" }.joined(separator: "; ")).
             """)
 
-    @Argument(help: "Run only this experiment (1...11); all of them when omitted.")
+    @Argument(help: "Run only this experiment (1...12); all of them when omitted.")
     var number: Int?
 
     @Option(help: "Output format: text, json or markdown.")

@@ -509,6 +509,58 @@ void sa_debug_set_release_mode(int mode);
  */
 bool sa_debug_push_cached(void *_Nonnull ptr);
 
+/* ---- heap profiler ------------------------------------------------------ */
+
+/**
+ * Heap profiling as Go's runtime.MemProfileRate and pprof.WriteHeapProfile
+ * (docs/profiling.md). Each thread counts down an exponentially distributed
+ * number of bytes with mean `rate`; the allocation that crosses zero is
+ * sampled: its stack (frame pointers, up to 64 frames) is kept with it until
+ * it is freed. Profiles report, per stack, alloc_objects, alloc_space,
+ * inuse_objects and inuse_space, each sample scaled by 1 / (1 - exp(-size /
+ * rate)) to an unbiased estimate.
+ */
+#define SA_PROFILE_DEFAULT_RATE ((size_t)512 * 1024)
+/** A gzipped profile.proto message, as `go tool pprof` reads. */
+#define SA_PROFILE_PPROF 0
+/** Folded stacks: one line per stack, callers first, `;`-separated, then the bytes in use. */
+#define SA_PROFILE_FOLDED 1
+
+/**
+ * Sets the sampling rate in bytes: 0 turns sampling off, 1 samples every
+ * allocation (exact figures). The calling thread switches at once, other
+ * threads at their next sample or within 16 MiB of allocation. Returns the
+ * previous rate. Sampling is off until this call or SPANALLOC=profile=…,
+ * profile_rate=… or profile_signal=… turns it on (at 512 KiB by default).
+ */
+size_t sa_profile_set_rate(size_t rate);
+/** The sampling rate in bytes (0: off). */
+size_t sa_profile_rate(void);
+/**
+ * Writes the heap profile of the sampled objects to `path` (created or
+ * truncated; `%p` becomes the process id) in `format` (SA_PROFILE_*).
+ * Returns 0, or an errno value after one message on stderr. Does not
+ * allocate from the profiled heap while it holds the profiler's lock; may
+ * allocate (symbol lookup, demangling) outside it.
+ */
+int sa_profile_write(const char *_Nonnull path, int format);
+/** The same to an open file descriptor (not closed). */
+int sa_profile_write_fd(int fd, int format);
+/**
+ * The profile in memory: a buffer from mmap (release it with
+ * sa_profile_buffer_free) holding *len bytes, or NULL with errno set.
+ */
+void *_Nullable sa_profile_write_buffer(int format, size_t *_Nonnull len);
+void sa_profile_buffer_free(void *_Nullable buf, size_t len);
+/** The profiler's counts (tests). */
+typedef struct sa_profile_counts {
+    uint64_t samples;   /* objects sampled so far */
+    uint64_t live;      /* sampled objects not yet freed */
+    uint64_t buckets;   /* distinct stacks */
+    uint64_t dropped;   /* samples lost for lack of profiler memory */
+} sa_profile_counts;
+void sa_profile_read_counts(sa_profile_counts *_Nonnull out);
+
 /* ---- spin-wait hint (used by GoChan's spin-then-park waits) ------------- */
 
 /**
