@@ -7,11 +7,7 @@
 /// constants; every observation, table, check and the verdict are computed
 /// from the live allocator each time the experiment runs.
 public struct Explanation: Codable, Sendable {
-<<<<<<< HEAD
-    /// Experiment number, 1...11 (the order of docs/explain.md).
-=======
-    /// Experiment number, 1...12.
->>>>>>> prof16
+    /// Experiment number, 1...12 (the order of docs/explain.md).
     public var number: Int
     /// A short title.
     public var title: String
