@@ -59,7 +59,12 @@ run() { # run LABEL RATE-OPTION CHECK (pct|exact|big)
     local ok=1
     case $mode in
         pct)
-            within "$big" "$tbig" 15 && within "$small" "$tsmall" 15 && within "$churn_alloc" "$tchurn" 15 &&
+            # The 12 MiB site holds about 192 samples at 64 KiB: its estimate's
+            # σ is 1/√192 = 7.2%, so ±15% is 2σ and five runs all land inside
+            # only about 83% of the time (docs/profiling.md). Outside ±15% is
+            # reported; outside ±25% (3.5σ: about 1 run in 2,000) fails.
+            within "$small" "$tsmall" 15 || echo "           (site_small outside ±15%: a 2σ event, reported)"
+            within "$big" "$tbig" 15 && within "$small" "$tsmall" 25 && within "$churn_alloc" "$tchurn" 15 &&
                 awk -v i="$churn_inuse" -v a="$churn_alloc" 'BEGIN { exit !(i <= a / 100) }' || ok=0 ;;
         exact)
             [[ $big == "$tbig" && $small == "$tsmall" && $churn_alloc == "$tchurn" && $churn_inuse == 0 ]] || ok=0 ;;
@@ -69,8 +74,7 @@ run() { # run LABEL RATE-OPTION CHECK (pct|exact|big)
     if [[ $ok == 0 ]]; then echo "profile-check: $label: figures out of bounds" >&2; fail=1; fi
 }
 
-# PROFILE_CHECK_RUNS: the runs at 64 KiB (5: the "5 runs out of 5";
-# the 12 MiB site's bound is 2σ, so five pass together about 82% of the time).
+# PROFILE_CHECK_RUNS: the runs at 64 KiB (default 5).
 for i in $(seq 1 "${PROFILE_CHECK_RUNS:-5}"); do run "rate64k-$i" profile_rate=65536 pct; done
 run rate1 profile_rate=1 exact
 run default "" big
@@ -122,10 +126,9 @@ swiftrun() { # swiftrun LABEL RATE MODE
     if [[ $3 == exact ]]; then
         [[ $big == 104857600 && $small == 12582912 && $churn == 536870912 && $churn_inuse == 0 ]] || ok=0
     else
-        # The 12 MiB site's ±15% is 2σ at 64 KiB (docs/profiling.md): the C
-        # program's five runs hold the bound; here it is reported.
-        within "$small" 12582912 15 || echo "           (smallSite outside ±15%: a 2σ event, reported only)"
-        within "$big" 104857600 15 && within "$churn" 536870912 15 &&
+        # The 12 MiB site as in the C program's runs: ±15% reported, ±25% enforced.
+        within "$small" 12582912 15 || echo "           (smallSite outside ±15%: a 2σ event, reported)"
+        within "$big" 104857600 15 && within "$small" 12582912 25 && within "$churn" 536870912 15 &&
             awk -v i="$churn_inuse" -v a="$churn" 'BEGIN { exit !(i <= a / 100) }' || ok=0
     fi
     if [[ $ok == 0 ]]; then echo "profile-check: $1: figures out of bounds" >&2; fail=1; fi
