@@ -21,8 +21,9 @@ let package = Package(
             cSettings: [
                 .define("NDEBUG", .when(configuration: .release)),
                 .define("_GNU_SOURCE"),
-                // The heap profiler walks stacks by frame pointer (docs/profiling.md).
-                .unsafeFlags(["-fno-omit-frame-pointer"]),
+                // The heap profiler walks stacks by frame pointer (docs/profiling.md);
+                // leaf functions, which call nothing that walks, keep rbp free.
+                .unsafeFlags(["-fno-omit-frame-pointer", "-momit-leaf-frame-pointer"]),
             ]
         ),
         // The libc allocation API over CSpanAlloc. Only executables that want
@@ -37,7 +38,7 @@ let package = Package(
                 // The core's inline fast paths (sa_fastpath.h), so malloc and
                 // free cost no extra call.
                 .headerSearchPath("../CSpanAlloc"),
-                .unsafeFlags(["-fno-omit-frame-pointer"]),
+                .unsafeFlags(["-fno-omit-frame-pointer", "-momit-leaf-frame-pointer"]),
             ]
         ),
         // A Swift program whose malloc is SpanAlloc's; prints what its MemStats saw.

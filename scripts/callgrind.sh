@@ -17,7 +17,7 @@ command -v valgrind >/dev/null || { echo "callgrind.sh: valgrind is not installe
 ./scripts/build-preload.sh >&2
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
-cc -O2 -o "$work/microbench" bench/programs/microbench.c
+cc -O2 -o "$work/pairs" bench/programs/pairs.c
 strip --strip-debug -o "$work/libspanalloc.so" .build/spanalloc-preload/libspanalloc.so
 
 libdir=/usr/lib/$(gcc -print-multiarch 2>/dev/null || echo x86_64-linux-gnu)
@@ -47,7 +47,7 @@ printf '%-10s %-38s %s\n' allocator "lifo-64 Ir/pair" "random-batch Ir/pair"
 for i in "${!names[@]}"; do
     pre=()
     [ -n "${libs[$i]}" ] && pre=(env "LD_PRELOAD=${libs[$i]}")
-    "${pre[@]}" valgrind --tool=callgrind --callgrind-out-file="$work/lifo.out" "$work/microbench" lifo 64 1000000 >/dev/null 2>&1
-    "${pre[@]}" valgrind --tool=callgrind --callgrind-out-file="$work/batch.out" "$work/microbench" batch 2 100000 >/dev/null 2>&1
+    "${pre[@]}" valgrind --tool=callgrind --callgrind-out-file="$work/lifo.out" "$work/pairs" lifo 1000000 >/dev/null 2>&1
+    "${pre[@]}" valgrind --tool=callgrind --callgrind-out-file="$work/batch.out" "$work/pairs" batch 2 >/dev/null 2>&1
     printf '%-10s %-38s %s\n' "${names[$i]}" "$(per_pair "$work/lifo.out" 1000000)" "$(per_pair "$work/batch.out" 200000)"
 done

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The heap profiler's cost in instructions (callgrind counts do not depend
 # on the machine's load), docs/profiling.md. Builds the preload library
-# three ways from the same sources and runs Tests/profile/pairs.c under each:
+# three ways from the same sources and runs bench/programs/pairs.c under each:
 #
 #   nofp      SA_PROFILE_SAMPLING=0, frame pointers omitted (the allocator before the profiler)
 #   gateless  SA_PROFILE_SAMPLING=0 (the profiler's fast-path tests compiled out), frame pointers kept
@@ -29,9 +29,9 @@ build() { # build NAME FLAGS...
     strip --strip-debug "$out/lib-$name.so"
 }
 build nofp -DSA_PROFILE_SAMPLING=0 -fomit-frame-pointer
-build gateless -DSA_PROFILE_SAMPLING=0 -fno-omit-frame-pointer
-build shipped -fno-omit-frame-pointer
-nice -n 19 "$CC" -O2 Tests/profile/pairs.c -o "$out/pairs"
+build gateless -DSA_PROFILE_SAMPLING=0 -fno-omit-frame-pointer -momit-leaf-frame-pointer
+build shipped -fno-omit-frame-pointer -momit-leaf-frame-pointer
+nice -n 19 "$CC" -O2 bench/programs/pairs.c -o "$out/pairs"
 
 # ir LIB ENV PATTERN N PAIRS: inclusive Ir of malloc + free per pair.
 ir() {

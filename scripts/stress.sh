@@ -48,7 +48,7 @@ build() { # build OUTPUT MAIN FLAGS...
 build "$OUT/stress-release" Tests/stress/stress.c -O2 -DNDEBUG
 build "$OUT/claims-release" Tests/stress/claims.c -O2 -DNDEBUG
 build "$OUT/scavenge-stress-release" Tests/stress/scavenge_stress.c -O2 -DNDEBUG
-build "$OUT/profile-stress-release" Tests/stress/profile_stress.c -O2 -DNDEBUG -fno-omit-frame-pointer
+build "$OUT/profile-stress-release" Tests/stress/profile_stress.c -O2 -DNDEBUG -fno-omit-frame-pointer -momit-leaf-frame-pointer
 # The toolchain's TSan runtime carries libdispatch interceptors: link the
 # toolchain's libdispatch and BlocksRuntime so they resolve.
 swiftlib=$(dirname "$CLANG")/../lib/swift/linux

@@ -1,6 +1,8 @@
 /*
- * pairs.c — the instruction-count workloads for the heap profiler's cost
- * (scripts/profile-cost.sh runs it under callgrind, docs/profiling.md):
+ * pairs.c — the instruction-count workloads that scripts/callgrind.sh (every
+ * allocator) and scripts/profile-cost.sh (the heap profiler's cost,
+ * docs/profiling.md) run under callgrind; plain C against libc's malloc, so
+ * any allocator can be loaded under it with LD_PRELOAD:
  *
  *   pairs lifo N     N malloc(64)/free pairs
  *   pairs batch R    R rounds: 100,000 blocks of 8–1024 B, freed shuffled
