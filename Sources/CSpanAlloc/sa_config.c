@@ -162,8 +162,13 @@ static void apply(const item *it, sa_scavenge_config *scav, bool *scav_changed, 
         int signo = 0;
         for (size_t i = 0; i < sizeof sigs / sizeof sigs[0]; i++)
             if (it->value && is(it->value, it->valuelen, sigs[i].name)) signo = sigs[i].signo;
-        if (!signo && parse_size(it, &x) && x > 0 && x < 65) signo = (int)x;
-        if (!signo) return bad(it, "bad signal (USR1, USR2, PROF, URG or a number) in");
+        /* A number: one of those, or a real-time signal (never one whose
+         * default action a fault or the kernel relies on: SEGV, KILL, …). */
+        if (!signo && parse_size(it, &x) &&
+            (x == SIGUSR1 || x == SIGUSR2 || x == SIGPROF || x == SIGURG ||
+             (x >= (uint64_t)SIGRTMIN && x <= (uint64_t)SIGRTMAX)))
+            signo = (int)x;
+        if (!signo) return bad(it, "bad signal (USR1, USR2, PROF, URG, or a real-time signal's number) in");
         *prof_signal = signo;
     } else {
         bad(it, "unknown option");

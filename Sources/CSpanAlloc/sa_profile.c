@@ -133,12 +133,23 @@ static uint64_t *bitmap_get(void) {
     return arena_alloc(BITMAP_WORDS * sizeof(uint64_t)); /* zero: fresh mmap memory */
 }
 
+static void drop_record(uintptr_t a);
+
+/* A bit still set when its span goes back to the page heap belongs to an
+ * object freed without the profiler seeing it (the LIFO shortcut of a
+ * thread whose `last` it was, after another thread resized it in place and
+ * sampled it): its record goes as freed, so no phantom stays in use. */
 void sa_prof_span_released(sa_mspan *s) {
     pthread_mutex_lock(&prof_lock);
     uint64_t *b = atomic_load_explicit(&s->profbits, SA_RELAXED);
     atomic_store_explicit(&s->profiled, 0, SA_RELAXED);
     atomic_store_explicit(&s->profbits, NULL, SA_RELAXED);
     if (b) {
+        for (uint32_t w = 0; s->sizeclass && w < BITMAP_WORDS; w++)
+            for (uint64_t m = b[w]; m; m &= m - 1) {
+                uint32_t idx = w * 64 + (uint32_t)__builtin_ctzll(m);
+                drop_record(s->base + (uintptr_t)idx * s->elemsize);
+            }
         memset(b, 0, BITMAP_WORDS * sizeof(uint64_t));
         b[0] = (uint64_t)(uintptr_t)bitmap_free;
         bitmap_free = b;
@@ -228,7 +239,22 @@ static bool rtab_rehash(void) {
     return true;
 }
 
+static record *rtab_find(uintptr_t a);
+
+/* Frees the record of address a, if there is one: its object is gone. */
+static void drop_record(uintptr_t a) {
+    record *r = rtab_find(a);
+    if (!r) return;
+    r->b->free_objects += r->w;
+    r->b->free_bytes += r->w * r->size;
+    r->addr = 1;
+    atomic_store_explicit(&n_live, atomic_load_explicit(&n_live, SA_RELAXED) - 1, SA_RELAXED);
+}
+
+/* A record for address a. One already there is stale (an address is handed
+ * out again only after its object was freed): it is dropped as freed. */
 static record *rtab_insert(uintptr_t a) {
+    drop_record(a);
     if ((rtab_used + 1) * 2 > rtab_cap && !rtab_rehash()) return NULL;
     size_t j = rhash(a, rtab_cap);
     while (rtab[j].addr > 1) j = (j + 1) & (rtab_cap - 1);
@@ -261,8 +287,10 @@ static void stack_bounds(void) {
     void *addr;
     size_t size;
     uintptr_t here = (uintptr_t)__builtin_frame_address(0);
+    /* Unknown bounds walk nothing (an empty range that is not 0, so they
+     * are not looked up again). */
     sa_tls.stack_lo = here;
-    sa_tls.stack_hi = here + ((uintptr_t)8 << 20);
+    sa_tls.stack_hi = here;
     if (pthread_getattr_np(pthread_self(), &attr) != 0) return;
     if (pthread_attr_getstack(&attr, &addr, &size) == 0 && (uintptr_t)addr < here &&
         (uintptr_t)addr + size > here) {
@@ -283,6 +311,8 @@ SA_PROF_SKIP __attribute__((noinline)) static int walk_stack(uintptr_t *pcs, int
     uintptr_t lo = fp, hi = sa_tls.stack_hi;
     int n = 0;
     bool top = true;
+    /* On another stack than the thread's (a signal stack, a fiber): none. */
+    if (fp < sa_tls.stack_lo || fp >= hi) return 0;
     while (n < max) {
         if (fp < lo || fp + 16 > hi || (fp & 7)) break;
         uintptr_t next = ((const uintptr_t *)fp)[0], ret = ((const uintptr_t *)fp)[1];
@@ -377,13 +407,7 @@ void sa_prof_forget(const void *p, sa_mspan *s, uint32_t idx) {
     if (!(atomic_load_explicit(word, SA_RELAXED) & m)) return;
     pthread_mutex_lock(&prof_lock);
     if (atomic_fetch_and_explicit(word, ~m, SA_RELAXED) & m) {
-        record *r = rtab_find((uintptr_t)p);
-        if (r) {
-            r->b->free_objects += r->w;
-            r->b->free_bytes += r->w * r->size;
-            r->addr = 1;
-            atomic_store_explicit(&n_live, atomic_load_explicit(&n_live, SA_RELAXED) - 1, SA_RELAXED);
-        }
+        drop_record((uintptr_t)p);
         /* The span's last sampled object: its frees take the fast path
          * again (the bitmap stays until the span goes back to the heap). */
         bool any = false;
@@ -397,6 +421,7 @@ void sa_prof_forget(const void *p, sa_mspan *s, uint32_t idx) {
 /* ---- the API ------------------------------------------------------------------ */
 
 size_t sa_profile_set_rate(size_t rate) {
+    sa_config_load(); /* SPANALLOC's profile_rate first, so it cannot override this call later */
     size_t old = atomic_exchange(&prof_rate, rate);
     atomic_fetch_add(&sa_prof_gen, 1);
     sa_tls.prof_left = 0; /* the caller's next allocation draws */

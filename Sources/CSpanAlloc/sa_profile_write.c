@@ -35,7 +35,12 @@ static pthread_mutex_t write_lock = PTHREAD_MUTEX_INITIALIZER;
  * takes the allocator's locks), so the child finds it free. */
 void sa_prof_write_fork_prepare(void) { pthread_mutex_lock(&write_lock); }
 void sa_prof_write_fork_parent(void) { pthread_mutex_unlock(&write_lock); }
-void sa_prof_write_fork_child(void) { pthread_mutex_init(&write_lock, NULL); }
+static void signal_writer_fork_child(void);
+
+void sa_prof_write_fork_child(void) {
+    pthread_mutex_init(&write_lock, NULL);
+    signal_writer_fork_child();
+}
 
 /* ---- growable buffers from mmap ---------------------------------------------- */
 
@@ -158,6 +163,7 @@ static uint64_t str_index(strtab *t, const char *s) {
         uint64_t *v = map_slot(&t->bycontent, probe | 1, &fresh);
         if (!v) return 0;
         if (!fresh) {
+            if (*v == 0) return 0; /* its string was never stored (out of memory) */
             if (strcmp(str_at(t, *v - 1), s) == 0) return *v - 1;
             continue;
         }
@@ -652,12 +658,16 @@ int sa_profile_write(const char *path, int format) {
      * (a pipe, /dev/stdout, a device) is written in place. */
     struct stat st;
     bool in_place = stat(full, &st) == 0 && !S_ISREG(st.st_mode);
-    char tmp[4096 + 32];
-    snprintf(tmp, sizeof tmp, "%s.tmp%d", full, (int)getpid());
+    /* A name of its own per write (O_EXCL): two writers of one process (the
+     * signal's writer thread and the exit, say) never share a file. */
+    static _Atomic unsigned seq;
+    char tmp[4096 + 48];
+    snprintf(tmp, sizeof tmp, "%s.tmp%d.%u", full, (int)getpid(), atomic_fetch_add(&seq, 1));
     buf out = {0};
     int err = build(format, &out);
     if (!err) {
-        int fd = open(in_place ? full : tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+        int fd = in_place ? open(full, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644)
+                          : open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
         if (fd < 0) err = errno;
         else {
             err = write_all(fd, out.p, out.n);
@@ -704,6 +714,16 @@ static const char *signal_path(void) {
 
 static int sig_pipe[2] = {-1, -1};
 static _Atomic bool writer_started;
+
+/* A fork child has no writer thread: its ends of the pipe are closed, so
+ * the signal does nothing there (the parent's writer must not write the
+ * parent's profile for it); profile=PATH still writes at its exit. */
+static void signal_writer_fork_child(void) {
+    for (int i = 0; i < 2; i++) {
+        if (sig_pipe[i] >= 0) close(sig_pipe[i]);
+        sig_pipe[i] = -1;
+    }
+}
 
 static void on_signal(int signo) {
     (void)signo;
@@ -753,7 +773,7 @@ static void start_signal_writer(int signo) {
     sa.sa_handler = on_signal;
     sa.sa_flags = SA_RESTART;
     sigemptyset(&sa.sa_mask);
-    sigaction(signo, &sa, NULL);
+    if (sigaction(signo, &sa, NULL) != 0) sa_log("profile_signal=%d: %s", signo, strerror(errno));
 }
 
 /* After the C library is up (not inside malloc): the signal writer. The

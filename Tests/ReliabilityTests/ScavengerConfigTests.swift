@@ -104,6 +104,8 @@ extension ScavengerTests {
             "scavenge=sometimes", "scavenge_delay_ms=soon", "scavenge_cpu_percent=0", "scavenge_cpu_percent=101",
             "scavenge_cpu_percent=x", "scavenge_floor=12Q", "scavenge_floor", "scavenge_idle_ms=-5", "scavenge_idle_ms=",
             "memlimit=lots", "memlimit=", "memlimit_mode=medium", "memlimit_mode",
+            // A signal a fault or the kernel relies on is not the profile's.
+            "profile_signal=11", "profile_signal=9", "profile_signal=HUP",
         ]
 
         /// A bad item does not stop the good ones after it.
